@@ -1,0 +1,47 @@
+// Everything needed to build an Executor for one rank: from YAML + flags (serve) or flags alone (generate, bench).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/core/status.h"
+#include "engine/runtime/executor.h"
+
+namespace zi {
+
+enum class OffloadTier { kNone, kCpu, kNvme };
+
+struct EngineOptions {
+  std::string model_dir;               // Hugging Face folder: config.json, *.safetensors, tokenizer.json
+  std::string served_name;             // default: the folder's name
+  std::string device = "auto";         // auto|cpu|cuda
+  std::string dtype = "auto";          // auto|bfloat16|float16 (compute dtype on the GPU)
+  uint32_t max_context = 0;            // 0 = from config.json (BLOOM: seq_length, else 2048)
+  uint32_t max_batch_size = 16;        // sequences per step the executor must hold KV cache for
+  bool dummy_weights = false;          // random weights from config.json alone (bench --dummy)
+  uint64_t dummy_seed = 0;
+  // Offload / ZeRO-3.
+  OffloadTier offload_tier = OffloadTier::kNone;
+  std::string offload_dir = "/var/lib/zeroinfer/offload";
+  bool pin_memory = true;
+  uint64_t gpu_weights_budget = 0;     // bytes; 0 = as many layers as fit
+  uint32_t prefetch_depth = 2;
+  uint64_t aio_block_size = 1 << 20;
+  uint32_t aio_queue_depth = 8;
+  // Quantization.
+  uint32_t quant_bits = 16;            // 16 = off
+  uint32_t quant_group_size = 64;
+  // KV cache.
+  bool kv_offload = false;
+  // Ranks.
+  uint32_t rank = 0;
+  uint32_t world_size = 1;
+  // Test/debug: sleep this long in every step (lets serving tests observe in-flight streams without races).
+  uint32_t debug_step_delay_ms = 0;
+};
+
+// Builds the executor for `options.device` (cpu, or cuda when built with it and a GPU is present).
+StatusOr<std::unique_ptr<Executor>> create_executor(const EngineOptions& options);
+
+}  // namespace zi

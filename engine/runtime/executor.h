@@ -1,0 +1,75 @@
+// The engine behind a small facade: one step of a micro-batch of sequences → one new token per sequence.
+// The coordinator (or `generate` in-process) decides what runs each step; the executor owns the model, the
+// KV cache and each sequence's sampling state (RNG, seen tokens for the repetition penalty).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "engine/runtime/sampling_params.h"
+
+namespace zi {
+
+// What the served model is (GetModelInfo, logs, validation in the coordinator).
+struct ModelSummary {
+  std::string name;             // served name
+  std::string architecture;     // e.g. "LlamaForCausalLM"
+  uint64_t parameters = 0;      // total parameter count
+  uint32_t vocab_size = 0;
+  uint32_t max_context = 0;     // tokens per sequence (prompt + generated)
+  std::string dtype;            // weights' stored dtype, e.g. "bfloat16"
+  std::string device;           // "cpu" | "cuda"
+  uint32_t num_ranks = 1;
+  std::vector<int32_t> eos_token_ids;  // from generation_config.json, else config.json
+  int32_t bos_token_id = -1;
+};
+
+// One sequence's work in a step.
+struct SeqStep {
+  uint64_t seq_id = 0;
+  // Tokens to append to the sequence this step: on its first step the prompt (or a first chunk of it),
+  // afterwards the token sampled last step. Positions continue from what the executor already holds.
+  std::vector<int32_t> tokens;
+  // On the sequence's first step: its sampling settings (kept by the executor until release).
+  SamplingParams sampling;
+  bool first = false;           // true on the sequence's first step: the executor creates its state
+  bool sample = true;           // false for a prefill chunk that is not the prompt's last: no token returned
+  bool want_logits = false;     // return the logits of every appended position (generate --logits-out)
+};
+
+struct StepInput {
+  std::vector<SeqStep> seqs;
+  std::vector<uint64_t> release;  // sequences to forget (finished or cancelled) before this step runs
+};
+
+struct SeqResult {
+  uint64_t seq_id = 0;
+  int32_t token = -1;           // -1 when !sample
+  float logprob = 0.0f;         // when sampling.return_logprobs
+  std::vector<float> logits;    // [tokens.size() × vocab] when want_logits
+};
+
+struct StepStats {
+  double seconds = 0.0;
+  uint64_t prefill_tokens = 0;
+  uint64_t decode_tokens = 0;
+};
+
+struct StepOutput {
+  std::vector<SeqResult> results;  // one per SeqStep, in the same order
+  StepStats stats;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Runs one step. Not thread-safe: one caller drives the executor. An error fails the whole step.
+  virtual StatusOr<StepOutput> step(const StepInput& input) = 0;
+  // Thread-safe (immutable after construction).
+  virtual const ModelSummary& summary() const = 0;
+};
+
+}  // namespace zi

@@ -1,0 +1,51 @@
+// Hugging Face `tokenizer.json` in C++, with transformers' behaviour (BPE: ByteLevel and SentencePiece families).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/core/status.h"
+
+namespace zi {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  // Reads DIR/tokenizer.json (and DIR/tokenizer_config.json when present). Errors name the file and component.
+  static StatusOr<std::unique_ptr<Tokenizer>> FromDir(const std::string& dir);
+  static StatusOr<std::unique_ptr<Tokenizer>> FromFile(const std::string& tokenizer_json_path);
+
+  // As transformers' `encode(text, add_special_tokens=...)`. Invalid UTF-8 input is an error. Thread-safe.
+  virtual StatusOr<std::vector<int32_t>> encode(std::string_view text, bool add_special_tokens) const = 0;
+  // As `decode(ids, skip_special_tokens=...)`: always valid UTF-8 (U+FFFD where transformers puts it).
+  virtual std::string decode(std::span<const int32_t> ids, bool skip_special_tokens) const = 0;
+  // The token's string in the vocabulary ("" when out of range).
+  virtual std::string id_to_token(int32_t id) const = 0;
+  virtual std::optional<int32_t> token_to_id(std::string_view token) const = 0;
+  virtual int32_t vocab_size() const = 0;
+  virtual bool is_special(int32_t id) const = 0;
+};
+
+// Streaming detokenization: push ids one by one, get the text that became final (never half a UTF-8
+// character, never text a later token could still change); flush() returns the rest at the end.
+// Not thread-safe; one per sequence.
+class IncrementalDetokenizer {
+ public:
+  IncrementalDetokenizer(const Tokenizer& tokenizer, bool skip_special_tokens);
+  std::string push(int32_t id);
+  std::string flush();
+
+ private:
+  const Tokenizer& tok_;
+  bool skip_special_;
+  std::vector<int32_t> ids_;
+  size_t prefix_offset_ = 0;   // ids_[prefix_offset_..] are decoded together for context
+  size_t read_offset_ = 0;     // text of ids_[prefix_offset_..read_offset_) has been emitted
+};
+
+}  // namespace zi
