@@ -17,13 +17,11 @@ deps:
 	@tools/install_deps.sh
 
 build: deps
-	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
+	@JOBS=$(JOBS) docker/build.sh $(BUILD) $(CMAKE_FLAGS)
 
 # CPU-only build (no CUDA), with ASan + UBSan: what a user without the toolkit gets, checked for memory errors.
 build-cpu: deps
-	@cmake -S . -B $(BUILD_CPU) -DCMAKE_BUILD_TYPE=Debug -DZEROINFER_CUDA=OFF -DZEROINFER_SANITIZE=address,undefined >/dev/null
-	@cmake --build $(BUILD_CPU) -j $(JOBS)
+	@BUILD_TYPE=RelWithDebInfo JOBS=$(JOBS) docker/build.sh $(BUILD_CPU) -DZEROINFER_CUDA=OFF -DZEROINFER_SANITIZE=address,undefined
 
 test: build
 	@cd $(BUILD) && ctest -LE 'gpu|fuzz-live' --output-on-failure -j $(JOBS)
@@ -34,5 +32,21 @@ test-cpu: build-cpu
 run: build
 	@$(BUILD)/zeroinfer serve --config $(CONFIG)
 
+# A tarball of the binary and the non-system libraries it needs (run it through its `zeroinfer` wrapper).
+bundle: build
+	@rm -rf .bundle/zeroinfer && tools/bundle.sh $(BUILD)/zeroinfer .bundle/zeroinfer
+	@tar -C .bundle -czf zeroinfer-bundle.tar.gz zeroinfer && echo "wrote zeroinfer-bundle.tar.gz"
+
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /etc/systemd/system
+install: build
+	install -D -m 0755 $(BUILD)/zeroinfer $(DESTDIR)$(PREFIX)/bin/zeroinfer
+	install -D -m 0644 deploy/systemd/zeroinfer.service $(DESTDIR)$(UNITDIR)/zeroinfer.service
+	[ -e $(DESTDIR)$(SYSCONFDIR)/zeroinfer/config.yaml ] || \
+	  install -D -m 0644 config/examples/cpu-demo.yaml $(DESTDIR)$(SYSCONFDIR)/zeroinfer/config.yaml
+	[ -e $(DESTDIR)$(SYSCONFDIR)/default/zeroinfer ] || \
+	  install -D -m 0644 deploy/systemd/zeroinfer.env $(DESTDIR)$(SYSCONFDIR)/default/zeroinfer
+
 clean:
-	rm -rf $(BUILD) $(BUILD_CPU)
+	rm -rf $(BUILD) $(BUILD_CPU) .bundle zeroinfer-bundle.tar.gz
