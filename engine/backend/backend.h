@@ -1,0 +1,189 @@
+// The Backend interface: device memory and the ops the model forwards call. A forward only calls these ops and never
+// touches tensor memory itself, so the same forward runs on the CPU backend (fp32 activations, reference math) and on
+// the CUDA backend (bf16/fp16 activations). Shapes below use T = tokens in the step (all sequences flattened),
+// H = hidden size, nH / nKV = query / key-value heads, D = head dim, V = vocab, S = KV cache slots, C = max context.
+//
+// Conventions: ops allocate and return their outputs (in activation_dtype()) unless named *_inplace; inputs are
+// never modified otherwise. Shape mismatches are bugs in the caller (ZI_CHECK), not user errors. A backend is driven
+// by one thread at a time (the executor's); it may use its own threads inside an op.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/core/dtype.h"
+#include "engine/core/status.h"
+
+namespace zi {
+
+// A typed, shaped view of memory owned by a backend (host memory on the CPU backend, device memory on CUDA).
+// Copies share the storage (a handle, like a shared_ptr); the memory is freed when the last handle goes.
+class Tensor {
+ public:
+  Tensor() = default;
+  Tensor(DType dtype, std::vector<int64_t> shape, void* data, std::shared_ptr<void> storage)
+      : dtype_(dtype), shape_(std::move(shape)), data_(data), storage_(std::move(storage)) {}
+
+  bool defined() const { return data_ != nullptr || (storage_ != nullptr); }
+  DType dtype() const { return dtype_; }
+  const std::vector<int64_t>& shape() const { return shape_; }
+  int rank() const { return static_cast<int>(shape_.size()); }
+  int64_t dim(int i) const { return shape_.at(i < 0 ? shape_.size() + i : i); }
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape_) n *= d;
+    return n;
+  }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
+  // Raw pointer (a device pointer on GPU backends): for backend implementations only, never for model code.
+  void* data() const { return data_; }
+  template <class T>
+  T* data_as() const { return static_cast<T*>(data_); }
+
+  // Rows [begin, end) of the first dimension, sharing the storage.
+  Tensor rows(int64_t begin, int64_t end) const {
+    ZI_CHECK(rank() >= 1 && 0 <= begin && begin <= end && end <= shape_[0]);
+    std::vector<int64_t> s = shape_;
+    s[0] = end - begin;
+    const size_t row_bytes = shape_[0] == 0 ? 0 : nbytes() / static_cast<size_t>(shape_[0]);
+    return Tensor(dtype_, std::move(s), static_cast<char*>(data_) + begin * row_bytes, storage_);
+  }
+  // The same elements under another shape (equal numel), sharing the storage.
+  Tensor reshape(std::vector<int64_t> shape) const {
+    Tensor t(dtype_, std::move(shape), data_, storage_);
+    ZI_CHECK(t.numel() == numel());
+    return t;
+  }
+  std::string shape_str() const {
+    std::string s = "[";
+    for (size_t i = 0; i < shape_.size(); ++i) absl::StrAppend(&s, i ? ", " : "", shape_[i]);
+    return s + "]";
+  }
+
+ private:
+  DType dtype_ = DType::kF32;
+  std::vector<int64_t> shape_;
+  void* data_ = nullptr;
+  std::shared_ptr<void> storage_;
+};
+
+// The weight argument of linear(): y = x · Wᵀ + b. Dense today (any float dtype the backend stores: fp32 on the
+// CPU, bf16/fp16 on CUDA); quantized group-wise 4/8-bit weights will be a second format with their own fields
+// (packed data, scales, zero points, group size), selected by `format`.
+enum class WeightFormat : uint8_t { kDense };
+
+struct LinearWeight {
+  WeightFormat format = WeightFormat::kDense;
+  Tensor weight;  // [out, in]
+  Tensor bias;    // [out], or undefined for no bias
+  int64_t out_features() const { return weight.dim(0); }
+  int64_t in_features() const { return weight.dim(1); }
+};
+
+// One sequence's rows in a step: its new tokens are rows [row_begin, row_begin + n_new) of the activations, at
+// positions past_len .. past_len + n_new - 1, and its keys/values live in KV cache slot `slot`.
+struct SeqSlice {
+  int32_t slot = 0;
+  int32_t row_begin = 0;
+  int32_t n_new = 0;
+  int32_t past_len = 0;  // tokens already in the KV cache before this step
+};
+
+// The step's layout, made once per step by the forward (make_attention_batch) and passed to every layer.
+struct AttentionBatch {
+  std::vector<SeqSlice> seqs;   // host copy
+  Tensor seqs_device;           // int32 [n_seqs, 4] (slot, row_begin, n_new, past_len) on the device
+  Tensor positions;             // int32 [T]: absolute position of every row in its sequence
+  int64_t total_rows = 0;       // T
+  int32_t max_past_plus_new = 0;  // longest attended context in the step (sizes scratch buffers)
+};
+
+// One layer of the KV cache: keys and values of every slot, [S, C, nKV, D] each, in activation_dtype().
+struct KvLayer {
+  Tensor k;
+  Tensor v;
+};
+
+struct AttentionParams {
+  int n_heads = 0;
+  int n_kv_heads = 0;     // n_heads % n_kv_heads == 0 (GQA: query head h reads kv head h / (n_heads / n_kv_heads))
+  int head_dim = 0;
+  float scale = 1.0f;     // multiplies q·k (usually 1/sqrt(D))
+  int sliding_window = 0; // > 0: a query at position p sees keys at positions > p - sliding_window (Mistral)
+  Tensor alibi_slopes;    // f32 [nH] or undefined: adds slope_h × (key_pos − query_pos) to scores (BLOOM)
+};
+
+enum class Activation : uint8_t {
+  kRelu,      // OPT
+  kGeluTanh,  // tanh approximation (BLOOM's bloom_gelu, gelu_pytorch_tanh)
+  kGelu,      // exact erf GELU
+  kSilu,
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;           // "cpu" | "cuda"
+  virtual DType activation_dtype() const = 0;      // fp32 on the CPU
+  // The dtype linear weights are stored in after upload_weight (fp32 on the CPU: converted once at load).
+  virtual DType weight_dtype(DType checkpoint_dtype) const = 0;
+
+  // ---- memory ----
+  // Uninitialised memory.
+  virtual Tensor alloc(DType dtype, std::vector<int64_t> shape) = 0;
+  // Copies numel × dtype_size bytes from host memory, no conversion.
+  virtual Tensor from_host(DType dtype, std::vector<int64_t> shape, const void* src) = 0;
+  // A weight from a checkpoint (`src` any alignment, `src_dtype` F32/F16/BF16), converted to weight_dtype().
+  virtual Tensor upload_weight(DType src_dtype, std::vector<int64_t> shape, const void* src) = 0;
+  // Copies the tensor's raw bytes to host memory (nbytes()).
+  virtual void copy_to_host(const Tensor& t, void* dst) = 0;
+  // The tensor as fp32 on the host (converting bf16/fp16).
+  virtual std::vector<float> to_host_f32(const Tensor& t) = 0;
+  // Zeroes the tensor.
+  virtual void fill_zero(Tensor& t) = 0;
+
+  // ---- ops ----
+  // table [V, H] (weight dtype), ids int32 [T] → [T, H].
+  virtual Tensor embedding(const Tensor& table, const Tensor& ids) = 0;
+  // x [T, H], weight [H] → x / sqrt(mean(x²) + eps) × weight.
+  virtual Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) = 0;
+  // x [T, H], weight/bias [H] → (x − mean) / sqrt(var + eps) × weight + bias (bias may be undefined).
+  virtual Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) = 0;
+  // x [T, in] → [T, out] = x · Wᵀ (+ b).
+  virtual Tensor linear(const Tensor& x, const LinearWeight& w) = 0;
+  // Rotary embedding in place, rotate-half layout as Hugging Face: x [T, n_heads × D], each head's pairs are
+  // (i, i + D/2) rotated by angle positions[t] × inv_freq[i]; inv_freq f32 [D/2].
+  virtual void rope_inplace(Tensor& x, const Tensor& positions, const Tensor& inv_freq, int n_heads,
+                            int head_dim) = 0;
+  // Writes k, v [T, nKV × D] of every sequence's new rows to its slot at positions past_len ...
+  virtual void kv_write(KvLayer& cache, const AttentionBatch& batch, const Tensor& k, const Tensor& v) = 0;
+  // q [T, nH × D] → [T, nH × D]: each new row attends, causally, over its sequence's cached keys/values up to and
+  // including its own position (kv_write must have run for this step's rows). Softmax in fp32.
+  virtual Tensor attention(const Tensor& q, const KvLayer& cache, const AttentionBatch& batch,
+                           const AttentionParams& params) = 0;
+  // gate, up [T, F] → silu(gate) × up.
+  virtual Tensor silu_mul(const Tensor& gate, const Tensor& up) = 0;
+  // Elementwise activation of x.
+  virtual Tensor activation(const Tensor& x, Activation kind) = 0;
+  // a + b (same shape).
+  virtual Tensor add(const Tensor& a, const Tensor& b) = 0;
+  // a += b (same shape).
+  virtual void add_inplace(Tensor& a, const Tensor& b) = 0;
+  // x [T, H], rows (host list, each < T) → [rows.size(), H].
+  virtual Tensor gather_rows(const Tensor& x, const std::vector<int32_t>& rows) = 0;
+  // x [T, G × n] viewed as [T, n, G]: columns [offset, offset + width) of every group → [T, n × width]
+  // (splits fused projections, e.g. BLOOM's per-head [q k v]; group = the whole row for a plain column slice).
+  virtual Tensor column_slice(const Tensor& x, int64_t group, int64_t offset, int64_t width) = 0;
+  // Waits for queued work (no-op on the CPU).
+  virtual void synchronize() {}
+};
+
+// Uploads the step's layout (SeqSlice list and per-row positions) to the backend.
+AttentionBatch make_attention_batch(Backend& backend, std::vector<SeqSlice> seqs);
+
+// The CPU backend; `num_threads` 0 = the machine's cores (or ZI_CPU_THREADS when set).
+std::unique_ptr<Backend> make_cpu_backend(int num_threads = 0);
+
+}  // namespace zi
