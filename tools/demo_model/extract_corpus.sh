@@ -41,8 +41,15 @@ awk '
     verses++
     next
   }
-  { printf "extract_corpus.sh: line %d has no verse reference: %s\n", NR, $0 > "/dev/stderr"; bad = 1; exit 1 }
-  END { if (!bad && verses != 31102) { printf "extract_corpus.sh: expected 31102 verses, got %d\n", verses > "/dev/stderr"; exit 1 } }
+  {
+    printf "extract_corpus.sh: line %d has no verse reference: %s\n", NR, $0 > "/dev/stderr"
+    bad = 1; exit 1
+  }
+  END {
+    if (!bad && verses != 31102) {
+      printf "extract_corpus.sh: expected 31102 verses, got %d\n", verses > "/dev/stderr"; exit 1
+    }
+  }
 ' "$tmp" >"$out"
 
 chapters=$(( $(grep -c '^$' "$out") + 1 ))

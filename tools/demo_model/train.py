@@ -461,7 +461,8 @@ def parse_args():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.1)
-    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--dropout", type=float, default=0.3,
+                    help="training-only dropout (the shipped model used 0.3; 0.1 and 0.2 ended worse held-out)")
     ap.add_argument("--max-steps", type=int, default=4000)
     ap.add_argument("--time-budget", type=float, default=240.0, help="seconds for the training loop")
     ap.add_argument("--eval-every", type=int, default=100)
