@@ -1,0 +1,124 @@
+#include "engine/zero/placement.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+
+namespace zi {
+
+const char* layer_tier_name(LayerTier t) {
+  switch (t) {
+    case LayerTier::kGpu: return "gpu";
+    case LayerTier::kCpu: return "cpu";
+    case LayerTier::kNvme: return "nvme";
+  }
+  return "?";
+}
+
+std::string format_bytes(uint64_t b) {
+  const double x = static_cast<double>(b);
+  if (b >= (uint64_t{1} << 30)) return absl::StrFormat("%.2f GiB", x / (1 << 30));
+  if (b >= (uint64_t{1} << 20)) return absl::StrFormat("%.1f MiB", x / (1 << 20));
+  if (b >= (uint64_t{1} << 10)) return absl::StrFormat("%.1f KiB", x / (1 << 10));
+  return absl::StrFormat("%d B", b);
+}
+
+StatusOr<uint64_t> parse_bytes(const std::string& text, const std::string& field) {
+  auto bad = [&] {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": \"", text,
+                                                   "\" is not a size (e.g. 2GiB, 512MiB, 1.5GB or a byte count)"));
+  };
+  size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  if (i == 0) return bad();
+  char* end = nullptr;
+  const std::string num = text.substr(0, i);
+  double v = std::strtod(num.c_str(), &end);
+  if (end != num.c_str() + num.size() || !std::isfinite(v) || v < 0) return bad();
+  std::string unit = text.substr(i);
+  while (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
+  double mult = 1;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "KiB" || unit == "K") mult = 1024.0;
+  else if (unit == "MiB" || unit == "M") mult = 1024.0 * 1024;
+  else if (unit == "GiB" || unit == "G") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "TiB" || unit == "T") mult = 1024.0 * 1024 * 1024 * 1024;
+  else if (unit == "KB") mult = 1e3;
+  else if (unit == "MB") mult = 1e6;
+  else if (unit == "GB") mult = 1e9;
+  else if (unit == "TB") mult = 1e12;
+  else return bad();
+  const double bytes = v * mult;
+  if (bytes > 1.8e19) return bad();
+  return static_cast<uint64_t>(bytes);
+}
+
+StatusOr<Placement> plan_placement(const PlacementInput& in) {
+  if (in.prefetch_depth == 0 || in.prefetch_depth > 16)
+    return absl::InvalidArgumentError(
+        absl::StrFormat("offload.prefetch_depth: must be 1..16, got %d", in.prefetch_depth));
+  if (in.num_ranks == 0) return absl::InvalidArgumentError("parallel.num_gpus: must be at least 1");
+  const size_t L = in.layer_bytes.size();
+  Placement p;
+  p.layers.assign(L, LayerTier::kGpu);
+  const uint64_t reserved = in.kv_cache_bytes + in.activation_bytes;
+  uint64_t all_layers = 0, max_layer = 0;
+  for (uint64_t b : in.layer_bytes) {
+    all_layers += b;
+    max_layer = std::max(max_layer, b);
+  }
+
+  if (in.tier == OffloadTier::kNone) {
+    p.resident_weight_bytes = in.global_bytes + all_layers;
+    p.gpu_total_bytes = p.resident_weight_bytes + reserved;
+    if (in.gpu_memory_bytes && p.gpu_total_bytes > in.gpu_memory_bytes)
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "the model does not fit the GPU: needs %s (weights %s + KV cache %s + activations %s), %s available; "
+          "set offload.tier: cpu (--cpu-offload) or nvme (--disk-offload), or lower server.max_batch_size / "
+          "model.max_context",
+          format_bytes(p.gpu_total_bytes), format_bytes(p.resident_weight_bytes), format_bytes(in.kv_cache_bytes),
+          format_bytes(in.activation_bytes), format_bytes(in.gpu_memory_bytes)));
+    return p;
+  }
+
+  // Room for resident layers: the budget when given, else what the GPU has left after globals, KV cache,
+  // activations and the streaming ring.
+  const uint64_t ring = static_cast<uint64_t>(in.prefetch_depth) * max_layer;
+  const uint64_t fixed = in.global_bytes + reserved + ring;
+  if (in.gpu_memory_bytes && fixed > in.gpu_memory_bytes)
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "not enough GPU memory even with every layer streamed: needs %s (embeddings/head %s + ring of %d slots %s "
+        "+ KV cache %s + activations %s), %s available; lower offload.prefetch_depth, server.max_batch_size or "
+        "model.max_context, or set kv_cache.offload: true",
+        format_bytes(fixed), format_bytes(in.global_bytes), in.prefetch_depth, format_bytes(ring),
+        format_bytes(in.kv_cache_bytes), format_bytes(in.activation_bytes), format_bytes(in.gpu_memory_bytes)));
+  uint64_t room = in.gpu_memory_bytes ? in.gpu_memory_bytes - fixed : UINT64_MAX;
+  if (in.gpu_weights_budget) {
+    // The budget covers every resident weight byte, as accelerate's max_memory does.
+    const uint64_t budget_room =
+        in.gpu_weights_budget > in.global_bytes ? in.gpu_weights_budget - in.global_bytes : 0;
+    room = std::min(room, budget_room);
+  }
+  uint64_t resident = 0;
+  size_t k = 0;
+  while (k < L && resident + in.layer_bytes[k] <= room) resident += in.layer_bytes[k++];
+  const LayerTier streamed_tier = in.tier == OffloadTier::kCpu ? LayerTier::kCpu : LayerTier::kNvme;
+  uint64_t streamed = 0, streamed_max = 0;
+  for (size_t i = k; i < L; ++i) {
+    p.layers[i] = streamed_tier;
+    streamed += in.layer_bytes[i];
+    streamed_max = std::max(streamed_max, in.layer_bytes[i]);
+    ++p.num_streamed;
+  }
+  p.resident_weight_bytes = in.global_bytes + resident;
+  p.ring_bytes = static_cast<uint64_t>(std::min<size_t>(in.prefetch_depth, p.num_streamed)) * streamed_max;
+  p.gpu_total_bytes = p.resident_weight_bytes + p.ring_bytes + reserved;
+  p.streamed_bytes_per_step = streamed;
+  p.pcie_bytes_per_step = (streamed + in.num_ranks - 1) / in.num_ranks;
+  if (streamed_tier == LayerTier::kCpu) p.host_bytes_per_rank = p.pcie_bytes_per_step;
+  else p.disk_bytes_per_rank = p.pcie_bytes_per_step;
+  return p;
+}
+
+}  // namespace zi

@@ -1,0 +1,53 @@
+// Where each decoder layer's weights live (ZeRO-Inference placement), decided before anything is loaded:
+// resident on the GPU while they fit, the rest streamed every step from pinned CPU memory or NVMe through a ring
+// of `prefetch_depth` GPU slots. Also the figures `zeroinfer plan` prints. Pure arithmetic: testable anywhere.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "engine/runtime/engine_options.h"
+
+namespace zi {
+
+enum class LayerTier : uint8_t { kGpu, kCpu, kNvme };
+const char* layer_tier_name(LayerTier t);  // "gpu" | "cpu" | "nvme"
+
+struct PlacementInput {
+  std::vector<uint64_t> layer_bytes;  // [L] one layer shard's bytes on the GPU (all ranks' partitions together)
+  uint64_t global_bytes = 0;          // embeddings, final norm, LM head: always resident
+  uint64_t kv_cache_bytes = 0;        // per GPU, reserved on top of the weights (0 with KV offload)
+  uint64_t activation_bytes = 0;      // per GPU: the largest step's activations and logits
+  uint64_t gpu_memory_bytes = 0;      // per GPU: what zeroinfer may use (free memory minus a safety margin)
+  OffloadTier tier = OffloadTier::kNone;
+  uint64_t gpu_weights_budget = 0;    // 0 = as many layers as fit
+  uint32_t prefetch_depth = 2;        // GPU slots in the streaming ring (≥ 1)
+  uint32_t num_ranks = 1;             // ZeRO-3: host and disk hold 1/N of each streamed shard per rank
+};
+
+struct Placement {
+  std::vector<LayerTier> layers;      // [L]
+  int num_streamed = 0;
+  uint64_t resident_weight_bytes = 0; // per GPU: globals + resident layers
+  uint64_t ring_bytes = 0;            // per GPU: prefetch_depth × the largest streamed shard
+  uint64_t gpu_total_bytes = 0;       // per GPU: weights + ring + KV cache + activations
+  uint64_t streamed_bytes_per_step = 0;  // per GPU: every streamed shard once (its own 1/N over PCIe, the
+                                         // rest over NCCL when N > 1)
+  uint64_t pcie_bytes_per_step = 0;      // per rank over its own PCIe link: streamed bytes / N
+  uint64_t host_bytes_per_rank = 0;      // pinned (or pageable) CPU memory for the CPU tier
+  uint64_t disk_bytes_per_rank = 0;      // NVMe store for the NVMe tier
+};
+
+// Resident layers come first (layer 0 upward): while they compute at the start of a step, the copy engine
+// brings in the first streamed layers. Refuses, naming needed and available bytes and the setting to change, when
+// the placement cannot fit.
+StatusOr<Placement> plan_placement(const PlacementInput& in);
+
+// "13.48 GiB" style.
+std::string format_bytes(uint64_t bytes);
+// Parses "2GiB", "512MiB", "1.5GB", "4096" (bytes); errors name `field`.
+StatusOr<uint64_t> parse_bytes(const std::string& text, const std::string& field);
+
+}  // namespace zi
