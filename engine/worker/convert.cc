@@ -1,0 +1,178 @@
+#include "engine/worker/convert.h"
+
+namespace zi::worker {
+
+void to_proto(const EngineOptions& in, pb::EngineOptions* out) {
+  out->set_model_dir(in.model_dir);
+  out->set_served_name(in.served_name);
+  out->set_device(in.device);
+  out->set_dtype(in.dtype);
+  out->set_max_context(in.max_context);
+  out->set_max_batch_size(in.max_batch_size);
+  out->set_dummy_weights(in.dummy_weights);
+  out->set_dummy_seed(in.dummy_seed);
+  out->set_offload_tier(static_cast<uint32_t>(in.offload_tier));
+  out->set_offload_dir(in.offload_dir);
+  out->set_pin_memory(in.pin_memory);
+  out->set_gpu_weights_budget(in.gpu_weights_budget);
+  out->set_prefetch_depth(in.prefetch_depth);
+  out->set_aio_block_size(in.aio_block_size);
+  out->set_aio_queue_depth(in.aio_queue_depth);
+  out->set_quant_bits(in.quant_bits);
+  out->set_quant_group_size(in.quant_group_size);
+  out->set_kv_offload(in.kv_offload);
+  out->set_rank(in.rank);
+  out->set_world_size(in.world_size);
+  out->set_debug_step_delay_ms(in.debug_step_delay_ms);
+}
+
+EngineOptions from_proto(const pb::EngineOptions& in) {
+  EngineOptions o;
+  o.model_dir = in.model_dir();
+  o.served_name = in.served_name();
+  o.device = in.device();
+  o.dtype = in.dtype();
+  o.max_context = in.max_context();
+  o.max_batch_size = in.max_batch_size();
+  o.dummy_weights = in.dummy_weights();
+  o.dummy_seed = in.dummy_seed();
+  switch (in.offload_tier()) {
+    case 1: o.offload_tier = OffloadTier::kCpu; break;
+    case 2: o.offload_tier = OffloadTier::kNvme; break;
+    default: o.offload_tier = OffloadTier::kNone; break;
+  }
+  o.offload_dir = in.offload_dir();
+  o.pin_memory = in.pin_memory();
+  o.gpu_weights_budget = in.gpu_weights_budget();
+  o.prefetch_depth = in.prefetch_depth();
+  o.aio_block_size = in.aio_block_size();
+  o.aio_queue_depth = in.aio_queue_depth();
+  o.quant_bits = in.quant_bits();
+  o.quant_group_size = in.quant_group_size();
+  o.kv_offload = in.kv_offload();
+  o.rank = in.rank();
+  o.world_size = in.world_size();
+  o.debug_step_delay_ms = in.debug_step_delay_ms();
+  return o;
+}
+
+void to_proto(const ModelSummary& in, pb::ModelSummary* out) {
+  out->set_name(in.name);
+  out->set_architecture(in.architecture);
+  out->set_parameters(in.parameters);
+  out->set_vocab_size(in.vocab_size);
+  out->set_max_context(in.max_context);
+  out->set_dtype(in.dtype);
+  out->set_device(in.device);
+  out->set_num_ranks(in.num_ranks);
+  for (int32_t id : in.eos_token_ids) out->add_eos_token_ids(id);
+  out->set_bos_token_id(in.bos_token_id);
+}
+
+ModelSummary from_proto(const pb::ModelSummary& in) {
+  ModelSummary s;
+  s.name = in.name();
+  s.architecture = in.architecture();
+  s.parameters = in.parameters();
+  s.vocab_size = in.vocab_size();
+  s.max_context = in.max_context();
+  s.dtype = in.dtype();
+  s.device = in.device();
+  s.num_ranks = in.num_ranks();
+  s.eos_token_ids.assign(in.eos_token_ids().begin(), in.eos_token_ids().end());
+  s.bos_token_id = in.bos_token_id();
+  return s;
+}
+
+static void to_proto(const SamplingParams& in, pb::SamplingParams* out) {
+  out->set_temperature(in.temperature);
+  out->set_top_k(in.top_k);
+  out->set_top_p(in.top_p);
+  out->set_repetition_penalty(in.repetition_penalty);
+  out->set_seed(in.seed);
+  out->set_return_logprobs(in.return_logprobs);
+}
+
+static SamplingParams from_proto(const pb::SamplingParams& in) {
+  SamplingParams p;
+  p.temperature = in.temperature();
+  p.top_k = in.top_k();
+  p.top_p = in.top_p();
+  p.repetition_penalty = in.repetition_penalty();
+  p.seed = in.seed();
+  p.return_logprobs = in.return_logprobs();
+  return p;
+}
+
+void to_proto(const StepInput& in, pb::StepInput* out) {
+  for (const SeqStep& s : in.seqs) {
+    pb::SeqStep* o = out->add_seqs();
+    o->set_seq_id(s.seq_id);
+    o->mutable_tokens()->Add(s.tokens.begin(), s.tokens.end());
+    if (s.first) to_proto(s.sampling, o->mutable_sampling());
+    o->set_first(s.first);
+    o->set_sample(s.sample);
+    o->set_want_logits(s.want_logits);
+  }
+  out->mutable_release()->Add(in.release.begin(), in.release.end());
+}
+
+StepInput from_proto(const pb::StepInput& in) {
+  StepInput out;
+  out.seqs.reserve(in.seqs_size());
+  for (const pb::SeqStep& o : in.seqs()) {
+    SeqStep s;
+    s.seq_id = o.seq_id();
+    s.tokens.assign(o.tokens().begin(), o.tokens().end());
+    if (o.has_sampling()) s.sampling = from_proto(o.sampling());
+    s.first = o.first();
+    s.sample = o.sample();
+    s.want_logits = o.want_logits();
+    out.seqs.push_back(std::move(s));
+  }
+  out.release.assign(in.release().begin(), in.release().end());
+  return out;
+}
+
+void to_proto(const StepOutput& in, pb::StepReply* out) {
+  for (const SeqResult& r : in.results) {
+    pb::SeqResult* o = out->add_results();
+    o->set_seq_id(r.seq_id);
+    o->set_token(r.token);
+    o->set_logprob(r.logprob);
+    o->mutable_logits()->Add(r.logits.begin(), r.logits.end());
+  }
+  out->mutable_stats()->set_seconds(in.stats.seconds);
+  out->mutable_stats()->set_prefill_tokens(in.stats.prefill_tokens);
+  out->mutable_stats()->set_decode_tokens(in.stats.decode_tokens);
+}
+
+StepOutput from_proto(const pb::StepReply& in) {
+  StepOutput out;
+  out.results.reserve(in.results_size());
+  for (const pb::SeqResult& o : in.results()) {
+    SeqResult r;
+    r.seq_id = o.seq_id();
+    r.token = o.token();
+    r.logprob = o.logprob();
+    r.logits.assign(o.logits().begin(), o.logits().end());
+    out.results.push_back(std::move(r));
+  }
+  out.stats.seconds = in.stats().seconds();
+  out.stats.prefill_tokens = in.stats().prefill_tokens();
+  out.stats.decode_tokens = in.stats().decode_tokens();
+  return out;
+}
+
+void to_proto(const Status& in, pb::Error* out) {
+  out->set_code(static_cast<int32_t>(in.code()));
+  out->set_message(std::string(in.message()));
+}
+
+Status from_proto(const pb::Error& in) {
+  auto code = static_cast<absl::StatusCode>(in.code());
+  if (code == absl::StatusCode::kOk) code = absl::StatusCode::kUnknown;
+  return Status(code, in.message());
+}
+
+}  // namespace zi::worker

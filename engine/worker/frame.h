@@ -1,0 +1,31 @@
+// Framing of the coordinator ⇄ worker control stream (proto/zeroinfer/v1/worker.proto): every message is a 4-byte
+// little-endian length N followed by N bytes of one serialized protobuf message. Used by the worker (blocking I/O
+// on its one socket) and by the coordinator's worker pool (asynchronous reads, see server/worker_pool/).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <boost/asio/local/stream_protocol.hpp>
+#include <google/protobuf/message_lite.h>
+
+#include "engine/core/status.h"
+
+namespace zi::worker {
+
+// Larger frames are refused: a corrupt length must not become a giant allocation. Step replies stay far below
+// this unless logits are requested for long prompts, which serving never does.
+inline constexpr uint32_t kMaxFrameBytes = 256u << 20;
+inline constexpr size_t kFrameHeaderBytes = 4;
+
+// header + payload, ready to write.
+StatusOr<std::string> encode_frame(const google::protobuf::MessageLite& msg);
+// The payload length carried by a 4-byte header; an error when it exceeds kMaxFrameBytes.
+StatusOr<uint32_t> decode_frame_length(const unsigned char header[kFrameHeaderBytes]);
+
+// Blocking helpers for one socket. Not thread-safe per socket: callers serialize writes (and reads) themselves.
+// read_frame returns UNAVAILABLE "peer closed the connection" on a clean EOF before a header.
+Status write_frame(boost::asio::local::stream_protocol::socket& socket, const google::protobuf::MessageLite& msg);
+Status read_frame(boost::asio::local::stream_protocol::socket& socket, google::protobuf::MessageLite* msg);
+
+}  // namespace zi::worker

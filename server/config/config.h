@@ -1,0 +1,95 @@
+// The deployment file of `zeroinfer serve` (YAML, DESIGN.md "YAML deployment file"; documented key by key in
+// config/README.md) and the command-line flags that override its keys.
+//
+// Rules: every key is optional except model.path; an unknown key or a bad value is an error naming the file and
+// the key path, e.g. `config.yaml: server.max_batch_size: must be 1..1024, got 0`. A relative model.path (and
+// offload.dir) is resolved against the folder that holds the YAML file, so a file works from any CWD.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "engine/core/status.h"
+#include "engine/runtime/engine_options.h"
+
+namespace zi::server {
+
+struct ServeConfig {
+  std::string source;                  // the file the config came from (prefix of error messages)
+  // model
+  std::string model_path;              // resolved (see above)
+  std::string model_name;              // served name; default: the folder's name
+  std::string dtype = "auto";          // auto|bfloat16|float16
+  uint32_t max_context = 0;            // 0 = from config.json
+  // device
+  std::string device = "auto";         // auto|cpu|cuda
+  // server
+  std::string listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9400";
+  uint32_t max_queue = 256;            // requests admitted but not yet running
+  uint32_t max_batch_size = 16;        // sequences per step
+  uint32_t max_new_tokens_default = 256;
+  uint32_t max_prompt_tokens = 0;      // 0 = the model's context
+  double shutdown_grace_seconds = 30;
+  // parallel
+  uint32_t num_gpus = 1;               // ranks
+  // offload
+  OffloadTier offload_tier = OffloadTier::kNone;
+  std::string offload_dir = "/var/lib/zeroinfer/offload";
+  bool pin_memory = true;
+  uint64_t gpu_weights_budget = 0;     // bytes
+  uint32_t prefetch_depth = 2;
+  uint64_t aio_block_size = 1 << 20;   // bytes
+  uint32_t aio_queue_depth = 8;
+  // quantization
+  uint32_t quant_bits = 16;
+  uint32_t quant_group_size = 64;
+  // kv_cache
+  bool kv_offload = false;
+  // logging
+  std::string log_level = "info";      // debug|info|warning|error
+  // debug (tests only): sleep this long in every engine step
+  uint32_t debug_step_delay_ms = 0;
+};
+
+// Command-line values that replace YAML keys (DESIGN.md's flag → key mapping); unset = keep the key.
+struct ConfigOverrides {
+  std::optional<std::string> offload_tier;        // --cpu-offload → cpu, --disk-offload → nvme
+  std::optional<std::string> offload_dir;         // --offload-dir
+  std::optional<bool> pin_memory;                 // --pin-memory
+  std::optional<std::string> gpu_weights_budget;  // --gpu-weights-budget SIZE
+  std::optional<uint32_t> max_context;            // --max-context
+  std::optional<uint32_t> quant_bits;             // --quant_bits
+  std::optional<uint32_t> quant_group_size;       // --quant_group_size
+  std::optional<bool> kv_offload;                 // --kv-offload
+  std::optional<uint32_t> num_gpus;               // --num_gpus
+  std::optional<std::string> device;              // --device
+  std::optional<std::string> listen;              // --listen
+  std::optional<std::string> metrics_listen;      // --metrics-listen
+  std::optional<std::string> log_level;           // --log-level
+};
+
+// Parses YAML text. `source` names the file in messages; relative paths are resolved against `base_dir`
+// (empty: left as written).
+StatusOr<ServeConfig> parse_config(std::string_view yaml_text, const std::string& source,
+                                   const std::string& base_dir);
+// Reads and parses a file (base_dir = the file's folder) and checks that model.path is a directory.
+StatusOr<ServeConfig> load_config(const std::string& path);
+// Applies flags over the keys, validating each value as its key would be; errors name the flag.
+Status apply_overrides(const ConfigOverrides& overrides, ServeConfig* config);
+// The engine's view of the config (rank 0; the worker pool sets each worker's rank).
+EngineOptions engine_options(const ServeConfig& config);
+
+// "1MiB", "512 KiB", "2G" (binary), "1GB" (decimal), "1048576" → bytes.
+StatusOr<uint64_t> parse_size(std::string_view text);
+
+struct HostPort {
+  std::string host;  // as written, brackets of an IPv6 literal removed
+  uint16_t port = 0;
+};
+// "127.0.0.1:50051", "[::1]:0", "localhost:9400".
+StatusOr<HostPort> parse_host_port(std::string_view text);
+
+}  // namespace zi::server

@@ -1,0 +1,144 @@
+#include "server/grpc/generation_service.h"
+
+#include <boost/asio/post.hpp>
+
+#include "engine/core/log.h"
+#include "server/grpc/generate_stream.h"
+
+namespace zi::server {
+
+namespace pb = ::zeroinfer::v1;
+
+namespace {
+
+// The RPC's deadline on the steady clock (max = none).
+Clock::time_point steady_deadline(const grpc::CallbackServerContext* ctx) {
+  auto d = ctx->deadline();
+  if (d == std::chrono::system_clock::time_point::max()) return Clock::time_point::max();
+  auto left = d - std::chrono::system_clock::now();
+  if (left > std::chrono::hours(24 * 365)) return Clock::time_point::max();
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(left);
+}
+
+const grpc::Status kLoading(grpc::StatusCode::UNAVAILABLE, "the model is still loading; retry shortly");
+
+}  // namespace
+
+GenerationService::GenerationService(boost::asio::thread_pool* intake, ServingMetrics* metrics)
+    : intake_(intake), metrics_(metrics), rng_(std::random_device{}()) {}
+
+void GenerationService::set_runtime(ServingRuntime runtime) {
+  std::lock_guard<std::mutex> lock(mu_);
+  runtime_ = std::make_shared<const ServingRuntime>(std::move(runtime));
+}
+
+std::shared_ptr<const ServingRuntime> GenerationService::runtime() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return runtime_;
+}
+
+uint64_t GenerationService::random_u64() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return rng_();
+}
+
+void GenerationService::reject(RequestOutcome outcome) {
+  if (metrics_) metrics_->count_request(outcome);
+}
+
+grpc::ServerWriteReactor<pb::GenerateResponse>* GenerationService::Generate(grpc::CallbackServerContext* context,
+                                                                           const pb::GenerateRequest* request) {
+  std::string request_id = request->request_id();
+  if (request_id.empty()) request_id = absl::StrFormat("req-%016x", random_u64());
+  auto* reactor = new GenerateReactor(request_id);
+  std::shared_ptr<GenerateStream> stream = reactor->stream();
+  const Clock::time_point arrival = Clock::now();
+
+  std::shared_ptr<const ServingRuntime> rt = runtime();
+  if (!rt) {
+    reject(RequestOutcome::kRejected);
+    stream->finish_now(kLoading);
+    return reactor;
+  }
+  // Take a place in the queue now, so that a full queue is refused before any work is done.
+  StatusOr<Reservation> reservation = rt->scheduler->reserve();
+  if (!reservation.ok()) {
+    reject(RequestOutcome::kRejected);
+    stream->finish_now(to_grpc(reservation.status()));
+    return reactor;
+  }
+  Scheduler* scheduler = rt->scheduler;
+  stream->set_cancel_hook([scheduler] { scheduler->wake(); });
+  const Clock::time_point deadline = steady_deadline(context);
+  // The request message lives as long as the RPC, but the job may outlast a cancelled RPC: copy it.
+  auto job = [this, rt, stream, req = *request, request_id, arrival, deadline,
+              res = std::make_shared<Reservation>(std::move(*reservation))]() mutable {
+    if (stream->cancelled()) {
+      reject(RequestOutcome::kCancelled);
+      stream->fail(absl::CancelledError("cancelled by the client"));
+      return;  // `res` releases the place
+    }
+    StatusOr<GenerationRequest> valid =
+        validate_request(req, rt->tokenizer, rt->limits, [this] { return random_u64(); });
+    if (!valid.ok()) {
+      ZI_LOG(DEBUG) << "request " << request_id << " rejected: " << valid.status().message();
+      reject(RequestOutcome::kRejected);
+      stream->fail(valid.status());
+      return;
+    }
+    valid->request_id = request_id;
+    valid->arrival = arrival;
+    valid->deadline = deadline;
+    rt->scheduler->submit(std::move(*res), std::move(*valid), stream);
+  };
+  boost::asio::post(*intake_, std::move(job));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerContext* context,
+                                                         const pb::GetModelInfoRequest*, pb::ModelInfo* response) {
+  auto* reactor = context->DefaultReactor();
+  std::shared_ptr<const ServingRuntime> rt = runtime();
+  if (!rt) {
+    reactor->Finish(kLoading);
+    return reactor;
+  }
+  const ModelSummary& s = rt->summary;
+  response->set_name(s.name);
+  response->set_architecture(s.architecture);
+  response->set_parameters(s.parameters);
+  response->set_vocab_size(s.vocab_size);
+  response->set_max_context(rt->limits.max_context);
+  response->set_dtype(s.dtype);
+  response->set_device(s.device);
+  response->set_num_ranks(s.num_ranks);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* context,
+                                                     const pb::TokenizeRequest* request,
+                                                     pb::TokenizeResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  std::shared_ptr<const ServingRuntime> rt = runtime();
+  if (!rt) {
+    reactor->Finish(kLoading);
+    return reactor;
+  }
+  // The request and response outlive the job: gRPC keeps them until the reactor's Finish.
+  boost::asio::post(*intake_, [rt, request, response, reactor] {
+    auto ids = rt->tokenizer->encode(request->text(), request->add_special_tokens());
+    if (!ids.ok()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("text: ", ids.status().message())));
+      return;
+    }
+    for (int32_t id : *ids) {
+      response->add_ids(static_cast<uint32_t>(id));
+      response->add_tokens(rt->tokenizer->id_to_token(id));
+    }
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+}  // namespace zi::server

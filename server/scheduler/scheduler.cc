@@ -1,0 +1,347 @@
+#include "server/scheduler/scheduler.h"
+
+#include <algorithm>
+
+#include "engine/core/log.h"
+#include "server/scheduler/stop_filter.h"
+
+namespace zi::server {
+
+struct Scheduler::Sequence {
+  Sequence(uint64_t id, GenerationRequest r, std::shared_ptr<ResponseSink> s, const Tokenizer& tok)
+      : seq_id(id),
+        req(std::move(r)),
+        sink(std::move(s)),
+        detok(tok, /*skip_special_tokens=*/true),
+        stop(req.stop),
+        next_tokens(req.prompt) {}
+
+  uint64_t seq_id;
+  GenerationRequest req;
+  std::shared_ptr<ResponseSink> sink;
+  IncrementalDetokenizer detok;
+  StopStringFilter stop;
+  std::vector<int32_t> next_tokens;  // appended by the next step: the prompt, then the last sampled token
+  bool sent = false;                 // the executor holds state for it (release it when done)
+  bool done = false;                 // its sink got its last call
+  uint32_t completion = 0;           // tokens returned so far
+  Clock::time_point last_token_at;
+};
+
+Reservation& Reservation::operator=(Reservation&& o) noexcept {
+  if (this != &o) {
+    if (owner_) owner_->unreserve();
+    owner_ = std::exchange(o.owner_, nullptr);
+  }
+  return *this;
+}
+
+Reservation::~Reservation() {
+  if (owner_) owner_->unreserve();
+}
+
+Scheduler::Scheduler(Executor* executor, const Tokenizer* tokenizer, SchedulerOptions options,
+                     ServingMetrics* metrics, std::unique_ptr<SchedulingPolicy> policy)
+    : executor_(executor),
+      tokenizer_(tokenizer),
+      options_(std::move(options)),
+      metrics_(metrics),
+      policy_(std::move(policy)),
+      thread_([this] { loop(); }) {}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  Status st = absl::UnavailableError("server shutting down");
+  for (auto& seq : running_)
+    if (!seq->done) end_with_error(*seq, st, RequestOutcome::kError);
+  for (auto& seq : waiting_)
+    if (!seq->done) end_with_error(*seq, st, RequestOutcome::kError);
+}
+
+StatusOr<Reservation> Scheduler::reserve() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!refuse_status_.ok()) return refuse_status_;
+  if (draining_) return absl::UnavailableError("server is shutting down (draining); not accepting new requests");
+  if (reserved_ + waiting_.size() >= options_.max_queue)
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "request queue is full: %u requests waiting (server.max_queue = %u)", reserved_ + waiting_.size(),
+        options_.max_queue));
+  ++reserved_;
+  ++in_flight_;
+  if (metrics_) metrics_->set_waiting(static_cast<double>(reserved_ + waiting_.size()));
+  return Reservation(this);
+}
+
+void Scheduler::unreserve() {
+  std::lock_guard<std::mutex> lock(mu_);
+  --reserved_;
+  --in_flight_;
+  if (metrics_) metrics_->set_waiting(static_cast<double>(reserved_ + waiting_.size()));
+}
+
+void Scheduler::submit(Reservation reservation, GenerationRequest request, std::shared_ptr<ResponseSink> sink) {
+  ZI_CHECK(reservation.owner_ == this);
+  reservation.owner_ = nullptr;  // its place in the queue passes to the sequence
+  std::unique_lock<std::mutex> lock(mu_);
+  --reserved_;
+  if (!refuse_status_.ok()) {
+    Status st = refuse_status_;
+    --in_flight_;
+    lock.unlock();
+    sink->fail(st);
+    if (metrics_) metrics_->count_request(RequestOutcome::kError);
+    return;
+  }
+  waiting_.push_back(std::make_unique<Sequence>(next_seq_id_++, std::move(request), std::move(sink), *tokenizer_));
+  lock.unlock();
+  cv_.notify_all();
+}
+
+void Scheduler::wake() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Scheduler::start_draining() {
+  std::lock_guard<std::mutex> lock(mu_);
+  draining_ = true;
+}
+
+void Scheduler::fail_all(const Status& status) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (refuse_status_.ok()) refuse_status_ = status;
+    fail_pending_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Scheduler::set_on_executor_lost(std::function<void(const Status&)> fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  on_executor_lost_ = std::move(fn);
+}
+
+void Scheduler::update_gauges() {
+  running_count_.store(running_.size());
+  if (!metrics_) return;
+  metrics_->set_running(static_cast<double>(running_.size()));
+  std::lock_guard<std::mutex> lock(mu_);
+  metrics_->set_waiting(static_cast<double>(reserved_ + waiting_.size()));
+}
+
+void Scheduler::loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    // Idle: wake at least once a second so that last_turn() shows the loop alive.
+    cv_.wait_for(lock, std::chrono::seconds(1), [this] {
+      return stop_ || fail_pending_ || woken_ || !waiting_.empty() || !running_.empty();
+    });
+    woken_ = false;
+    last_turn_.store(Clock::now().time_since_epoch().count());
+    if (stop_) return;
+
+    std::vector<std::unique_ptr<Sequence>> failed, dropped, admitted;
+    Status fail_status;
+    if (fail_pending_) {
+      fail_pending_ = false;
+      fail_status = refuse_status_;
+      for (auto& s : waiting_) failed.push_back(std::move(s));
+      waiting_.clear();
+    }
+    // Queued requests whose client left, or whose deadline passed, never run.
+    const Clock::time_point now = Clock::now();
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      if ((*it)->sink->cancelled() || now >= (*it)->req.deadline) {
+        dropped.push_back(std::move(*it));
+        it = waiting_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (fail_status.ok() && !waiting_.empty()) {
+      std::vector<WaitingView> views;
+      views.reserve(waiting_.size());
+      for (auto& s : waiting_) views.push_back({s->seq_id, s->req.prompt.size()});
+      size_t live = std::count_if(running_.begin(), running_.end(), [](auto& s) { return !s->done; });
+      ScheduleDecision d = policy_->schedule(views, live, options_.max_batch_size);
+      for (uint64_t id : d.scheduled) {
+        auto it = std::find_if(waiting_.begin(), waiting_.end(), [id](auto& s) { return s->seq_id == id; });
+        ZI_CHECK(it != waiting_.end());
+        admitted.push_back(std::move(*it));
+        waiting_.erase(it);
+      }
+    }
+    lock.unlock();
+
+    for (auto& s : failed) end_with_error(*s, fail_status, RequestOutcome::kError);
+    if (!fail_status.ok())
+      for (auto& s : running_)
+        if (!s->done) end_with_error(*s, fail_status, RequestOutcome::kError);
+    for (auto& s : dropped) {
+      if (s->sink->cancelled()) end_with_error(*s, absl::CancelledError("cancelled by the client"), RequestOutcome::kCancelled);
+      else end_with_error(*s, absl::DeadlineExceededError("deadline exceeded while queued"), RequestOutcome::kCancelled);
+    }
+    run_step(std::move(admitted));
+    update_gauges();
+    lock.lock();
+  }
+}
+
+void Scheduler::run_step(std::vector<std::unique_ptr<Sequence>> admitted) {
+  const Clock::time_point now = Clock::now();
+  for (auto& s : running_) {
+    if (s->done) continue;
+    if (s->sink->cancelled())
+      end_with_error(*s, absl::CancelledError("cancelled by the client"), RequestOutcome::kCancelled);
+    else if (now >= s->req.deadline)
+      end_with_error(*s, absl::DeadlineExceededError(absl::StrCat("deadline exceeded after ", s->completion,
+                                                                  " generated tokens")),
+                     RequestOutcome::kCancelled);
+  }
+  std::erase_if(running_, [](auto& s) { return s->done; });
+  for (auto& s : admitted) {
+    if (metrics_) {
+      metrics_->observe_queue_duration(std::chrono::duration<double>(now - s->req.arrival).count());
+      metrics_->add_prompt_tokens(s->req.prompt.size());
+    }
+    running_.push_back(std::move(s));
+  }
+  if (running_.empty()) return;  // finished sequences' releases ride along with the next real step
+
+  StepInput input;
+  input.release = std::move(to_release_);
+  to_release_.clear();
+  input.seqs.reserve(running_.size());
+  for (auto& s : running_) {
+    SeqStep st;
+    st.seq_id = s->seq_id;
+    st.tokens = s->next_tokens;
+    st.first = !s->sent;
+    if (st.first) st.sampling = s->req.sampling;
+    st.sample = true;
+    s->sent = true;
+    input.seqs.push_back(std::move(st));
+  }
+  running_count_.store(running_.size());
+  if (metrics_) {
+    metrics_->observe_batch_size(static_cast<double>(input.seqs.size()));
+    metrics_->set_running(static_cast<double>(running_.size()));
+  }
+
+  StatusOr<StepOutput> out = executor_->step(input);
+  if (out.ok() && out->results.size() != input.seqs.size())
+    out = absl::InternalError(absl::StrFormat("engine step returned %u results for %u sequences",
+                                              out->results.size(), input.seqs.size()));
+  if (!out.ok()) {
+    if (out.status().code() == absl::StatusCode::kUnavailable) {
+      // The executor is gone (a worker died): nothing can run any more.
+      Status st = absl::UnavailableError(absl::StrCat("engine unavailable: ", out.status().message()));
+      ZI_LOG(ERROR) << st.message();
+      std::function<void(const Status&)> cb;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (refuse_status_.ok()) refuse_status_ = st;
+        fail_pending_ = true;  // queued requests fail at the next turn
+        cb = on_executor_lost_;
+      }
+      for (auto& s : running_) end_with_error(*s, st, RequestOutcome::kError);
+      running_.clear();
+      to_release_.clear();
+      if (cb) cb(st);
+      return;
+    }
+    Status st = absl::InternalError(absl::StrCat("engine step failed: ", out.status().message()));
+    ZI_LOG(ERROR) << st.message();
+    for (auto& s : running_) end_with_error(*s, st, RequestOutcome::kError);
+    running_.clear();
+    return;
+  }
+  const Clock::time_point done_at = Clock::now();
+  for (size_t i = 0; i < running_.size(); ++i) {
+    Sequence& s = *running_[i];
+    const SeqResult& r = out->results[i];
+    if (r.seq_id != s.seq_id) {
+      end_with_error(s, absl::InternalError("engine step returned results out of order"), RequestOutcome::kError);
+      continue;
+    }
+    handle_token(s, r, done_at);
+  }
+  std::erase_if(running_, [](auto& s) { return s->done; });
+}
+
+void Scheduler::handle_token(Sequence& s, const SeqResult& r, Clock::time_point now) {
+  if (r.token < 0) {
+    end_with_error(s, absl::InternalError("engine returned no token for a sampling step"), RequestOutcome::kError);
+    return;
+  }
+  if (metrics_) {
+    if (s.completion == 0 && s.last_token_at == Clock::time_point())
+      metrics_->observe_time_to_first_token(std::chrono::duration<double>(now - s.req.arrival).count());
+    else
+      metrics_->observe_inter_token_latency(std::chrono::duration<double>(now - s.last_token_at).count());
+  }
+  s.last_token_at = now;
+  const auto& eos = options_.eos_token_ids;
+  const bool is_eos = !s.req.ignore_eos && std::find(eos.begin(), eos.end(), r.token) != eos.end();
+  GenerationChunk chunk;
+  if (is_eos) {  // ends generation and is not returned
+    StopStringFilter::Result tail = s.stop.push(s.detok.flush());
+    chunk.text = std::move(tail.text);
+    if (tail.stopped) return finish(s, std::move(chunk), FinishReason::kStop);
+    chunk.text += s.stop.flush();
+    return finish(s, std::move(chunk), FinishReason::kEos);
+  }
+  ++s.completion;
+  if (metrics_) metrics_->add_generation_tokens(1);
+  chunk.token_ids.push_back(static_cast<uint32_t>(r.token));
+  if (s.req.sampling.return_logprobs) chunk.logprobs.push_back(r.logprob);
+  StopStringFilter::Result piece = s.stop.push(s.detok.push(r.token));
+  chunk.text = std::move(piece.text);
+  if (piece.stopped) return finish(s, std::move(chunk), FinishReason::kStop);
+  if (s.completion >= s.req.max_new_tokens) {
+    StopStringFilter::Result tail = s.stop.push(s.detok.flush());
+    chunk.text += tail.text;
+    if (tail.stopped) return finish(s, std::move(chunk), FinishReason::kStop);
+    chunk.text += s.stop.flush();
+    return finish(s, std::move(chunk), FinishReason::kLength);
+  }
+  s.next_tokens.assign(1, r.token);
+  s.sink->send(std::move(chunk));
+}
+
+void Scheduler::finish(Sequence& s, GenerationChunk last, FinishReason reason) {
+  last.finish = reason;
+  last.prompt_tokens = static_cast<uint32_t>(s.req.prompt.size());
+  last.completion_tokens = s.completion;
+  s.sink->send(std::move(last));
+  s.done = true;
+  if (s.sent) to_release_.push_back(s.seq_id);
+  --in_flight_;
+  if (metrics_) {
+    metrics_->observe_request_duration(std::chrono::duration<double>(Clock::now() - s.req.arrival).count());
+    metrics_->count_request(reason == FinishReason::kEos    ? RequestOutcome::kEos
+                            : reason == FinishReason::kStop ? RequestOutcome::kStop
+                                                            : RequestOutcome::kLength);
+  }
+}
+
+void Scheduler::end_with_error(Sequence& s, const Status& status, RequestOutcome outcome) {
+  s.sink->fail(status);
+  s.done = true;
+  if (s.sent) to_release_.push_back(s.seq_id);
+  --in_flight_;
+  if (metrics_) {
+    metrics_->observe_request_duration(std::chrono::duration<double>(Clock::now() - s.req.arrival).count());
+    metrics_->count_request(outcome);
+  }
+}
+
+}  // namespace zi::server

@@ -1,0 +1,123 @@
+// Iteration-level scheduler: the one thread that drives the executor. Each step it releases finished
+// sequences, drops cancelled / expired ones, lets a SchedulingPolicy admit waiting requests into the free
+// slots of the batch (their prefill runs in the same step as the running sequences' decode), runs
+// Executor::step, and turns each sampled token into streamed text (IncrementalDetokenizer + stop strings).
+//
+// Thread-safety: reserve(), submit(), wake(), start_draining(), fail_all(), counters: any thread.
+// The Executor is driven from the scheduler thread only.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine/runtime/executor.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "server/metrics/serving_metrics.h"
+#include "server/scheduler/policy.h"
+#include "server/scheduler/request.h"
+
+namespace zi::server {
+
+struct SchedulerOptions {
+  uint32_t max_queue = 256;       // requests reserved/waiting before RESOURCE_EXHAUSTED
+  uint32_t max_batch_size = 16;   // sequences per step
+  std::vector<int32_t> eos_token_ids;
+};
+
+class Scheduler;
+
+// A place in the bounded queue, taken when a request arrives (before tokenization) so that a full queue is
+// refused at once. Released on destruction unless handed to Scheduler::submit. Move-only.
+class Reservation {
+ public:
+  Reservation() = default;
+  Reservation(Reservation&& o) noexcept : owner_(std::exchange(o.owner_, nullptr)) {}
+  Reservation& operator=(Reservation&& o) noexcept;
+  ~Reservation();
+
+ private:
+  friend class Scheduler;
+  explicit Reservation(Scheduler* owner) : owner_(owner) {}
+  Scheduler* owner_ = nullptr;
+};
+
+class Scheduler {
+ public:
+  // `executor` and `tokenizer` are borrowed and must outlive the scheduler; `metrics` may be null.
+  Scheduler(Executor* executor, const Tokenizer* tokenizer, SchedulerOptions options, ServingMetrics* metrics,
+            std::unique_ptr<SchedulingPolicy> policy = std::make_unique<FcfsPolicy>());
+  // Fails whatever is still queued or running with UNAVAILABLE and joins the thread.
+  ~Scheduler();
+
+  // RESOURCE_EXHAUSTED when max_queue requests already wait; UNAVAILABLE while draining or after the
+  // executor was lost.
+  StatusOr<Reservation> reserve();
+  // Queues a validated request. Never fails: a request that can no longer run (draining is fine, the executor
+  // lost is not) is failed through its sink.
+  void submit(Reservation reservation, GenerationRequest request, std::shared_ptr<ResponseSink> sink);
+  // Makes the scheduler look at cancellations now (cheap; call from OnCancel).
+  void wake();
+
+  // New reservations are refused with UNAVAILABLE; what is queued or running goes on.
+  void start_draining();
+  // Ends every queued and running request with `status` at the next step boundary (the shutdown grace is
+  // over, or the executor was lost) and refuses new ones with it.
+  void fail_all(const Status& status);
+  // Called (on the scheduler thread) when a step fails with UNAVAILABLE: the executor is gone.
+  void set_on_executor_lost(std::function<void(const Status&)> fn);
+
+  // Requests reserved, queued or running: 0 once a drain has finished.
+  size_t in_flight() const { return in_flight_.load(); }
+  size_t running() const { return running_count_.load(); }
+  // Steady-clock time of the loop's last turn (the systemd watchdog checks it).
+  Clock::time_point last_turn() const { return Clock::time_point(Clock::duration(last_turn_.load())); }
+
+ private:
+  struct Sequence;
+  friend class Reservation;
+
+  void unreserve();
+  void loop();
+  // Steps the running batch once; returns false when there was nothing to do.
+  void run_step(std::vector<std::unique_ptr<Sequence>> admitted);
+  // Ends `seq` (not yet finished) with an error; its slot is released with the next step.
+  void end_with_error(Sequence& seq, const Status& status, RequestOutcome outcome);
+  void handle_token(Sequence& seq, const SeqResult& result, Clock::time_point now);
+  void finish(Sequence& seq, GenerationChunk last, FinishReason reason);
+  void update_gauges();
+
+  Executor* executor_;
+  const Tokenizer* tokenizer_;
+  SchedulerOptions options_;
+  ServingMetrics* metrics_;
+  std::unique_ptr<SchedulingPolicy> policy_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Sequence>> waiting_;   // guarded by mu_
+  size_t reserved_ = 0;                             // reservations not yet submitted; guarded by mu_
+  bool draining_ = false;                           // guarded by mu_
+  Status refuse_status_;                            // non-OK after fail_all; guarded by mu_
+  bool fail_pending_ = false;                       // fail_all not yet applied by the loop; guarded by mu_
+  bool stop_ = false;                               // guarded by mu_
+  bool woken_ = false;                              // guarded by mu_
+  uint64_t next_seq_id_ = 1;                        // guarded by mu_
+  std::function<void(const Status&)> on_executor_lost_;  // guarded by mu_
+
+  // Scheduler-thread state.
+  std::vector<std::unique_ptr<Sequence>> running_;
+  std::vector<uint64_t> to_release_;
+
+  std::atomic<size_t> in_flight_{0};
+  std::atomic<size_t> running_count_{0};
+  std::atomic<Clock::rep> last_turn_{0};
+  std::thread thread_;  // last: starts after every member above is constructed
+};
+
+}  // namespace zi::server

@@ -1,0 +1,486 @@
+#include "server/worker_pool/worker_pool.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include "engine/core/log.h"
+#include "engine/worker/convert.h"
+#include "engine/worker/frame.h"
+
+namespace zi::server {
+
+namespace asio = boost::asio;
+namespace pb = ::zeroinfer::v1::worker;
+using Clock = std::chrono::steady_clock;
+using Socket = asio::local::stream_protocol::socket;
+
+struct WorkerPool::Conn {
+  explicit Conn(asio::io_context& io) : socket(io) {}
+  Socket socket;
+  unsigned char header[worker::kFrameHeaderBytes] = {};
+  std::string payload;
+  int rank = -1;  // known after Hello
+  bool closed = false;
+};
+
+struct WorkerPool::Rank {
+  uint32_t index = 0;
+  pid_t pid = -1;
+  bool exited = false;  // reaped; `wait_status` holds how it ended
+  int wait_status = 0;
+  std::shared_ptr<Conn> conn;
+  std::deque<std::string> writes;  // frames; front() is being written while `writing`
+  bool writing = false;
+  bool ready = false;
+  bool lost = false;
+  Clock::time_point last_seen;
+};
+
+namespace {
+
+// Reaps `pid` without blocking; true when it has exited (status in *status).
+bool try_reap(pid_t pid, int* status) {
+  for (;;) {
+    pid_t r = waitpid(pid, status, WNOHANG);
+    if (r == pid) return true;
+    if (r == 0) return false;
+    if (errno == EINTR) continue;
+    *status = 0;  // ECHILD: already reaped elsewhere
+    return true;
+  }
+}
+
+std::string describe_wait_status(int st) {
+  if (WIFEXITED(st)) return absl::StrCat("exited with code ", WEXITSTATUS(st));
+  if (WIFSIGNALED(st)) return absl::StrCat("was killed by signal ", WTERMSIG(st), " (", strsignal(WTERMSIG(st)), ")");
+  return "ended";
+}
+
+}  // namespace
+
+WorkerPool::WorkerPool(EngineOptions options, WorkerPoolOptions pool)
+    : options_(std::move(options)), pool_(std::move(pool)), ticker_(io_) {}
+
+StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Spawn(const EngineOptions& options, WorkerPoolOptions pool) {
+  std::unique_ptr<WorkerPool> p(new WorkerPool(options, std::move(pool)));
+  ZI_RETURN_IF_ERROR(p->start());
+  return p;
+}
+
+Status WorkerPool::start() {
+  const uint32_t world = std::max<uint32_t>(1, options_.world_size);
+  const char* tmp = std::getenv("TMPDIR");
+  std::string tmpl = absl::StrCat(tmp && *tmp ? tmp : "/tmp", "/zeroinfer-XXXXXX");
+  if (!mkdtemp(tmpl.data()))
+    return absl::InternalError(absl::StrCat("worker pool: cannot create a private folder from ", tmpl, ": ",
+                                            std::strerror(errno)));
+  dir_ = tmpl;  // mode 0700: only this user can reach the control socket
+  socket_path_ = dir_ + "/control.sock";
+  if (socket_path_.size() >= sizeof(sockaddr_un{}.sun_path))
+    return absl::InvalidArgumentError(absl::StrCat("worker pool: control socket path '", socket_path_,
+                                                   "' is too long for a Unix socket; set TMPDIR to a shorter folder"));
+  boost::system::error_code ec;
+  acceptor_ = std::make_unique<asio::local::stream_protocol::acceptor>(io_);
+  acceptor_->open(asio::local::stream_protocol(), ec);
+  if (!ec) acceptor_->bind(asio::local::stream_protocol::endpoint(socket_path_), ec);
+  if (!ec) acceptor_->listen(static_cast<int>(world) + 4, ec);
+  if (ec) return absl::InternalError(absl::StrCat("worker pool: cannot listen on ", socket_path_, ": ", ec.message()));
+  fcntl(acceptor_->native_handle(), F_SETFD, FD_CLOEXEC);
+
+  const pid_t parent = getpid();
+  for (uint32_t r = 0; r < world; ++r) {
+    auto rank = std::make_unique<Rank>();
+    rank->index = r;
+    std::vector<std::string> args = {pool_.executable, "worker", "--rank", std::to_string(r), "--socket",
+                                     socket_path_, "--parent-pid", std::to_string(parent), "--log-level",
+                                     pool_.log_level};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = fork();
+    if (pid < 0) return absl::InternalError(absl::StrCat("worker pool: fork failed: ", std::strerror(errno)));
+    if (pid == 0) {
+      // Child: only async-signal-safe calls until exec. Die with the coordinator; if it is already gone,
+      // getppid() has changed. Keep only stdin/stderr, with stdout pointing at stderr (stdout is for results).
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(1);
+      dup2(2, 1);
+      close_range(3, ~0U, 0);
+      sigset_t none;
+      sigemptyset(&none);
+      sigprocmask(SIG_SETMASK, &none, nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    rank->pid = pid;
+    ZI_LOG(INFO) << "spawned worker rank " << r << " (pid " << pid << ")";
+    ranks_.push_back(std::move(rank));
+  }
+  spawned_at_ = Clock::now();
+  rank_load_.assign(world, 0);
+  accept_next();
+  tick();
+  io_thread_ = std::thread([this] {
+    auto guard = asio::make_work_guard(io_);
+    io_.run();
+  });
+  return absl::OkStatus();
+}
+
+WorkerPool::~WorkerPool() { shutdown(std::chrono::seconds(2)); }
+
+void WorkerPool::accept_next() {
+  auto conn = std::make_shared<Conn>(io_);
+  acceptor_->async_accept(conn->socket, [this, conn](const boost::system::error_code& ec) {
+    if (ec) return;  // closed once every rank has connected, or at shutdown
+    read_header(conn);
+    accept_next();
+  });
+}
+
+void WorkerPool::read_header(std::shared_ptr<Conn> conn) {
+  asio::async_read(conn->socket, asio::buffer(conn->header), [this, conn](const boost::system::error_code& ec, size_t) {
+    if (ec) return on_conn_closed(conn, ec == asio::error::eof ? "closed its control socket" : ec.message());
+    StatusOr<uint32_t> n = worker::decode_frame_length(conn->header);
+    if (!n.ok()) return on_conn_closed(conn, std::string(n.status().message()));
+    conn->payload.resize(*n);
+    asio::async_read(conn->socket, asio::buffer(conn->payload), [this, conn](const boost::system::error_code& ec2, size_t) {
+      if (ec2) return on_conn_closed(conn, ec2 == asio::error::eof ? "closed its control socket" : ec2.message());
+      on_frame(conn, conn->payload);
+      if (!conn->closed) read_header(conn);
+    });
+  });
+}
+
+void WorkerPool::on_frame(const std::shared_ptr<Conn>& conn, const std::string& payload) {
+  pb::FromWorker msg;
+  if (!msg.ParseFromString(payload)) return on_conn_closed(conn, "sent a malformed control frame");
+  if (conn->rank < 0) {
+    if (!msg.has_hello() || msg.hello().rank() >= ranks_.size() || ranks_[msg.hello().rank()]->conn)
+      return on_conn_closed(conn, "connected without a valid Hello");
+    Rank& rank = *ranks_[msg.hello().rank()];
+    conn->rank = static_cast<int>(rank.index);
+    rank.conn = conn;
+    rank.last_seen = Clock::now();
+    pb::ToWorker init;
+    worker::to_proto(options_, init.mutable_init()->mutable_options());
+    init.mutable_init()->mutable_options()->set_rank(rank.index);
+    init.mutable_init()->mutable_options()->set_world_size(static_cast<uint32_t>(ranks_.size()));
+    init.mutable_init()->set_heartbeat_interval_ms(static_cast<uint32_t>(pool_.heartbeat_interval.count()));
+    auto frame = worker::encode_frame(init);
+    ZI_CHECK(frame.ok());
+    send(rank, std::move(*frame));
+    bool all = std::all_of(ranks_.begin(), ranks_.end(), [](auto& r) { return r->conn != nullptr; });
+    if (all) {  // nobody else may connect: close the door and remove the socket file
+      boost::system::error_code ec;
+      acceptor_->close(ec);
+      remove_socket_files();
+    }
+    return;
+  }
+  Rank& rank = *ranks_[conn->rank];
+  rank.last_seen = Clock::now();
+  switch (msg.msg_case()) {
+    case pb::FromWorker::kReady: {
+      if (rank.ready) break;
+      rank.ready = true;
+      if (rank.index == 0) {
+        summary_ = worker::from_proto(msg.ready().summary());
+        summary_.num_ranks = static_cast<uint32_t>(ranks_.size());
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      if (++ready_count_ == ranks_.size() && !start_result_) start_result_ = absl::OkStatus();
+      cv_.notify_all();
+      break;
+    }
+    case pb::FromWorker::kStepReply: {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (msg.step_reply().step_id() == step_id_ && step_remaining_ > 0 && !step_replies_[rank.index]) {
+        step_replies_[rank.index] = worker::from_proto(msg.step_reply());
+        if (--step_remaining_ == 0) cv_.notify_all();
+      }
+      break;
+    }
+    case pb::FromWorker::kError: {
+      Status st = worker::from_proto(msg.error());
+      if (!rank.ready) {
+        fail_start(Status(st.code(), absl::StrCat("worker rank ", rank.index, ": ", st.message())));
+        break;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      if (msg.error().step_id() == step_id_ && step_remaining_ > 0 && !step_replies_[rank.index]) {
+        // A failed step is not a lost worker: keep UNAVAILABLE for that.
+        auto code = st.code() == absl::StatusCode::kUnavailable ? absl::StatusCode::kInternal : st.code();
+        if (step_error_.ok()) step_error_ = Status(code, absl::StrCat("worker rank ", rank.index, ": ", st.message()));
+        step_replies_[rank.index] = StepOutput{};
+        if (--step_remaining_ == 0) cv_.notify_all();
+      }
+      break;
+    }
+    default:
+      break;  // Heartbeat (last_seen is updated above), or a stray Hello
+  }
+}
+
+void WorkerPool::send(Rank& rank, std::string frame) {
+  if (!rank.conn || rank.conn->closed) return;
+  rank.writes.push_back(std::move(frame));
+  if (!rank.writing) write_next(rank);
+}
+
+void WorkerPool::write_next(Rank& rank) {
+  rank.writing = true;
+  std::shared_ptr<Conn> conn = rank.conn;
+  asio::async_write(conn->socket, asio::buffer(rank.writes.front()),
+                    [this, &rank, conn](const boost::system::error_code& ec, size_t) {
+                      rank.writes.pop_front();
+                      rank.writing = false;
+                      if (ec) {
+                        rank.writes.clear();
+                        return on_conn_closed(conn, absl::StrCat("control socket write failed: ", ec.message()));
+                      }
+                      if (!rank.writes.empty() && !conn->closed) write_next(rank);
+                    });
+}
+
+void WorkerPool::on_conn_closed(const std::shared_ptr<Conn>& conn, const std::string& why) {
+  if (conn->closed) return;
+  conn->closed = true;
+  boost::system::error_code ec;
+  conn->socket.close(ec);
+  if (conn->rank >= 0) lose(static_cast<uint32_t>(conn->rank), why);
+}
+
+std::string WorkerPool::exit_description(Rank& rank, std::chrono::milliseconds wait) {
+  auto until = Clock::now() + wait;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!rank.exited && rank.pid > 0) {
+    int st = 0;
+    if (try_reap(rank.pid, &st)) {
+      rank.exited = true;
+      rank.wait_status = st;
+      break;
+    }
+    if (Clock::now() >= until) return "";
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    lock.lock();
+  }
+  return rank.exited ? describe_wait_status(rank.wait_status) : "";
+}
+
+void WorkerPool::lose(uint32_t index, const std::string& why) {
+  Rank& rank = *ranks_[index];
+  if (rank.lost) return;
+  rank.lost = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutting_down_) return;
+  }
+  // A worker that closed its socket is usually exiting: give it a moment so the message can say how it ended.
+  std::string how = exit_description(rank, std::chrono::milliseconds(500));
+  Status st = absl::UnavailableError(absl::StrCat("worker rank ", index, " (pid ", rank.pid, ") ", why,
+                                                  how.empty() ? "" : absl::StrCat("; it ", how)));
+  ZI_LOG(ERROR) << st.message();
+  std::function<void(const Status&)> cb;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    bool started = start_result_.has_value() && start_result_->ok();
+    if (!start_result_) start_result_ = st;
+    if (lost_.ok()) lost_ = st;
+    if (started) cb = on_lost_;
+  }
+  cv_.notify_all();
+  if (cb) cb(st);
+}
+
+void WorkerPool::fail_start(const Status& status) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!start_result_) start_result_ = status;
+  }
+  cv_.notify_all();
+}
+
+void WorkerPool::tick() {
+  const auto now = Clock::now();
+  for (auto& rp : ranks_) {
+    Rank& rank = *rp;
+    bool exited;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!rank.exited && rank.pid > 0 && try_reap(rank.pid, &rank.wait_status)) rank.exited = true;
+      exited = rank.exited;
+    }
+    if (rank.lost) continue;
+    if (exited) {
+      lose(rank.index, "stopped");
+    } else if (!rank.conn && now - spawned_at_ > pool_.connect_timeout) {
+      kill(rank.pid, SIGKILL);
+      lose(rank.index, absl::StrFormat("did not connect within %d s", std::chrono::duration_cast<std::chrono::seconds>(
+                                                                           pool_.connect_timeout).count()));
+    } else if (rank.conn && now - rank.last_seen > pool_.heartbeat_timeout) {
+      kill(rank.pid, SIGKILL);
+      lose(rank.index, absl::StrFormat("stopped responding (no heartbeat for %d s)",
+                                       std::chrono::duration_cast<std::chrono::seconds>(pool_.heartbeat_timeout).count()));
+    }
+  }
+  ticker_.expires_after(std::chrono::milliseconds(100));
+  ticker_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) tick();
+  });
+}
+
+std::optional<Status> WorkerPool::wait_ready(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [this] { return start_result_.has_value(); });
+  return start_result_;
+}
+
+void WorkerPool::set_on_lost(std::function<void(const Status&)> fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  on_lost_ = std::move(fn);
+}
+
+std::vector<pid_t> WorkerPool::worker_pids() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<pid_t> out;
+  for (auto& r : ranks_) out.push_back(r->pid);
+  return out;
+}
+
+StatusOr<StepOutput> WorkerPool::step(const StepInput& input) {
+  const size_t world = ranks_.size();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!lost_.ok()) return lost_;
+    if (shutting_down_) return absl::UnavailableError("worker pool is shutting down");
+  }
+  // Split the batch: a sequence stays on the rank that holds its KV cache; a new one goes to the least loaded.
+  std::vector<StepInput> parts(world);
+  std::vector<std::vector<size_t>> index(world);
+  for (uint64_t id : input.release) {
+    auto it = seq_rank_.find(id);
+    if (it == seq_rank_.end()) continue;
+    parts[it->second].release.push_back(id);
+    --rank_load_[it->second];
+    seq_rank_.erase(it);
+  }
+  for (size_t i = 0; i < input.seqs.size(); ++i) {
+    const SeqStep& s = input.seqs[i];
+    auto it = seq_rank_.find(s.seq_id);
+    uint32_t r;
+    if (it != seq_rank_.end()) {
+      r = it->second;
+    } else {
+      r = static_cast<uint32_t>(std::min_element(rank_load_.begin(), rank_load_.end()) - rank_load_.begin());
+      seq_rank_[s.seq_id] = r;
+      ++rank_load_[r];
+    }
+    parts[r].seqs.push_back(s);
+    index[r].push_back(i);
+  }
+  std::vector<std::string> frames(world);
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    id = ++step_id_;
+    step_remaining_ = world;
+    step_replies_.assign(world, std::nullopt);
+    step_error_ = absl::OkStatus();
+  }
+  for (size_t r = 0; r < world; ++r) {
+    pb::ToWorker msg;
+    worker::to_proto(parts[r], msg.mutable_step());
+    msg.mutable_step()->set_step_id(id);
+    ZI_ASSIGN_OR_RETURN(frames[r], worker::encode_frame(msg));
+  }
+  asio::post(io_, [this, frames = std::move(frames)]() mutable {
+    for (size_t r = 0; r < ranks_.size(); ++r) send(*ranks_[r], std::move(frames[r]));
+  });
+
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return step_remaining_ == 0 || !lost_.ok() || shutting_down_; });
+  if (!lost_.ok()) return lost_;
+  if (step_remaining_ != 0) return absl::UnavailableError("worker pool is shutting down");
+  if (!step_error_.ok()) return step_error_;
+  StepOutput out;
+  out.results.resize(input.seqs.size());
+  for (size_t r = 0; r < world; ++r) {
+    StepOutput& part = *step_replies_[r];
+    if (part.results.size() != index[r].size())
+      return absl::InternalError(absl::StrFormat("worker rank %d returned %d results for %d sequences", r,
+                                                 part.results.size(), index[r].size()));
+    for (size_t k = 0; k < index[r].size(); ++k) out.results[index[r][k]] = std::move(part.results[k]);
+    out.stats.seconds = std::max(out.stats.seconds, part.stats.seconds);
+    out.stats.prefill_tokens += part.stats.prefill_tokens;
+    out.stats.decode_tokens += part.stats.decode_tokens;
+  }
+  return out;
+}
+
+void WorkerPool::shutdown(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_) return;
+    shut_down_ = shutting_down_ = true;
+  }
+  cv_.notify_all();
+  if (io_thread_.joinable()) {
+    asio::post(io_, [this] {
+      pb::ToWorker msg;
+      msg.mutable_shutdown();
+      auto frame = worker::encode_frame(msg);
+      for (auto& r : ranks_) send(*r, *frame);
+    });
+  }
+  auto all_exited = [this] {
+    std::lock_guard<std::mutex> lock(mu_);
+    bool all = true;
+    for (auto& r : ranks_) {
+      if (!r->exited && r->pid > 0 && try_reap(r->pid, &r->wait_status)) r->exited = true;
+      all = all && (r->exited || r->pid <= 0);
+    }
+    return all;
+  };
+  const auto until = Clock::now() + grace;
+  while (!all_exited() && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& r : ranks_) {
+      if (r->exited || r->pid <= 0) continue;
+      ZI_LOG(WARNING) << "worker rank " << r->index << " (pid " << r->pid << ") did not exit in time; killing it";
+      kill(r->pid, SIGKILL);
+      while (waitpid(r->pid, &r->wait_status, 0) < 0 && errno == EINTR) {
+      }
+      r->exited = true;
+    }
+  }
+  io_.stop();
+  if (io_thread_.joinable()) io_thread_.join();
+  remove_socket_files();
+  if (!dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(dir_, ec);
+  }
+}
+
+void WorkerPool::remove_socket_files() {
+  if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
+}
+
+}  // namespace zi::server
