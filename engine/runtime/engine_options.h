@@ -39,6 +39,8 @@ struct EngineOptions {
   uint32_t world_size = 1;
   // Test/debug: sleep this long in every step (lets serving tests observe in-flight streams without races).
   uint32_t debug_step_delay_ms = 0;
+  // CPU backend threads per executor (0 = the cores this process may use, or ZI_CPU_THREADS when set).
+  uint32_t cpu_threads = 0;
 };
 
 // Builds the executor for `options.device` (cpu, or cuda when built with it and a GPU is present).

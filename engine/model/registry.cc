@@ -1,0 +1,40 @@
+#include "engine/model/registry.h"
+
+#include "engine/model/llama.h"
+
+namespace zi {
+
+namespace {
+
+// One line per architecture. Llama and Mistral share the Llama-family forward.
+const Architecture kArchitectures[] = {
+    {"LlamaForCausalLM", &llama::parse_llama_config, &llama::global_weights, &llama::layer_weights, &llama::create},
+    {"MistralForCausalLM", &llama::parse_mistral_config, &llama::global_weights, &llama::layer_weights,
+     &llama::create},
+};
+
+}  // namespace
+
+const Architecture* find_architecture(std::string_view name) {
+  for (const Architecture& a : kArchitectures)
+    if (a.name == name) return &a;
+  return nullptr;
+}
+
+std::string supported_architectures() {
+  std::string out;
+  for (const Architecture& a : kArchitectures) absl::StrAppend(&out, out.empty() ? "" : ", ", std::string(a.name));
+  return out;
+}
+
+std::vector<WeightSpec> describe_weights(const ModelConfig& cfg, const Architecture& arch) {
+  GlobalWeights g;
+  LayerWeights l;
+  std::vector<WeightSpec> specs;
+  arch.global_weights(cfg, g, specs);
+  for (int i = 0; i < cfg.num_layers; ++i) arch.layer_weights(cfg, i, l, specs);
+  for (WeightSpec& s : specs) s.slot = nullptr;
+  return specs;
+}
+
+}  // namespace zi

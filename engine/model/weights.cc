@@ -1,0 +1,136 @@
+#include "engine/model/weights.h"
+
+#include <cmath>
+#include <map>
+
+#include "engine/core/log.h"
+#include "engine/io/safetensors.h"
+#include "engine/model/registry.h"
+
+namespace zi {
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) absl::StrAppend(&out, i ? ", " : "", s[i]);
+  return out + "]";
+}
+
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+}  // namespace
+
+Status load_weights(Backend& backend, const Checkpoint& checkpoint, std::vector<WeightSpec>& specs) {
+  for (WeightSpec& spec : specs) {
+    ZI_ASSIGN_OR_RETURN(const TensorInfo* t, checkpoint.get(spec.name));
+    if (t->shape != spec.shape)
+      return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor '", spec.name, "' has shape ",
+                                                     shape_str(t->shape), " but config.json implies ",
+                                                     shape_str(spec.shape)));
+    if (!is_float_weight_dtype(t->dtype))
+      return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor '", spec.name, "' has dtype ",
+                                                     std::string(dtype_safetensors_name(t->dtype)),
+                                                     "; expected F32, F16 or BF16"));
+    *spec.slot = backend.upload_weight(t->dtype, spec.shape, t->data);
+  }
+  return absl::OkStatus();
+}
+
+void init_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint64_t seed) {
+  std::vector<float> host;
+  for (WeightSpec& spec : specs) {
+    int64_t n = 1;
+    for (int64_t d : spec.shape) n *= d;
+    host.assign(static_cast<size_t>(n), 0.0f);
+    if (spec.init == WeightInit::kOnes) std::fill(host.begin(), host.end(), 1.0f);
+    if (spec.init == WeightInit::kNormal) {
+      uint64_t state = seed ^ fnv1a(spec.name);
+      for (int64_t i = 0; i < n; i += 2) {
+        // Box–Muller: two N(0, 0.02²) values per pair of uniforms in (0, 1].
+        const double u1 = (static_cast<double>(splitmix64(state) >> 11) + 1.0) * 0x1.0p-53;
+        const double u2 = static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
+        const double r = 0.02 * std::sqrt(-2.0 * std::log(u1));
+        host[i] = static_cast<float>(r * std::cos(2.0 * M_PI * u2));
+        if (i + 1 < n) host[i + 1] = static_cast<float>(r * std::sin(2.0 * M_PI * u2));
+      }
+    }
+    *spec.slot = backend.upload_weight(DType::kF32, spec.shape, host.data());
+  }
+}
+
+uint64_t count_parameters(const std::vector<WeightSpec>& specs) {
+  uint64_t total = 0;
+  for (const WeightSpec& s : specs) {
+    uint64_t n = 1;
+    for (int64_t d : s.shape) n *= static_cast<uint64_t>(d);
+    total += n;
+  }
+  return total;
+}
+
+namespace {
+
+class ResidentParameters final : public ParameterSource {
+ public:
+  int num_layers() const override { return static_cast<int>(layers_.size()); }
+  const GlobalWeights& globals() const override { return globals_; }
+  StatusOr<const LayerWeights*> fetch(int layer) override {
+    ZI_CHECK(layer >= 0 && layer < num_layers());
+    return &layers_[layer];
+  }
+  uint64_t parameter_count() const override { return parameter_count_; }
+  std::string stored_dtype() const override { return stored_dtype_; }
+
+  GlobalWeights globals_;
+  std::vector<LayerWeights> layers_;
+  uint64_t parameter_count_ = 0;
+  std::string stored_dtype_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ParameterSource>> load_resident_parameters(Backend& backend, const ModelConfig& config,
+                                                                     const Architecture& arch,
+                                                                     const Checkpoint* checkpoint,
+                                                                     uint64_t dummy_seed) {
+  auto params = std::make_unique<ResidentParameters>();
+  params->layers_.resize(static_cast<size_t>(config.num_layers));
+  std::vector<WeightSpec> specs;
+  arch.global_weights(config, params->globals_, specs);
+  for (int i = 0; i < config.num_layers; ++i) arch.layer_weights(config, i, params->layers_[i], specs);
+  if (checkpoint) {
+    ZI_RETURN_IF_ERROR(load_weights(backend, *checkpoint, specs));
+    // The checkpoint's dtype: the one holding most parameters.
+    std::map<DType, uint64_t> bytes;
+    for (const WeightSpec& s : specs) {
+      const TensorInfo* t = checkpoint->find(s.name);
+      bytes[t->dtype] += t->nbytes;
+    }
+    DType best = DType::kF32;
+    uint64_t most = 0;
+    for (auto [d, b] : bytes)
+      if (b > most) best = d, most = b;
+    params->stored_dtype_ = std::string(dtype_torch_name(best));
+  } else {
+    init_dummy_weights(backend, specs, dummy_seed);
+    params->stored_dtype_ = config.dtype.empty() ? "float32" : config.dtype;
+  }
+  if (config.tie_word_embeddings) params->globals_.lm_head.weight = params->globals_.embed_tokens;
+  params->parameter_count_ = count_parameters(specs);
+  ZI_LOG(DEBUG) << "loaded " << specs.size() << " tensors, " << params->parameter_count_ << " parameters";
+  return std::unique_ptr<ParameterSource>(std::move(params));
+}
+
+}  // namespace zi

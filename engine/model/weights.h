@@ -1,0 +1,89 @@
+// Model parameters as the forwards see them, and the seam through which they arrive: a forward asks its
+// ParameterSource for layer i (fetch), says when it is done with it (release) and what it needs next (prefetch).
+// On the CPU every layer is resident (ResidentParameters); the ZeRO-3 parameter coordinator implements the same
+// interface by streaming layer shards from pinned CPU memory or NVMe to the GPU.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/backend/backend.h"
+#include "engine/core/status.h"
+#include "engine/model/config.h"
+
+namespace zi {
+
+class Checkpoint;
+struct Architecture;
+
+// One decoder layer's parameters. Fields an architecture does not use stay undefined.
+struct LayerWeights {
+  Tensor attn_norm;        // [H] (input_layernorm / self_attn_layer_norm)
+  Tensor attn_norm_bias;   // [H] LayerNorm architectures
+  LinearWeight q_proj;     // [nH·D, H]
+  LinearWeight k_proj;     // [nKV·D, H]
+  LinearWeight v_proj;     // [nKV·D, H]
+  LinearWeight qkv_proj;   // fused [3·nH·D, H] (BLOOM's query_key_value), instead of q/k/v
+  LinearWeight o_proj;     // [H, nH·D]
+  Tensor mlp_norm;         // [H] (post_attention_layernorm / final_layer_norm of the layer)
+  Tensor mlp_norm_bias;    // [H]
+  LinearWeight gate_proj;  // [F, H] gated MLPs (SwiGLU)
+  LinearWeight up_proj;    // [F, H] (fc1 in OPT, dense_h_to_4h in BLOOM)
+  LinearWeight down_proj;  // [H, F] (fc2, dense_4h_to_h)
+};
+
+// Parameters outside the decoder layers.
+struct GlobalWeights {
+  Tensor embed_tokens;       // [V, H]
+  Tensor embed_positions;    // [P, H] learned positions (OPT)
+  Tensor embed_norm;         // [H] LayerNorm after the embeddings (BLOOM)
+  Tensor embed_norm_bias;    // [H]
+  Tensor final_norm;         // [H]
+  Tensor final_norm_bias;    // [H]
+  LinearWeight lm_head;      // [V, H]; with tied embeddings its weight is embed_tokens
+};
+
+// How a dummy (random) weight is initialised: transformers' init for its role.
+enum class WeightInit : uint8_t { kNormal, kOnes, kZeros };
+
+// One checkpoint tensor and where it goes.
+struct WeightSpec {
+  std::string name;             // checkpoint name, e.g. "model.layers.0.self_attn.q_proj.weight"
+  std::vector<int64_t> shape;   // expected shape (from config.json)
+  Tensor* slot = nullptr;       // destination inside a GlobalWeights / LayerWeights
+  WeightInit init = WeightInit::kNormal;
+};
+
+// Loads specs from the checkpoint: each tensor must exist, have the expected shape and a float dtype
+// (F32/F16/BF16); errors name the file and the tensor.
+Status load_weights(Backend& backend, const Checkpoint& checkpoint, std::vector<WeightSpec>& specs);
+// Random weights (normal, std 0.02; norms 1, biases 0), seeded: the same seed and name give the same values.
+void init_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint64_t seed);
+uint64_t count_parameters(const std::vector<WeightSpec>& specs);
+
+class ParameterSource {
+ public:
+  virtual ~ParameterSource() = default;
+  virtual int num_layers() const = 0;
+  // Embeddings, final norm, LM head: resident for the model's lifetime.
+  virtual const GlobalWeights& globals() const = 0;
+  // Layer `layer`'s weights, available on the backend until release(layer). Blocks until they are.
+  virtual StatusOr<const LayerWeights*> fetch(int layer) = 0;
+  // Hint: the forward will fetch `layer` soon (start moving it). No-op when resident.
+  virtual void prefetch(int layer) {}
+  // The forward is done with `layer` for this step; its memory may be reused. No-op when resident.
+  virtual void release(int layer) {}
+  // Total parameters (a tied head counted once) and the checkpoint's dtype ("bfloat16").
+  virtual uint64_t parameter_count() const = 0;
+  virtual std::string stored_dtype() const = 0;
+};
+
+// Every layer loaded onto the backend up front. `checkpoint` null = dummy weights seeded with `dummy_seed`.
+StatusOr<std::unique_ptr<ParameterSource>> load_resident_parameters(Backend& backend, const ModelConfig& config,
+                                                                     const Architecture& arch,
+                                                                     const Checkpoint* checkpoint,
+                                                                     uint64_t dummy_seed);
+
+}  // namespace zi

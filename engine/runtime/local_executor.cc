@@ -1,0 +1,203 @@
+#include "engine/runtime/local_executor.h"
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+#include <unordered_set>
+
+#include "engine/core/log.h"
+#include "engine/io/safetensors.h"
+#include "engine/model/registry.h"
+
+namespace zi {
+
+LocalExecutor::~LocalExecutor() = default;
+
+StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptions& options,
+                                                               std::unique_ptr<Backend> backend) {
+  ZI_ASSIGN_OR_RETURN(ModelConfig cfg, load_model_config(options.model_dir));
+  const Architecture* arch = find_architecture(cfg.architecture);
+  ZI_CHECK(arch != nullptr);  // load_model_config refused unsupported architectures
+
+  uint32_t max_context = options.max_context;
+  if (max_context == 0) max_context = static_cast<uint32_t>(std::min<int64_t>(cfg.default_max_context, INT32_MAX));
+  if (max_context > static_cast<uint32_t>(INT32_MAX))
+    return absl::InvalidArgumentError(absl::StrCat("max_context ", max_context, " exceeds 2^31 - 1"));
+  if (cfg.max_position_embeddings > 0 && max_context > cfg.max_position_embeddings) {
+    ZI_LOG(WARNING) << "max_context " << max_context << " exceeds the model's max_position_embeddings "
+                    << cfg.max_position_embeddings << "; quality past it is not guaranteed";
+  }
+  if (options.max_batch_size == 0 || options.max_batch_size > 65536)
+    return absl::InvalidArgumentError(absl::StrCat("max_batch_size must be in 1..65536, got ",
+                                                   options.max_batch_size));
+
+  auto ex = std::unique_ptr<LocalExecutor>(new LocalExecutor());
+  ex->options_ = options;
+  ex->backend_ = std::move(backend);
+  std::unique_ptr<Checkpoint> checkpoint;
+  if (!options.dummy_weights) {
+    ZI_ASSIGN_OR_RETURN(checkpoint, Checkpoint::Open(options.model_dir));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  ZI_ASSIGN_OR_RETURN(std::unique_ptr<ParameterSource> params,
+                      load_resident_parameters(*ex->backend_, cfg, *arch, checkpoint.get(), options.dummy_seed));
+  checkpoint.reset();  // weights are copied onto the backend; the mapping is no longer needed
+  const uint64_t n_params = params->parameter_count();
+  const std::string stored_dtype = params->stored_dtype();
+  ZI_ASSIGN_OR_RETURN(ex->model_, arch->create(cfg, *ex->backend_, std::move(params)));
+
+  KvCacheShape kv_shape;
+  kv_shape.num_layers = static_cast<int>(cfg.num_layers);
+  kv_shape.slots = static_cast<int>(options.max_batch_size);
+  kv_shape.context = static_cast<int>(max_context);
+  kv_shape.n_kv_heads = static_cast<int>(cfg.num_kv_heads);
+  kv_shape.head_dim = static_cast<int>(cfg.head_dim);
+  ex->kv_ = std::make_unique<KvCache>(*ex->backend_, kv_shape);
+
+  ModelSummary& s = ex->summary_;
+  s.name = options.served_name;
+  if (s.name.empty()) s.name = std::filesystem::path(options.model_dir).lexically_normal().filename().string();
+  if (s.name.empty() || s.name == ".")
+    s.name = std::filesystem::path(options.model_dir).lexically_normal().parent_path().filename().string();
+  s.architecture = cfg.architecture;
+  s.parameters = n_params;
+  s.vocab_size = static_cast<uint32_t>(cfg.vocab_size);
+  s.max_context = max_context;
+  s.dtype = stored_dtype;
+  s.device = ex->backend_->name();
+  s.num_ranks = options.world_size;
+  s.eos_token_ids = cfg.eos_token_ids;
+  s.bos_token_id = cfg.bos_token_id;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ZI_LOG(INFO) << "loaded " << s.architecture << " from " << options.model_dir
+               << (options.dummy_weights ? " (dummy weights)" : "") << ": " << n_params << " parameters ("
+               << s.dtype << "), " << cfg.num_layers << " layers, max_context " << max_context << ", "
+               << options.max_batch_size << " KV slots (" << (ex->kv_->bytes() >> 20) << " MiB reserved) on "
+               << s.device << " in " << secs << " s";
+  return ex;
+}
+
+Status LocalExecutor::validate(const StepInput& input) const {
+  std::unordered_set<uint64_t> released(input.release.begin(), input.release.end());
+  std::unordered_set<uint64_t> in_step;
+  int new_seqs = 0;
+  int freed = 0;
+  for (uint64_t id : released)
+    if (seqs_.count(id)) ++freed;
+  for (const SeqStep& s : input.seqs) {
+    if (!in_step.insert(s.seq_id).second)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id, " appears twice in one step"));
+    const bool exists = seqs_.count(s.seq_id) && !released.count(s.seq_id);
+    if (s.first && exists)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id, " already exists"));
+    if (!s.first && !exists)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id, " is unknown (not started or released)"));
+    if (s.tokens.empty())
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id, ": no tokens to append"));
+    for (int32_t t : s.tokens)
+      if (t < 0 || static_cast<uint32_t>(t) >= summary_.vocab_size)
+        return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id, ": token id ", t,
+                                                       " is outside the vocabulary (vocab_size ",
+                                                       summary_.vocab_size, ")"));
+    const int64_t length = s.first ? 0 : seqs_.at(s.seq_id).length;
+    if (length + static_cast<int64_t>(s.tokens.size()) > kv_->max_context())
+      return absl::OutOfRangeError(absl::StrCat("sequence ", s.seq_id, " would hold ",
+                                                length + static_cast<int64_t>(s.tokens.size()),
+                                                " tokens, over max_context ", kv_->max_context()));
+    if (s.first) {
+      ++new_seqs;
+      ZI_RETURN_IF_ERROR(validate_sampling_params(s.sampling));
+    }
+  }
+  if (new_seqs > kv_->free_slots() + freed)
+    return absl::ResourceExhaustedError(absl::StrCat("all ", kv_->slots(), " KV cache slots are in use (",
+                                                     new_seqs, " new sequences; max_batch_size ", kv_->slots(), ")"));
+  return absl::OkStatus();
+}
+
+StatusOr<StepOutput> LocalExecutor::step(const StepInput& input) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (options_.debug_step_delay_ms > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(options_.debug_step_delay_ms));
+  ZI_RETURN_IF_ERROR(validate(input));
+
+  for (uint64_t id : input.release) {
+    auto it = seqs_.find(id);
+    if (it == seqs_.end()) continue;  // releasing twice (or a never-started id) is harmless
+    kv_->release(it->second.slot);
+    seqs_.erase(it);
+  }
+
+  // Create new sequences and lay the step out: rows of all sequences flattened in input order.
+  std::vector<uint64_t> created;
+  ForwardBatch batch;
+  std::vector<int32_t> logits_begin(input.seqs.size(), -1);  // first logit row of each sequence's results
+  StepOutput out;
+  for (size_t i = 0; i < input.seqs.size(); ++i) {
+    const SeqStep& s = input.seqs[i];
+    if (s.first) {
+      SeqState st;
+      st.slot = *kv_->acquire();  // validate() checked there are enough
+      st.sampling = s.sampling;
+      st.rng = SequenceRng(s.sampling.seed);
+      seqs_.emplace(s.seq_id, std::move(st));
+      created.push_back(s.seq_id);
+    }
+    const SeqState& st = seqs_.at(s.seq_id);
+    const int32_t row_begin = static_cast<int32_t>(batch.tokens.size());
+    const int32_t n = static_cast<int32_t>(s.tokens.size());
+    batch.seqs.push_back(SeqSlice{st.slot, row_begin, n, st.length});
+    batch.tokens.insert(batch.tokens.end(), s.tokens.begin(), s.tokens.end());
+    if (s.want_logits || s.sample) {
+      logits_begin[i] = static_cast<int32_t>(batch.logit_rows.size());
+      if (s.want_logits) {
+        for (int32_t r = 0; r < n; ++r) batch.logit_rows.push_back(row_begin + r);
+      } else {
+        batch.logit_rows.push_back(row_begin + n - 1);
+      }
+    }
+    if (s.first || n > 1)
+      out.stats.prefill_tokens += n;
+    else
+      out.stats.decode_tokens += n;
+  }
+
+  std::vector<float> logits;
+  if (!batch.tokens.empty()) {
+    StatusOr<Tensor> result = model_->forward(batch, *kv_);
+    if (!result.ok()) {
+      // The step failed as a whole: forget the sequences it created (others keep their length: the KV rows written
+      // past it are simply overwritten by their next step).
+      for (uint64_t id : created) {
+        kv_->release(seqs_.at(id).slot);
+        seqs_.erase(id);
+      }
+      return result.status();
+    }
+    logits = backend_->to_host_f32(*result);
+  }
+
+  const size_t V = summary_.vocab_size;
+  out.results.resize(input.seqs.size());
+  for (size_t i = 0; i < input.seqs.size(); ++i) {
+    const SeqStep& s = input.seqs[i];
+    SeqState& st = seqs_.at(s.seq_id);
+    st.length += static_cast<int32_t>(s.tokens.size());
+    st.history.insert(st.history.end(), s.tokens.begin(), s.tokens.end());
+    SeqResult& r = out.results[i];
+    r.seq_id = s.seq_id;
+    if (logits_begin[i] < 0) continue;
+    const float* first_row = logits.data() + static_cast<size_t>(logits_begin[i]) * V;
+    if (s.want_logits) r.logits.assign(first_row, first_row + s.tokens.size() * V);
+    if (s.sample) {
+      const float* last = s.want_logits ? first_row + (s.tokens.size() - 1) * V : first_row;
+      SampledToken tok = sample_token(std::span<const float>(last, V), st.sampling, st.history, st.rng);
+      r.token = tok.token;
+      if (st.sampling.return_logprobs) r.logprob = tok.logprob;
+    }
+  }
+  out.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+}  // namespace zi

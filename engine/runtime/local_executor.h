@@ -1,0 +1,54 @@
+// The in-process executor: one model on one Backend, its KV cache, and each sequence's state (KV slot, length,
+// tokens seen, sampling settings, RNG). create_executor() builds it for the CPU; the CUDA backend plugs in the same
+// way with its own Backend.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/backend/backend.h"
+#include "engine/model/model.h"
+#include "engine/runtime/engine_options.h"
+#include "engine/runtime/executor.h"
+#include "engine/runtime/kv_cache.h"
+#include "engine/runtime/sampler.h"
+
+namespace zi {
+
+class LocalExecutor final : public Executor {
+ public:
+  // Loads options.model_dir (or dummy weights from its config.json) onto `backend` (taken).
+  static StatusOr<std::unique_ptr<LocalExecutor>> Create(const EngineOptions& options,
+                                                         std::unique_ptr<Backend> backend);
+  ~LocalExecutor() override;
+
+  StatusOr<StepOutput> step(const StepInput& input) override;
+  const ModelSummary& summary() const override { return summary_; }
+
+  // Sequences currently held (for tests and stats). Not thread-safe (the driving thread only).
+  size_t active_sequences() const { return seqs_.size(); }
+
+ private:
+  struct SeqState {
+    int slot = -1;
+    int32_t length = 0;             // tokens in the KV cache
+    std::vector<int32_t> history;   // every token appended (prompt + generated): repetition penalty
+    SamplingParams sampling;
+    SequenceRng rng{0};
+  };
+
+  LocalExecutor() = default;
+  Status validate(const StepInput& input) const;
+
+  // Declaration order = destruction in reverse: the model and cache go before the backend they live on.
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<CausalLM> model_;
+  std::unique_ptr<KvCache> kv_;
+  std::unordered_map<uint64_t, SeqState> seqs_;
+  EngineOptions options_;
+  ModelSummary summary_;
+};
+
+}  // namespace zi
