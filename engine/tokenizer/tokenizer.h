@@ -29,6 +29,10 @@ class Tokenizer {
   virtual std::optional<int32_t> token_to_id(std::string_view token) const = 0;
   virtual int32_t vocab_size() const = 0;
   virtual bool is_special(int32_t id) const = 0;
+  // True when `id` decodes as one byte of a byte-fallback run ("<0xNN>" with a ByteFallback decoder):
+  // such a run decodes as a whole (U+FFFD for every byte when the run is not valid UTF-8), so streaming
+  // text is final only once the run has ended.
+  virtual bool continues_byte_run(int32_t id, bool skip_special_tokens) const { return false; }
 };
 
 // Streaming detokenization: push ids one by one, get the text that became final (never half a UTF-8
@@ -43,6 +47,11 @@ class IncrementalDetokenizer {
  private:
   const Tokenizer& tok_;
   bool skip_special_;
+  // Text of ids_[from, to) decoded together.
+  std::string window(size_t from, size_t to) const;
+  // True when ids_[from, to) holds a token that adds text of its own (not skipped, not empty).
+  bool has_visible_token(size_t from, size_t to) const;
+
   std::vector<int32_t> ids_;
   size_t prefix_offset_ = 0;   // ids_[prefix_offset_..] are decoded together for context
   size_t read_offset_ = 0;     // text of ids_[prefix_offset_..read_offset_) has been emitted
