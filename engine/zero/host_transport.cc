@@ -1,0 +1,75 @@
+// Host-memory slots: the CPU backend's streaming, and the protocol's test bed. fetch() completes synchronously.
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+#include "engine/io/direct_reader.h"
+#include "engine/zero/streamed_parameters.h"
+
+namespace zi {
+namespace {
+
+class AlignedHostAllocator final : public HostAllocator {
+ public:
+  StatusOr<HostBlock> allocate(size_t bytes) override {
+    void* p = nullptr;
+    if (posix_memalign(&p, 4096, std::max<size_t>(bytes, 4096)) != 0)
+      return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", bytes, " bytes of host memory"));
+    return HostBlock{p, std::shared_ptr<void>(p, [](void* q) { std::free(q); })};
+  }
+};
+
+class HostTransport final : public ShardTransport {
+ public:
+  HostTransport(const HostShards& shards, bool verify) : shards_(shards), verify_(verify) {}
+
+  StatusOr<void*> allocate_slot(size_t bytes) override {
+    ZI_ASSIGN_OR_RETURN(HostBlock b, alloc_.allocate(bytes));
+    blocks_.push_back(b);
+    return b.data;
+  }
+
+  Status fetch(int layer, int slot) override {
+    const StoreShard& shard = shards_.layouts[layer];
+    char* dst = static_cast<char*>(blocks_[slot].data) + shards_.rank * shard.partition_bytes;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (shards_.store) {
+      if (!reader_) {
+        ZI_ASSIGN_OR_RETURN(reader_, DirectReader::Open(shards_.store->rank_file(shards_.rank), {}));
+      }
+      const StoreShard* s = shards_.store->find(shard.name);
+      if (!s) return absl::DataLossError(absl::StrCat(shards_.store->dir(), ": the store has no shard ", shard.name));
+      ZI_RETURN_IF_ERROR(shards_.store->read_partition(*s, shards_.rank, *reader_, dst, verify_));
+      stats_.nvme_bytes += shard.partition_bytes;
+    } else {
+      std::memcpy(dst, shards_.partitions[layer].data, shard.partition_bytes);
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    (shards_.store ? stats_.nvme_read_seconds : stats_.copy_seconds) += secs;
+    stats_.stall_seconds += secs;  // synchronous: compute waits for every fetch
+    stats_.fetch_bytes += shard.partition_bytes;
+    ++stats_.fetches;
+    return absl::OkStatus();
+  }
+  Status wait(int) override { return absl::OkStatus(); }
+  Status release(int) override { return absl::OkStatus(); }
+  StreamStats take_stats() override { return std::exchange(stats_, StreamStats{}); }
+
+ private:
+  const HostShards& shards_;
+  bool verify_;
+  AlignedHostAllocator alloc_;
+  std::vector<HostBlock> blocks_;
+  std::unique_ptr<DirectReader> reader_;
+  StreamStats stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<HostAllocator> make_aligned_host_allocator() { return std::make_unique<AlignedHostAllocator>(); }
+
+std::unique_ptr<ShardTransport> make_host_transport(const HostShards& shards, bool verify_checksums) {
+  return std::make_unique<HostTransport>(shards, verify_checksums);
+}
+
+}  // namespace zi
