@@ -24,6 +24,7 @@ void to_proto(const EngineOptions& in, pb::EngineOptions* out) {
   out->set_rank(in.rank);
   out->set_world_size(in.world_size);
   out->set_debug_step_delay_ms(in.debug_step_delay_ms);
+  out->set_cpu_threads(in.cpu_threads);
 }
 
 EngineOptions from_proto(const pb::EngineOptions& in) {
@@ -53,6 +54,7 @@ EngineOptions from_proto(const pb::EngineOptions& in) {
   o.rank = in.rank();
   o.world_size = in.world_size();
   o.debug_step_delay_ms = in.debug_step_delay_ms();
+  o.cpu_threads = in.cpu_threads();
   return o;
 }
 

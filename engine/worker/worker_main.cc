@@ -146,7 +146,6 @@ int run_worker(const WorkerArgs& args) {
   if (!channel.send(ready).ok()) return 0;  // coordinator gone while we loaded: nothing to serve
   ZI_LOG(DEBUG) << "worker rank " << args.rank << ": ready";
 
-  const auto step_delay = std::chrono::milliseconds(options.debug_step_delay_ms);
   for (;;) {
     pb::ToWorker msg;
     Status s = channel.receive(&msg);
@@ -162,8 +161,6 @@ int run_worker(const WorkerArgs& args) {
       return 1;
     }
     const uint64_t step_id = msg.step().step_id();
-    // Test hook (YAML debug.step_delay_ms): makes in-flight streams observable without racing the model.
-    if (step_delay.count() > 0) std::this_thread::sleep_for(step_delay);
     auto out = executor->step(from_proto(msg.step()));
     pb::FromWorker reply;
     if (!out.ok()) {

@@ -8,6 +8,7 @@
 
 #include "engine/core/status.h"
 #include "engine/runtime/sampling_params.h"
+#include "engine/runtime/stopping.h"
 
 namespace zi::server {
 
@@ -25,14 +26,12 @@ struct GenerationRequest {
   Clock::time_point deadline = Clock::time_point::max();  // the RPC's deadline; max = none
 };
 
-enum class FinishReason { kNone, kLength, kEos, kStop };
-
 // One streamed message: the tokens generated since the previous one and the text that became final.
 struct GenerationChunk {
   std::vector<uint32_t> token_ids;
   std::string text;                       // valid UTF-8
   std::vector<float> logprobs;            // one per token id when the request asked for them
-  FinishReason finish = FinishReason::kNone;  // set on the last chunk only
+  FinishReason finish = FinishReason::kNone;  // zi::FinishReason (engine/runtime/stopping.h); last chunk only
   uint32_t prompt_tokens = 0;             // usage, on the last chunk
   uint32_t completion_tokens = 0;
 };

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "engine/core/log.h"
-#include "server/scheduler/stop_filter.h"
+#include "engine/runtime/stopping.h"
 
 namespace zi::server {
 
@@ -14,13 +14,15 @@ struct Scheduler::Sequence {
         sink(std::move(s)),
         detok(tok, /*skip_special_tokens=*/true),
         stop(req.stop),
+        criteria{req.max_new_tokens, {}, req.ignore_eos},
         next_tokens(req.prompt) {}
 
   uint64_t seq_id;
   GenerationRequest req;
   std::shared_ptr<ResponseSink> sink;
   IncrementalDetokenizer detok;
-  StopStringFilter stop;
+  StopStringMatcher stop;
+  TokenStopCriteria criteria;       // EOS ids filled in by the scheduler
   std::vector<int32_t> next_tokens;  // appended by the next step: the prompt, then the last sampled token
   bool sent = false;                 // the executor holds state for it (release it when done)
   bool done = false;                 // its sink got its last call
@@ -97,7 +99,9 @@ void Scheduler::submit(Reservation reservation, GenerationRequest request, std::
     if (metrics_) metrics_->count_request(RequestOutcome::kError);
     return;
   }
-  waiting_.push_back(std::make_unique<Sequence>(next_seq_id_++, std::move(request), std::move(sink), *tokenizer_));
+  auto seq = std::make_unique<Sequence>(next_seq_id_++, std::move(request), std::move(sink), *tokenizer_);
+  seq->criteria.eos_token_ids = options_.eos_token_ids;
+  waiting_.push_back(std::move(seq));
   lock.unlock();
   cv_.notify_all();
 }
@@ -260,6 +264,8 @@ void Scheduler::run_step(std::vector<std::unique_ptr<Sequence>> admitted) {
     }
     Status st = absl::InternalError(absl::StrCat("engine step failed: ", out.status().message()));
     ZI_LOG(ERROR) << st.message();
+    // A refused step applied none of its releases: send them again (releasing twice is harmless).
+    to_release_.insert(to_release_.end(), input.release.begin(), input.release.end());
     for (auto& s : running_) end_with_error(*s, st, RequestOutcome::kError);
     running_.clear();
     return;
@@ -289,12 +295,11 @@ void Scheduler::handle_token(Sequence& s, const SeqResult& r, Clock::time_point 
       metrics_->observe_inter_token_latency(std::chrono::duration<double>(now - s.last_token_at).count());
   }
   s.last_token_at = now;
-  const auto& eos = options_.eos_token_ids;
-  const bool is_eos = !s.req.ignore_eos && std::find(eos.begin(), eos.end(), r.token) != eos.end();
+  const FinishReason token_stop = check_token(s.criteria, r.token, s.completion + 1);
   GenerationChunk chunk;
-  if (is_eos) {  // ends generation and is not returned
-    StopStringFilter::Result tail = s.stop.push(s.detok.flush());
-    chunk.text = std::move(tail.text);
+  if (token_stop == FinishReason::kEos) {  // ends generation and is not returned
+    StopStringMatcher::Result tail = s.stop.push(s.detok.flush());
+    chunk.text = std::move(tail.emit);
     if (tail.stopped) return finish(s, std::move(chunk), FinishReason::kStop);
     chunk.text += s.stop.flush();
     return finish(s, std::move(chunk), FinishReason::kEos);
@@ -303,12 +308,12 @@ void Scheduler::handle_token(Sequence& s, const SeqResult& r, Clock::time_point 
   if (metrics_) metrics_->add_generation_tokens(1);
   chunk.token_ids.push_back(static_cast<uint32_t>(r.token));
   if (s.req.sampling.return_logprobs) chunk.logprobs.push_back(r.logprob);
-  StopStringFilter::Result piece = s.stop.push(s.detok.push(r.token));
-  chunk.text = std::move(piece.text);
+  StopStringMatcher::Result piece = s.stop.push(s.detok.push(r.token));
+  chunk.text = std::move(piece.emit);
   if (piece.stopped) return finish(s, std::move(chunk), FinishReason::kStop);
-  if (s.completion >= s.req.max_new_tokens) {
-    StopStringFilter::Result tail = s.stop.push(s.detok.flush());
-    chunk.text += tail.text;
+  if (token_stop == FinishReason::kLength) {
+    StopStringMatcher::Result tail = s.stop.push(s.detok.flush());
+    chunk.text += tail.emit;
     if (tail.stopped) return finish(s, std::move(chunk), FinishReason::kStop);
     chunk.text += s.stop.flush();
     return finish(s, std::move(chunk), FinishReason::kLength);
