@@ -1,0 +1,185 @@
+// CudaBackend: creation, memory and host transfers. The ops are in cuda_ops.cc, linear in gemm.cc.
+#include "engine/backend/cuda/cuda_backend_impl.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/core/log.h"
+
+namespace zi {
+
+StatusOr<DType> cuda_activation_dtype(const std::string& requested, DType checkpoint_dtype) {
+  if (requested == "bfloat16") return DType::kBF16;
+  if (requested == "float16") return DType::kF16;
+  if (requested == "auto") return checkpoint_dtype == DType::kF16 ? DType::kF16 : DType::kBF16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("dtype: '", requested, "' is not one of auto, bfloat16, float16"));
+}
+
+StatusOr<std::unique_ptr<Backend>> make_cuda_backend(const CudaBackendOptions& options) {
+  ZI_ASSIGN_OR_RETURN(std::unique_ptr<cuda::CudaBackend> b, cuda::CudaBackend::create(options));
+  return std::unique_ptr<Backend>(std::move(b));
+}
+
+namespace cuda {
+
+namespace {
+int64_t numel_of(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    ZI_CHECK(d >= 0);
+    n *= d;
+  }
+  return n;
+}
+}  // namespace
+
+StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendOptions& options) {
+  if (options.activation_dtype != DType::kBF16 && options.activation_dtype != DType::kF16 &&
+      options.activation_dtype != DType::kF32)
+    return absl::InvalidArgumentError(absl::StrCat("CUDA backend: activation dtype ",
+                                                   std::string(dtype_torch_name(options.activation_dtype)),
+                                                   " is not bfloat16, float16 or float32"));
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess || count == 0) {
+    const std::string why = err != cudaSuccess ? std::string(cuda_status(err, "cudaGetDeviceCount").message())
+                                               : std::string("the driver reports 0 devices");
+    return absl::FailedPreconditionError(absl::StrCat("no usable CUDA device: ", why));
+  }
+  if (options.device < 0 || options.device >= count)
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA device ", options.device, " does not exist (", count, " visible)"));
+  ZI_RETURN_IF_ERROR(cuda_status(cudaSetDevice(options.device), "cudaSetDevice"));
+  ZI_ASSIGN_OR_RETURN(CudaStream stream, CudaStream::create(options.device, /*high_priority=*/true));
+  cublasHandle_t handle = nullptr;
+  if (cublasStatus_t st = cublasCreate(&handle); st != CUBLAS_STATUS_SUCCESS)
+    return absl::InternalError(absl::StrCat("cublasCreate: ", cublasGetStatusString(st)));
+  // Keep split-K reductions in fp32 too (the default may reduce in the output precision).
+  if (cublasSetStream(handle, stream.get()) != CUBLAS_STATUS_SUCCESS ||
+      cublasSetMathMode(handle, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
+                                                          CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)) !=
+          CUBLAS_STATUS_SUCCESS) {
+    cublasDestroy(handle);
+    return absl::InternalError("cublasSetStream / cublasSetMathMode failed");
+  }
+  cudaDeviceProp prop{};
+  ZI_RETURN_IF_ERROR(cuda_status(cudaGetDeviceProperties(&prop, options.device), "cudaGetDeviceProperties"));
+  ZI_LOG(INFO) << "CUDA backend on device " << options.device << " (" << prop.name << ", sm_" << prop.major
+               << prop.minor << ", " << (prop.totalGlobalMem >> 20) << " MiB), activations "
+               << dtype_torch_name(options.activation_dtype);
+  return std::unique_ptr<CudaBackend>(new CudaBackend(options.device, options.activation_dtype, std::move(stream),
+                                                      handle, DeviceAllocator::create(options.device)));
+}
+
+CudaBackend::CudaBackend(int device, DType act, CudaStream compute, cublasHandle_t cublas,
+                         std::shared_ptr<DeviceAllocator> allocator)
+    : device_(device), act_(act), compute_(std::move(compute)), cublas_(cublas), allocator_(std::move(allocator)) {}
+
+CudaBackend::~CudaBackend() {
+  make_current();
+  cudaStreamSynchronize(compute_.get());
+  if (cublas_) cublasDestroy(cublas_);
+  cudaGetLastError();
+}
+
+void CudaBackend::make_current() const {
+  int cur = -1;
+  if (cudaGetDevice(&cur) != cudaSuccess || cur != device_) ZI_CUDA_CHECK(cudaSetDevice(device_));
+}
+
+StatusOr<Tensor> CudaBackend::try_alloc(DType dtype, std::vector<int64_t> shape) {
+  make_current();
+  const size_t bytes = static_cast<size_t>(numel_of(shape)) * dtype_size(dtype);
+  ZI_ASSIGN_OR_RETURN(std::shared_ptr<void> block, allocator_->allocate(bytes));
+  void* data = block.get();
+  return Tensor(dtype, std::move(shape), data, std::move(block));
+}
+
+Tensor CudaBackend::output(DType dtype, std::vector<int64_t> shape) {
+  StatusOr<Tensor> t = try_alloc(dtype, std::move(shape));
+  if (!t.ok()) {
+    // The Backend interface has no error channel for ops: running out of device memory mid-step is fatal. Load
+    // code reserves its memory with try_alloc first so that this does not happen in service.
+    std::fprintf(stderr, "zeroinfer: CUDA backend out of memory: %s\n", std::string(t.status().message()).c_str());
+    std::abort();
+  }
+  return *std::move(t);
+}
+
+Tensor CudaBackend::alloc(DType dtype, std::vector<int64_t> shape) { return output(dtype, std::move(shape)); }
+
+Tensor CudaBackend::from_host(DType dtype, std::vector<int64_t> shape, const void* src) {
+  Tensor t = output(dtype, std::move(shape));
+  if (t.nbytes() == 0) return t;
+  // From pageable memory the runtime copies `src` into a staging buffer before cudaMemcpyAsync returns, so the
+  // caller may free it at once while the DMA stays ordered on the compute stream. From pinned memory the copy is
+  // truly asynchronous: wait for it, since the interface lets the caller reuse `src` on return.
+  ZI_CUDA_CHECK(cudaMemcpyAsync(t.data(), src, t.nbytes(), cudaMemcpyHostToDevice, compute_.get()));
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, src) != cudaSuccess) {
+    cudaGetLastError();
+  } else if (attr.type == cudaMemoryTypeHost) {
+    ZI_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+  }
+  return t;
+}
+
+Tensor CudaBackend::upload_weight(DType src_dtype, std::vector<int64_t> shape, const void* src) {
+  ZI_CHECK(is_float_weight_dtype(src_dtype));
+  if (src_dtype == act_) return from_host(act_, std::move(shape), src);
+  // Upload as stored, convert on the device (the staging tensor returns to the cache when this returns).
+  Tensor raw = from_host(src_dtype, shape, src);
+  Tensor t = output(act_, std::move(shape));
+  launch_convert(src_dtype, raw.data(), act_, t.data(), t.numel(), compute_.get());
+  return t;
+}
+
+void CudaBackend::copy_to_host(const Tensor& t, void* dst) {
+  make_current();
+  if (t.nbytes() > 0)
+    ZI_CUDA_CHECK(cudaMemcpyAsync(dst, t.data(), t.nbytes(), cudaMemcpyDeviceToHost, compute_.get()));
+  ZI_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+}
+
+std::vector<float> CudaBackend::to_host_f32(const Tensor& t) {
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  if (t.dtype() == DType::kF32) {
+    copy_to_host(t, out.data());
+    return out;
+  }
+  std::vector<uint8_t> raw(t.nbytes());
+  copy_to_host(t, raw.data());
+  if (t.dtype() == DType::kI32) {
+    for (size_t i = 0; i < out.size(); ++i) {
+      int32_t v;
+      std::memcpy(&v, raw.data() + 4 * i, 4);
+      out[i] = static_cast<float>(v);
+    }
+    return out;
+  }
+  convert_to_f32(t.dtype(), raw.data(), out.data(), out.size());
+  return out;
+}
+
+void CudaBackend::fill_zero(Tensor& t) {
+  make_current();
+  if (t.nbytes() > 0) ZI_CUDA_CHECK(cudaMemsetAsync(t.data(), 0, t.nbytes(), compute_.get()));
+}
+
+void CudaBackend::synchronize() {
+  make_current();
+  ZI_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+}
+
+MemoryInfo CudaBackend::memory_info() const {
+  make_current();
+  MemoryInfo m;
+  ZI_CUDA_CHECK(cudaMemGetInfo(&m.device_free, &m.device_total));
+  m.allocator = allocator_->stats();
+  return m;
+}
+
+}  // namespace cuda
+}  // namespace zi

@@ -1,0 +1,30 @@
+// The CUDA backend's factory. This header has no CUDA includes, so code outside zi_cuda (create_executor, CLI
+// commands) can declare its use; it links only in builds with the toolkit (ZI_WITH_CUDA). The class itself, for
+// code that needs its stream and allocator (weight streaming), is in cuda_backend_impl.h.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "engine/backend/backend.h"
+#include "engine/core/dtype.h"
+#include "engine/core/status.h"
+
+namespace zi {
+
+struct CudaBackendOptions {
+  int device = 0;                            // CUDA device ordinal (after CUDA_VISIBLE_DEVICES)
+  DType activation_dtype = DType::kBF16;     // kBF16 | kF16 (kF32: a slow full-precision mode for debugging)
+};
+
+// A Backend on `options.device`: activations and linear weights in `activation_dtype`, cuBLAS GEMMs with fp32
+// accumulation, every op enqueued on one compute stream. FailedPrecondition (not a crash) when the machine has no
+// usable GPU or driver, naming the CUDA error; InvalidArgument for a bad device ordinal or dtype.
+StatusOr<std::unique_ptr<Backend>> make_cuda_backend(const CudaBackendOptions& options);
+
+// The compute dtype for a model. `requested` is EngineOptions::dtype: "bfloat16" / "float16" as given; "auto" =
+// kF16 for a float16 checkpoint (as it was trained and served), else kBF16 (bf16 and fp32 checkpoints: bf16 keeps
+// fp32's range). InvalidArgument names anything else.
+StatusOr<DType> cuda_activation_dtype(const std::string& requested, DType checkpoint_dtype);
+
+}  // namespace zi

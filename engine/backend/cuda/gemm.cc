@@ -1,0 +1,50 @@
+// linear on the GPU: y[T, out] = x[T, in] · W[out, in]ᵀ (+ b) with cublasGemmEx, inputs and output in the
+// activation dtype, fp32 accumulation (CUBLAS_COMPUTE_32F). cuBLAS is column-major: a row-major [r, c] matrix is a
+// column-major [c, r] one, so we ask for yᵀ[out, T] = op(A) · B with A = W seen as [in, out] (transposed, lda = in)
+// and B = xᵀ seen as [in, T] (lda = in); C = yᵀ [out, T] (ldc = out). The bias is added by a second kernel.
+#include <climits>
+
+#include "engine/backend/cuda/cuda_backend_impl.h"
+#include "engine/backend/cuda/cuda_check.h"
+
+namespace zi::cuda {
+
+namespace {
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::kF32: return CUDA_R_32F;
+    case DType::kF16: return CUDA_R_16F;
+    case DType::kBF16: return CUDA_R_16BF;
+    default: ZI_CHECK(false && "linear: not a float dtype");
+  }
+  return CUDA_R_32F;
+}
+}  // namespace
+
+Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
+  ZI_CHECK(w.format == WeightFormat::kDense && w.weight.rank() == 2 && w.weight.dtype() == act_);
+  const int64_t in = w.in_features(), out_f = w.out_features();
+  ZI_CHECK(x.dtype() == act_ && x.rank() >= 1 && x.dim(-1) == in);
+  ZI_CHECK(!w.bias.defined() || (is_float_weight_dtype(w.bias.dtype()) && w.bias.numel() == out_f));
+  make_current();
+  const int64_t T = x.numel() / std::max<int64_t>(in, 1);
+  std::vector<int64_t> shape = x.shape();
+  shape.back() = out_f;
+  Tensor y = output(act_, std::move(shape));
+  if (T == 0 || out_f == 0) return y;
+  if (in == 0) {
+    fill_zero(y);
+  } else {
+    ZI_CHECK(T <= INT_MAX && in <= INT_MAX && out_f <= INT_MAX);
+    const float alpha = 1.0f, beta = 0.0f;
+    const cudaDataType_t type = cuda_type(act_);
+    ZI_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_f), static_cast<int>(T),
+                                 static_cast<int>(in), &alpha, w.weight.data(), type, static_cast<int>(in), x.data(),
+                                 type, static_cast<int>(in), &beta, y.data(), type, static_cast<int>(out_f),
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+  if (w.bias.defined()) launch_bias_add(act_, y.data(), T, out_f, w.bias.dtype(), w.bias.data(), compute_.get());
+  return y;
+}
+
+}  // namespace zi::cuda
