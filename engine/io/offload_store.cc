@@ -158,6 +158,7 @@ Status OffloadStoreWriter::finish() {
             {"version", kVersion},
             {"architecture", id_.architecture},
             {"config_digest", id_.config_digest},
+            {"dtype", id_.dtype},
             {"quant_bits", id_.quant_bits},
             {"quant_group_size", id_.quant_group_size},
             {"num_ranks", id_.num_ranks},
@@ -204,6 +205,7 @@ StatusOr<std::unique_ptr<OffloadStore>> OffloadStore::Open(const std::string& di
   StoreIdentity& id = st->id_;
   ZI_ASSIGN_OR_RETURN(id.architecture, get<std::string>(m, "architecture", mpath));
   ZI_ASSIGN_OR_RETURN(id.config_digest, get<std::string>(m, "config_digest", mpath));
+  ZI_ASSIGN_OR_RETURN(id.dtype, get<std::string>(m, "dtype", mpath));
   ZI_ASSIGN_OR_RETURN(id.quant_bits, get<uint32_t>(m, "quant_bits", mpath));
   ZI_ASSIGN_OR_RETURN(id.quant_group_size, get<uint32_t>(m, "quant_group_size", mpath));
   ZI_ASSIGN_OR_RETURN(id.num_ranks, get<uint32_t>(m, "num_ranks", mpath));
@@ -219,6 +221,7 @@ StatusOr<std::unique_ptr<OffloadStore>> OffloadStore::Open(const std::string& di
   if (id.architecture != expected.architecture) return mismatch("architecture", id.architecture, expected.architecture);
   if (id.config_digest != expected.config_digest)
     return mismatch("config.json digest", id.config_digest, expected.config_digest);
+  if (id.dtype != expected.dtype) return mismatch("dtype", id.dtype, expected.dtype);
   if (id.quant_bits != expected.quant_bits)
     return mismatch("quant_bits", std::to_string(id.quant_bits), std::to_string(expected.quant_bits));
   if (id.quant_bits != 16 && id.quant_group_size != expected.quant_group_size)

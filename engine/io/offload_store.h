@@ -44,6 +44,7 @@ struct StoreShard {
 struct StoreIdentity {
   std::string architecture;
   std::string config_digest;   // CRC-32C of config.json's bytes, hex
+  std::string dtype = "BF16";  // the layer shards' compute dtype (safetensors spelling)
   uint32_t quant_bits = 16;
   uint32_t quant_group_size = 64;
   uint32_t num_ranks = 1;

@@ -14,10 +14,8 @@
 #include "engine/zero/streamed_parameters.h"
 
 namespace zi {
-namespace {
 
-// The dtype layer shards hold: what the backend stores weights in for the checkpoint's (or config's) dtype.
-DType shard_dtype(Backend& backend, const ModelConfig& cfg, const Architecture& arch, const Checkpoint* ckpt) {
+DType layer_shard_dtype(Backend& backend, const ModelConfig& cfg, const Architecture& arch, const Checkpoint* ckpt) {
   DType src = DType::kF32;
   if (ckpt) {
     LayerWeights scratch;
@@ -31,6 +29,17 @@ DType shard_dtype(Backend& backend, const ModelConfig& cfg, const Architecture& 
   }
   return backend.weight_dtype(src);
 }
+
+StatusOr<StoreIdentity> model_store_identity(const ModelConfig& cfg, DType shard_dtype, uint32_t num_ranks) {
+  StoreIdentity id;
+  id.architecture = cfg.architecture;
+  ZI_ASSIGN_OR_RETURN(id.config_digest, config_digest(cfg.dir + "/config.json"));
+  id.num_ranks = num_ranks;
+  id.dtype = std::string(dtype_safetensors_name(shard_dtype));
+  return id;
+}
+
+namespace {
 
 // Progress for long loads: bytes, percent and ETA every few seconds (one log line each: readable under systemd).
 class Progress {
@@ -89,9 +98,14 @@ Status pack(const Checkpoint* ckpt, const ModelConfig& cfg, const Architecture& 
   return absl::OkStatus();
 }
 
-Status build_store(const ModelConfig& cfg, const Architecture& arch, const Checkpoint* ckpt, uint64_t seed,
-                   const std::vector<StoreShard>& layouts, const StoreIdentity& id, const std::string& dir) {
-  ZI_LOG(INFO) << dir << ": no offload store yet, writing one (" << layouts.size() << " layer shards)";
+}  // namespace
+
+Status write_offload_store(const ModelConfig& cfg, const Architecture& arch, const Checkpoint* ckpt, uint64_t seed,
+                           DType shard_dtype, const StoreIdentity& id, const std::string& dir) {
+  std::vector<StoreShard> layouts;
+  for (int l = 0; l < cfg.num_layers; ++l) layouts.push_back(layer_layout(cfg, arch, l, shard_dtype, id.num_ranks));
+  ZI_LOG(INFO) << dir << ": writing the offload store (" << layouts.size() << " layer shards, " << id.num_ranks
+               << " rank file(s))";
   ZI_ASSIGN_OR_RETURN(auto writer, OffloadStoreWriter::Create(dir, id));
   uint64_t total = 0;
   for (const auto& s : layouts) total += s.bytes;
@@ -109,8 +123,6 @@ Status build_store(const ModelConfig& cfg, const Architecture& arch, const Check
   return writer->finish();
 }
 
-}  // namespace
-
 StatusOr<std::shared_ptr<HostShards>> load_host_shards(Backend& backend, const ModelConfig& cfg,
                                                        const Architecture& arch, const Checkpoint* checkpoint,
                                                        uint64_t dummy_seed, const StreamingLoad& load,
@@ -118,7 +130,7 @@ StatusOr<std::shared_ptr<HostShards>> load_host_shards(Backend& backend, const M
   auto shards = std::make_shared<HostShards>();
   shards->rank = load.rank;
   shards->num_ranks = load.num_ranks;
-  const DType dtype = shard_dtype(backend, cfg, arch, checkpoint);
+  const DType dtype = layer_shard_dtype(backend, cfg, arch, checkpoint);
   const int L = static_cast<int>(cfg.num_layers);
   for (int l = 0; l < L; ++l) shards->layouts.push_back(layer_layout(cfg, arch, l, dtype, load.num_ranks));
   shards->partitions.resize(L);
@@ -126,13 +138,11 @@ StatusOr<std::shared_ptr<HostShards>> load_host_shards(Backend& backend, const M
 
   const bool any_nvme = std::count(load.tiers.begin(), load.tiers.end(), LayerTier::kNvme) > 0;
   if (any_nvme) {
-    StoreIdentity id;
-    id.architecture = cfg.architecture;
-    ZI_ASSIGN_OR_RETURN(id.config_digest, config_digest(cfg.dir + "/config.json"));
-    id.num_ranks = load.num_ranks;
+    ZI_ASSIGN_OR_RETURN(StoreIdentity id, model_store_identity(cfg, dtype, load.num_ranks));
     auto store = OffloadStore::Open(load.store_dir, id);
     if (!store.ok() && absl::IsNotFound(store.status())) {
-      ZI_RETURN_IF_ERROR(build_store(cfg, arch, checkpoint, dummy_seed, shards->layouts, id, load.store_dir));
+      ZI_LOG(INFO) << load.store_dir << ": no offload store yet";
+      ZI_RETURN_IF_ERROR(write_offload_store(cfg, arch, checkpoint, dummy_seed, dtype, id, load.store_dir));
       store = OffloadStore::Open(load.store_dir, id);
     }
     if (!store.ok()) return store.status();

@@ -137,6 +137,17 @@ StatusOr<std::shared_ptr<HostShards>> load_host_shards(Backend& backend, const M
                                                        uint64_t dummy_seed, const StreamingLoad& load,
                                                        HostAllocator& host_alloc);
 
+// The dtype layer shards hold on `backend`: what it stores weights in for the checkpoint's (or, for dummy
+// weights, config.json's) dtype.
+DType layer_shard_dtype(Backend& backend, const ModelConfig& cfg, const Architecture& arch,
+                        const Checkpoint* checkpoint);
+// The identity a store for this model must carry (config digest, dtype, ranks; 16-bit weights).
+StatusOr<StoreIdentity> model_store_identity(const ModelConfig& cfg, DType shard_dtype, uint32_t num_ranks);
+// Writes every layer of the model (checkpoint, or dummy weights from `dummy_seed`) as an offload store at `dir`,
+// with progress lines. `zeroinfer convert` and the NVMe tier's first load use it.
+Status write_offload_store(const ModelConfig& cfg, const Architecture& arch, const Checkpoint* checkpoint,
+                           uint64_t dummy_seed, DType shard_dtype, const StoreIdentity& id, const std::string& dir);
+
 // Everything together: resident globals and GPU-tier layers on `backend`, host shards for the rest, and a
 // StreamedParameters over the transport `make_transport` builds for those shards (its slots allocated).
 using TransportFactory = std::function<StatusOr<std::unique_ptr<ShardTransport>>(const HostShards&)>;

@@ -41,7 +41,7 @@ class OffloadStoreTest : public ::testing::TestWithParam<uint32_t> {
   void TearDown() override { fs::remove_all(dir_); }
 
   StoreIdentity identity(uint32_t ranks) const {
-    return {"LlamaForCausalLM", "0badc0de", 16, 64, ranks};
+    return {"LlamaForCausalLM", "0badc0de", "BF16", 16, 64, ranks};
   }
   std::vector<TensorBytes> tensors(int layer) const {
     std::vector<TensorBytes> out;
