@@ -19,12 +19,61 @@ struct Merge {
   uint32_t rank;
   int32_t pos;
   int32_t new_id;
+  // Heap order: the lowest rank first, and the leftmost among equal ranks (as `tokenizers`).
+  bool before(const Merge& o) const { return rank != o.rank ? rank < o.rank : pos < o.pos; }
 };
-// Min-heap on (rank, pos): the lowest rank first, and the leftmost among equal ranks.
-struct MergeAfter {
-  bool operator()(const Merge& a, const Merge& b) const {
-    return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos;
+
+// A 4-ary min-heap: half the depth of a binary heap and the children of a node share cache lines,
+// which matters for words of millions of characters (a SentencePiece text without pre-tokenizer).
+class MergeQueue {
+ public:
+  explicit MergeQueue(size_t cap) { v_.reserve(cap); }
+  bool empty() const { return v_.empty(); }
+  void push(const Merge& m) {
+    v_.push_back(m);
+    sift_up(v_.size() - 1);
   }
+  // Builds the heap from entries appended with append() in any order.
+  void append(const Merge& m) { v_.push_back(m); }
+  void heapify() {
+    if (v_.size() < 2) return;
+    for (size_t i = (v_.size() - 2) / 4 + 1; i-- > 0;) sift_down(i);
+  }
+  Merge pop() {
+    Merge top = v_[0];
+    v_[0] = v_.back();
+    v_.pop_back();
+    if (!v_.empty()) sift_down(0);
+    return top;
+  }
+
+ private:
+  void sift_up(size_t i) {
+    Merge m = v_[i];
+    while (i > 0) {
+      size_t parent = (i - 1) / 4;
+      if (!m.before(v_[parent])) break;
+      v_[i] = v_[parent];
+      i = parent;
+    }
+    v_[i] = m;
+  }
+  void sift_down(size_t i) {
+    const size_t n = v_.size();
+    Merge m = v_[i];
+    for (;;) {
+      size_t first = 4 * i + 1;
+      if (first >= n) break;
+      size_t best = first, last = std::min(first + 4, n);
+      for (size_t c = first + 1; c < last; ++c)
+        if (v_[c].before(v_[best])) best = c;
+      if (!v_[best].before(m)) break;
+      v_[i] = v_[best];
+      i = best;
+    }
+    v_[i] = m;
+  }
+  std::vector<Merge> v_;
 };
 
 void add_symbol(std::vector<Symbol>& syms, int32_t c, uint32_t len) {
@@ -76,6 +125,19 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::Parse(const Json& m, const std::st
       model->missing_unk_ = unk;  // an error only when a character needs it, as in `tokenizers`
     } else {
       model->unk_id_ = it->second;
+    }
+  }
+  model->segmentable_ = model->continuing_subword_prefix_.empty() && model->end_of_word_suffix_.empty();
+  if (model->segmentable_) {
+    for (const auto& [tok, id] : model->vocab_) {
+      if (!is_valid_utf8(tok)) continue;
+      size_t i = 0;
+      char32_t prev = next_code_point(tok, i);
+      while (i < tok.size()) {
+        char32_t c = next_code_point(tok, i);
+        model->bigrams_.insert((static_cast<uint64_t>(prev) << 32) | c);
+        prev = c;
+      }
     }
   }
   for (int b = 0; b < 256; ++b) {
@@ -165,7 +227,11 @@ Status BpeModel::tokenize(std::string_view word, std::vector<int32_t>* out) cons
     }
   }
   size_t start = out->size();
-  ZI_RETURN_IF_ERROR(merge_word(word, out));
+  if (segmentable_ && !cacheable) {
+    ZI_RETURN_IF_ERROR(merge_segments(word, out));
+  } else {
+    ZI_RETURN_IF_ERROR(merge_word(word, out));
+  }
   if (cacheable) {
     std::lock_guard<std::mutex> lock(shard.mu);
     if (shard.map.size() < kCacheCapacity / kShards) {
@@ -173,6 +239,25 @@ Status BpeModel::tokenize(std::string_view word, std::vector<int32_t>* out) cons
     }
   }
   return absl::OkStatus();
+}
+
+Status BpeModel::merge_segments(std::string_view w, std::vector<int32_t>* out) const {
+  size_t seg_start = 0, i = 0;
+  char32_t prev = 0;
+  bool prev_single = false;  // the previous character is a one-character token
+  while (i < w.size()) {
+    const size_t at = i;
+    const size_t len = std::min(utf8_len(static_cast<unsigned char>(w[i])), w.size() - i);
+    const bool single = vocab_.find(w.substr(i, len)) != vocab_.end();
+    char32_t c = next_code_point(w, i);
+    if (single && prev_single && at > seg_start && bigrams_.count((static_cast<uint64_t>(prev) << 32) | c) == 0) {
+      ZI_RETURN_IF_ERROR(merge_word(w.substr(seg_start, at - seg_start), out));
+      seg_start = at;
+    }
+    prev = c;
+    prev_single = single;
+  }
+  return merge_word(w.substr(seg_start), out);
 }
 
 // Splits the word into characters (vocabulary ids, byte-fallback ids or unk), then applies merges by
@@ -231,18 +316,15 @@ Status BpeModel::merge_word(std::string_view w, std::vector<int32_t>* out) const
   }
   if (have_unk) add_symbol(syms, *unk_id_, unk_len);
 
-  std::vector<Merge> heap;
-  heap.reserve(syms.size());
+  MergeQueue heap(syms.size());
   for (size_t k = 0; k + 1 < syms.size(); ++k) {
     if (const MergeInfo* mi = find_merge(syms[k].c, syms[k + 1].c)) {
-      heap.push_back(Merge{mi->rank, static_cast<int32_t>(k), mi->new_id});
+      heap.append(Merge{mi->rank, static_cast<int32_t>(k), mi->new_id});
     }
   }
-  std::make_heap(heap.begin(), heap.end(), MergeAfter{});
+  heap.heapify();
   while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), MergeAfter{});
-    Merge top = heap.back();
-    heap.pop_back();
+    const Merge top = heap.pop();
     Symbol& cur = syms[top.pos];
     if (cur.len == 0 || cur.next == -1) continue;
     const int32_t next_pos = cur.next;
@@ -257,14 +339,12 @@ Status BpeModel::merge_word(std::string_view w, std::vector<int32_t>* out) const
     if (right.next >= 0) syms[right.next].prev = top.pos;
     if (cur.prev >= 0) {
       if (const MergeInfo* mi = find_merge(syms[cur.prev].c, cur.c)) {
-        heap.push_back(Merge{mi->rank, cur.prev, mi->new_id});
-        std::push_heap(heap.begin(), heap.end(), MergeAfter{});
+        heap.push(Merge{mi->rank, cur.prev, mi->new_id});
       }
     }
     if (cur.next >= 0) {
       if (const MergeInfo* mi = find_merge(cur.c, syms[cur.next].c)) {
-        heap.push_back(Merge{mi->rank, top.pos, mi->new_id});
-        std::push_heap(heap.begin(), heap.end(), MergeAfter{});
+        heap.push(Merge{mi->rank, top.pos, mi->new_id});
       }
     }
   }

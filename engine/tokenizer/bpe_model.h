@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/tokenizer/components.h"
@@ -42,6 +43,10 @@ class BpeModel {
     int32_t new_id;
   };
   Status merge_word(std::string_view word, std::vector<int32_t>* out) const;
+  // merge_word over the pieces of `word` between barriers: adjacent characters a, b that are both
+  // one-character tokens while no vocabulary token holds "ab". No merge can ever span a barrier, so the
+  // pieces merge independently and the result is the same as for the whole word, with small heaps.
+  Status merge_segments(std::string_view word, std::vector<int32_t>* out) const;
   const MergeInfo* find_merge(int32_t a, int32_t b) const;
 
   Vocab vocab_;
@@ -53,6 +58,8 @@ class BpeModel {
   std::string continuing_subword_prefix_, end_of_word_suffix_;
   bool fuse_unk_ = false, byte_fallback_ = false, ignore_merges_ = false;
   std::array<int32_t, 256> byte_token_id_{};  // "<0xNN>" ids, -1 when missing
+  std::unordered_set<uint64_t> bigrams_;       // (cp1 << 32) | cp2 for adjacent code points in any token
+  bool segmentable_ = false;                   // no continuing_subword_prefix / end_of_word_suffix
 
   // Word cache as in `tokenizers` (words shorter than 256 bytes, 10000 entries at most).
   static constexpr size_t kShards = 16;

@@ -321,8 +321,10 @@ StatusOr<std::unique_ptr<Decoder>> parse_decoder(const Json& j, const std::strin
     if (k != content.size()) return field_error(where, ctx + ": \"content\" must be one character");
     auto count = [&](const char* key) -> StatusOr<size_t> {
       if (!j.contains(key)) return size_t{0};
-      if (!j[key].is_number_unsigned()) return field_error(where, ctx + ": \"" + key + "\" must be a count >= 0");
-      return j[key].get<size_t>();
+      if (!j[key].is_number_integer() || j[key].get<int64_t>() < 0) {
+        return field_error(where, ctx + ": \"" + key + "\" must be a count >= 0");
+      }
+      return static_cast<size_t>(j[key].get<int64_t>());
     };
     ZI_ASSIGN_OR_RETURN(size_t start, count("start"));
     ZI_ASSIGN_OR_RETURN(size_t stop, count("stop"));

@@ -4,6 +4,7 @@
 #include <sstream>
 #include <sys/stat.h>
 
+#include "engine/tokenizer/tokenizer_classes.h"
 #include "engine/tokenizer/utf8.h"
 
 namespace zi::tok {
@@ -64,11 +65,13 @@ void clean_up_tokenization(std::string& s) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Build(const Json& tj, const Json& config,
-                                                          const std::string& where,
+StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Build(Json tj, const Json& config, const std::string& where,
                                                           const std::string& config_where) {
   if (!tj.is_object()) return field_error(where, "top level must be an object");
+  if (!config.is_null() && !config.is_object()) return field_error(config_where, "top level must be an object");
   auto tok = std::unique_ptr<HfTokenizer>(new HfTokenizer());
+  std::vector<std::pair<std::string, std::string>> class_defaults;
+  if (!config.is_null() && tj.contains("model")) apply_tokenizer_class(config, tj, &class_defaults);
   if (tj.contains("truncation") && !tj["truncation"].is_null()) {
     return field_error(where, "truncation is not supported (it must be null)");
   }
@@ -90,16 +93,17 @@ StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Build(const Json& tj, const 
     }
   }
   ZI_RETURN_IF_ERROR(tok->added_.add_tokens(added, *tok->model_, tok->normalizer_.get()));
-  if (!config.is_null()) ZI_RETURN_IF_ERROR(tok->apply_config(config, config_where));
+  if (!config.is_null()) ZI_RETURN_IF_ERROR(tok->apply_config(config, config_where, class_defaults));
   ZI_RETURN_IF_ERROR(tok->added_.finalize());
   return tok;
 }
 
-// What transformers' TokenizersBackend takes from tokenizer_config.json: named special tokens missing from
-// the added tokens become special added tokens; explicit add_bos_token / add_eos_token rebuild the
-// post-processor; split_special_tokens; clean-up of spaces (skipped for BPE unless forced).
-Status HfTokenizer::apply_config(const Json& c, const std::string& cw) {
-  if (!c.is_object()) return field_error(cw, "top level must be an object");
+// What transformers' TokenizersBackend takes from tokenizer_config.json: named special tokens (or the
+// class's defaults) missing from the added tokens become special added tokens; split_special_tokens;
+// clean-up of spaces (skipped for BPE unless forced). add_bos_token / add_eos_token are dropped by
+// transformers when tokenizer.json exists, so the post-processor of the file stays.
+Status HfTokenizer::apply_config(const Json& c, const std::string& cw,
+                                 const std::vector<std::pair<std::string, std::string>>& class_defaults) {
   std::vector<AddedToken> extra;
   auto want = [&](const Json& v, const std::string& ctx) -> Status {
     if (v.is_null()) return absl::OkStatus();
@@ -107,8 +111,14 @@ Status HfTokenizer::apply_config(const Json& c, const std::string& cw) {
     if (!added_.token_to_id(t.content)) extra.push_back(std::move(t));
     return absl::OkStatus();
   };
-  for (const char* key : kNamedSpecialTokens)
-    if (c.contains(key)) ZI_RETURN_IF_ERROR(want(c[key], key));
+  for (const char* key : kNamedSpecialTokens) {
+    if (c.contains(key)) {
+      ZI_RETURN_IF_ERROR(want(c[key], key));
+      continue;
+    }
+    for (const auto& [k, token] : class_defaults)
+      if (k == key) ZI_RETURN_IF_ERROR(want(Json(token), key));
+  }
   for (const char* key : {"additional_special_tokens", "extra_special_tokens"}) {
     if (!c.contains(key) || c[key].is_null()) continue;
     const Json& list = c[key];
@@ -122,21 +132,6 @@ Status HfTokenizer::apply_config(const Json& c, const std::string& cw) {
   }
   ZI_RETURN_IF_ERROR(added_.add_tokens(extra, *model_, normalizer_.get()));
   added_.set_encode_special_tokens(get_bool_or(c, "split_special_tokens", false));
-
-  if (c.contains("add_bos_token") || c.contains("add_eos_token")) {
-    auto id_of = [&](const char* key) -> std::optional<int32_t> {
-      if (!c.contains(key) || c[key].is_null()) return std::nullopt;
-      const Json& v = c[key];
-      std::string s = v.is_string() ? v.get<std::string>() : v.value("content", std::string());
-      return token_to_id(s);
-    };
-    std::vector<int32_t> prefix, suffix;
-    if (get_bool_or(c, "add_bos_token", false))
-      if (auto id = id_of("bos_token")) prefix.push_back(*id);
-    if (get_bool_or(c, "add_eos_token", false))
-      if (auto id = id_of("eos_token")) suffix.push_back(*id);
-    post_processor_ = make_affix_processor(std::move(prefix), std::move(suffix));
-  }
   clean_up_spaces_ = get_bool_or(c, "clean_up_tokenization_spaces", false) &&
                      get_bool_or(c, "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output", false);
   return absl::OkStatus();
@@ -245,7 +240,7 @@ namespace zi {
 
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
   ZI_ASSIGN_OR_RETURN(tok::Json j, tok::read_json(path));
-  ZI_ASSIGN_OR_RETURN(auto t, tok::HfTokenizer::Build(j, tok::Json(), path, ""));
+  ZI_ASSIGN_OR_RETURN(auto t, tok::HfTokenizer::Build(std::move(j), tok::Json(), path, ""));
   return std::unique_ptr<Tokenizer>(std::move(t));
 }
 
@@ -253,12 +248,12 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromDir(const std::string& dir) 
   const std::string tj_path = dir + "/tokenizer.json";
   const std::string cfg_path = dir + "/tokenizer_config.json";
   ZI_ASSIGN_OR_RETURN(tok::Json j, tok::read_json(tj_path));
-  tok::Json cfg;
+  tok::Json cfg;  // null: no tokenizer_config.json
   struct stat st;
   if (::stat(cfg_path.c_str(), &st) == 0) {
     ZI_ASSIGN_OR_RETURN(cfg, tok::read_json(cfg_path));
   }
-  ZI_ASSIGN_OR_RETURN(auto t, tok::HfTokenizer::Build(j, cfg, tj_path, cfg_path));
+  ZI_ASSIGN_OR_RETURN(auto t, tok::HfTokenizer::Build(std::move(j), cfg, tj_path, cfg_path));
   return std::unique_ptr<Tokenizer>(std::move(t));
 }
 

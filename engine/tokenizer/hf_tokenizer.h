@@ -14,7 +14,7 @@ namespace zi::tok {
 class HfTokenizer : public Tokenizer, public TokenLookup {
  public:
   // `config` may be null (no tokenizer_config.json). `where` / `config_where` name the files in errors.
-  static StatusOr<std::unique_ptr<HfTokenizer>> Build(const Json& tokenizer_json, const Json& config,
+  static StatusOr<std::unique_ptr<HfTokenizer>> Build(Json tokenizer_json, const Json& config,
                                                       const std::string& where, const std::string& config_where);
 
   StatusOr<std::vector<int32_t>> encode(std::string_view text, bool add_special_tokens) const override;
@@ -29,7 +29,8 @@ class HfTokenizer : public Tokenizer, public TokenLookup {
 
  private:
   HfTokenizer() = default;
-  Status apply_config(const Json& config, const std::string& config_where);
+  Status apply_config(const Json& config, const std::string& config_where,
+                      const std::vector<std::pair<std::string, std::string>>& class_defaults);
   // The string `decode` starts from for `id`, or nullptr for an unknown id.
   const std::string* token_string(int32_t id) const;
 

@@ -89,7 +89,8 @@ inline std::unique_ptr<Tokenizer> load_named(const std::string& name, TempDir& t
 // Every tokenizer with a recorded oracle_<name>.json.
 inline const std::vector<std::string>& oracle_names() {
   static const std::vector<std::string> names = {"gpt2", "spbpe", "gpt2_norm", "llama3ish",
-                                                 "sp_meta", "sp_meta_split", "sp_norm_added"};
+                                                 "sp_meta", "sp_meta_split", "sp_norm_added",
+                                                 "llama_class", "llama_class_legacy"};
   return names;
 }
 

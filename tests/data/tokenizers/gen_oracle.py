@@ -107,7 +107,9 @@ def main():
             with open(os.path.join(vdir, fn), encoding="utf-8") as f:
                 specs[fn[:-5]] = json.load(f)
 
-    texts = CURATED + random_texts(150, 1234)
+    # A few long texts (several KiB, one word for SentencePiece layouts without a pre-tokenizer).
+    long_texts = [" ".join(random_texts(n, seed)) for n, seed in ((40, 7), (120, 8), (300, 9))]
+    texts = CURATED + random_texts(150, 1234) + long_texts
     report = []
     for name, spec in specs.items():
         tj = build_json(spec)
@@ -128,6 +130,12 @@ def main():
                 tf = PreTrainedTokenizerFast(tokenizer_file=os.path.join(d, "tokenizer.json"))
                 how = "PreTrainedTokenizerFast"
             tk = tokenizers.Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+            if type(tf).__name__ != "TokenizersBackend":
+                # A model-specific class rebuilt the pipeline: record what it built (without the vocabulary).
+                built = json.loads(tf.backend_tokenizer.to_str())
+                built["model"] = {k: v for k, v in built["model"].items() if k not in ("vocab", "merges")}
+                with open(os.path.join(out_dir, f"backend_{name}.json"), "w", encoding="utf-8") as f:
+                    json.dump(built, f, ensure_ascii=False, indent=1)
         enc, mism = [], 0
         for t in texts:
             ids = tf.encode(t, add_special_tokens=True)
