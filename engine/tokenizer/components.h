@@ -70,6 +70,9 @@ StatusOr<std::unique_ptr<PreTokenizer>> parse_pre_tokenizer(const Json& j, const
 StatusOr<std::unique_ptr<Decoder>> parse_decoder(const Json& j, const std::string& where);
 StatusOr<std::unique_ptr<PostProcessor>> parse_post_processor(const Json& j, const std::string& where);
 
+// NFC / NFD / NFKC / NFKD / Lowercase (ICU); nullptr for any other type.
+StatusOr<std::unique_ptr<Normalizer>> make_unicode_normalizer(const std::string& type);
+
 // A TemplateProcessing equivalent with fixed ids before and after the sequence (transformers'
 // `update_post_processor` for add_bos_token / add_eos_token).
 std::unique_ptr<PostProcessor> make_affix_processor(std::vector<int32_t> prefix, std::vector<int32_t> suffix);

@@ -1,4 +1,5 @@
-// Normalizers (Sequence, Prepend, Replace, Strip, ByteLevel), the byte-to-unicode table and parser helpers.
+// Normalizers (Sequence, Prepend, Replace, Strip, ByteLevel; the Unicode ones are in unicode_normalizers.cc),
+// the byte-to-unicode table and parser helpers.
 #include <array>
 
 #include "engine/tokenizer/components.h"
@@ -190,6 +191,8 @@ StatusOr<std::unique_ptr<Normalizer>> parse_normalizer(const Json& j, const std:
         new StripNormalizer(get_bool_or(j, "strip_left", true), get_bool_or(j, "strip_right", true)));
   }
   if (type == "ByteLevel") return std::unique_ptr<Normalizer>(new ByteLevelNormalizer());
+  ZI_ASSIGN_OR_RETURN(auto unicode, make_unicode_normalizer(type));
+  if (unicode) return unicode;
   return field_error(where, "normalizer type \"" + type + "\" is not supported");
 }
 

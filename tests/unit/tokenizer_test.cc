@@ -239,7 +239,7 @@ TEST(TokenizerLoad, UnsupportedComponentsAreNamed) {
     Json value;
     const char* message;
   } cases[] = {
-      {"normalizer", {{"type", "NFKC"}}, "normalizer type \"NFKC\" is not supported"},
+      {"normalizer", {{"type", "BertNormalizer"}}, "normalizer type \"BertNormalizer\" is not supported"},
       {"pre_tokenizer", {{"type", "BertPreTokenizer"}}, "pre_tokenizer type \"BertPreTokenizer\" is not supported"},
       {"decoder", {{"type", "WordPiece"}}, "decoder type \"WordPiece\" is not supported"},
       {"post_processor", {{"type", "Nope"}}, "post_processor type \"Nope\" is not supported"},

@@ -90,7 +90,8 @@ inline std::unique_ptr<Tokenizer> load_named(const std::string& name, TempDir& t
 inline const std::vector<std::string>& oracle_names() {
   static const std::vector<std::string> names = {"gpt2", "spbpe", "gpt2_norm", "llama3ish",
                                                  "sp_meta", "sp_meta_split", "sp_norm_added",
-                                                 "llama_class", "llama_class_legacy"};
+                                                 "llama_class", "llama_class_legacy", "gpt2_class", "qwen2_class",
+                                                 "gpt2_nfkc_lower", "gpt2_nfd", "gpt2_cfg_specials"};
   return names;
 }
 

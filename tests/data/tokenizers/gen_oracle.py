@@ -52,6 +52,7 @@ CURATED = [
     " " * 40, "!!!???...", "----====", "https://example.com/path?q=1&b=2", "user@example.com",
     "12345678901234567890", "0.000001", "¿Qué? ¡Sí!", "\u2581already\u2581meta", "▁ ▁▁", "~`^",
     "", " ", "  ", "x",
+    "İstanbul ΣΑΣ ﬃ ① ㎏ Ⅻ ｆｕｌｌ", "Å Å Å", "ΌΣΟΣ σ ς", "Ǆemal ǅ", "ＡＢＣ１２３", "한글 \u1112\u1161\u11ab\u1100\u1173\u11af", "<|im_start|>user\nHi<|im_end|>",
 ]
 
 ALPHABETS = [
