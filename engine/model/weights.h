@@ -63,6 +63,16 @@ Status load_weights(Backend& backend, const Checkpoint& checkpoint, std::vector<
 void init_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint64_t seed);
 uint64_t count_parameters(const std::vector<WeightSpec>& specs);
 
+// Per-step figures of weight streaming (zeros when every layer is resident): metrics and the bench.
+struct StreamStats {
+  uint64_t fetch_bytes = 0;         // bytes this rank moved host → device (its partitions)
+  uint64_t nvme_bytes = 0;          // of which read from the NVMe store
+  double copy_seconds = 0;          // device time of the host → device copies
+  double nvme_read_seconds = 0;     // wall time of the store reads
+  double stall_seconds = 0;         // time compute waited for shards that were not there yet
+  int fetches = 0;
+};
+
 class ParameterSource {
  public:
   virtual ~ParameterSource() = default;
@@ -78,6 +88,8 @@ class ParameterSource {
   // Total parameters (a tied head counted once) and the checkpoint's dtype ("bfloat16").
   virtual uint64_t parameter_count() const = 0;
   virtual std::string stored_dtype() const = 0;
+  // Streaming figures since the last call (may wait for the step's timing events).
+  virtual StreamStats take_stream_stats() { return {}; }
 };
 
 // Every layer loaded onto the backend up front. `checkpoint` null = dummy weights seeded with `dummy_seed`.

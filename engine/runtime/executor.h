@@ -56,6 +56,12 @@ struct StepStats {
   double seconds = 0.0;
   uint64_t prefill_tokens = 0;
   uint64_t decode_tokens = 0;
+  // Weight streaming during the step (zeros when every layer is resident).
+  uint64_t fetch_bytes = 0;        // host → device bytes this rank moved
+  uint64_t nvme_bytes = 0;         // of which read from the NVMe store
+  double copy_seconds = 0.0;       // device time of those copies (fetch_bytes / copy_seconds = PCIe bandwidth)
+  double nvme_read_seconds = 0.0;
+  double stall_seconds = 0.0;      // compute waiting for weights the prefetch had not brought yet
 };
 
 struct StepOutput {

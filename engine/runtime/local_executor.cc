@@ -14,7 +14,8 @@ namespace zi {
 LocalExecutor::~LocalExecutor() = default;
 
 StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptions& options,
-                                                               std::unique_ptr<Backend> backend) {
+                                                               std::unique_ptr<Backend> backend,
+                                                               ParamsLoader loader) {
   ZI_ASSIGN_OR_RETURN(ModelConfig cfg, load_model_config(options.model_dir));
   const Architecture* arch = find_architecture(cfg.architecture);
   ZI_CHECK(arch != nullptr);  // load_model_config refused unsupported architectures
@@ -39,8 +40,13 @@ StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptio
     ZI_ASSIGN_OR_RETURN(checkpoint, Checkpoint::Open(options.model_dir));
   }
   const auto t0 = std::chrono::steady_clock::now();
-  ZI_ASSIGN_OR_RETURN(std::unique_ptr<ParameterSource> params,
-                      load_resident_parameters(*ex->backend_, cfg, *arch, checkpoint.get(), options.dummy_seed));
+  std::unique_ptr<ParameterSource> params;
+  if (loader) {
+    ZI_ASSIGN_OR_RETURN(params, loader(*ex->backend_, cfg, *arch, checkpoint.get(), max_context));
+  } else {
+    ZI_ASSIGN_OR_RETURN(params, load_resident_parameters(*ex->backend_, cfg, *arch, checkpoint.get(),
+                                                         options.dummy_seed));
+  }
   checkpoint.reset();  // weights are copied onto the backend; the mapping is no longer needed
   const uint64_t n_params = params->parameter_count();
   const std::string stored_dtype = params->stored_dtype();
@@ -197,6 +203,12 @@ StatusOr<StepOutput> LocalExecutor::step(const StepInput& input) {
     }
   }
   out.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const StreamStats ss = model_->parameters().take_stream_stats();
+  out.stats.fetch_bytes = ss.fetch_bytes;
+  out.stats.nvme_bytes = ss.nvme_bytes;
+  out.stats.copy_seconds = ss.copy_seconds;
+  out.stats.nvme_read_seconds = ss.nvme_read_seconds;
+  out.stats.stall_seconds = ss.stall_seconds;
   return out;
 }
 

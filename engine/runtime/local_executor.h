@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -17,11 +18,21 @@
 
 namespace zi {
 
+class Checkpoint;
+struct Architecture;
+
+// Builds the model's parameters on the backend (default: every layer resident). The CUDA path passes one that
+// places layers and streams the rest (engine/zero). `checkpoint` is null for dummy weights.
+using ParamsLoader = std::function<StatusOr<std::unique_ptr<ParameterSource>>(
+    Backend& backend, const ModelConfig& cfg, const Architecture& arch, const Checkpoint* checkpoint,
+    uint32_t max_context)>;
+
 class LocalExecutor final : public Executor {
  public:
   // Loads options.model_dir (or dummy weights from its config.json) onto `backend` (taken).
   static StatusOr<std::unique_ptr<LocalExecutor>> Create(const EngineOptions& options,
-                                                         std::unique_ptr<Backend> backend);
+                                                         std::unique_ptr<Backend> backend,
+                                                         ParamsLoader loader = nullptr);
   ~LocalExecutor() override;
 
   StatusOr<StepOutput> step(const StepInput& input) override;

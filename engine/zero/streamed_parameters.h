@@ -28,16 +28,6 @@ struct Architecture;
 class Checkpoint;
 class DirectReader;
 
-// Per-step figures of the streaming (reported with each step: metrics, bench).
-struct StreamStats {
-  uint64_t fetch_bytes = 0;         // bytes this rank moved host → device (its partitions)
-  uint64_t nvme_bytes = 0;          // of which read from the NVMe store
-  double copy_seconds = 0;          // device time of the host → device copies
-  double nvme_read_seconds = 0;     // wall time of the store reads
-  double stall_seconds = 0;         // time compute waited for shards that were not there yet
-  int fetches = 0;
-};
-
 // Memory for host copies of streamed partitions: pinned (CUDA) or plain aligned memory.
 struct HostBlock {
   void* data = nullptr;
@@ -98,7 +88,8 @@ class StreamedParameters final : public ParameterSource {
   std::string stored_dtype() const override { return stored_dtype_; }
 
   const std::vector<LayerTier>& tiers() const { return tiers_; }
-  StreamStats take_stats() { return transport_->take_stats(); }
+  StreamStats take_stream_stats() override { return transport_->take_stats(); }
+  StreamStats take_stats() { return take_stream_stats(); }
 
  private:
   Status ensure_fetched(int streamed_index);

@@ -1,0 +1,111 @@
+// create_executor's CUDA path: the CUDA backend, the placement (resident layers while they fit, the rest streamed
+// from pinned CPU memory or NVMe) and the parameter coordinator over the CUDA transport.
+#include "engine/zero/cuda/cuda_executor.h"
+
+#include "engine/backend/cuda/cuda_backend_impl.h"
+#include "engine/core/log.h"
+#include "engine/io/safetensors.h"
+#include "engine/model/registry.h"
+#include "engine/runtime/local_executor.h"
+#include "engine/zero/cuda/cuda_transport.h"
+#include "engine/zero/layer_pack.h"
+#include "engine/zero/placement.h"
+#include "engine/zero/streamed_parameters.h"
+
+namespace zi {
+namespace {
+
+constexpr uint64_t kGpuMarginBytes = uint64_t{3} << 29;  // 1.5 GiB: cuBLAS workspace, CUDA context, fragmentation
+
+uint64_t bytes_of(const std::vector<WeightSpec>& specs, DType dtype) {
+  uint64_t n = 0;
+  for (const WeightSpec& s : specs) {
+    uint64_t e = 1;
+    for (int64_t d : s.shape) e *= static_cast<uint64_t>(d);
+    n += e * dtype_size(dtype);
+  }
+  return n;
+}
+
+std::string describe(const Placement& p) {
+  std::string out;
+  int start = 0;
+  for (int l = 1; l <= static_cast<int>(p.layers.size()); ++l) {
+    if (l < static_cast<int>(p.layers.size()) && p.layers[l] == p.layers[start]) continue;
+    absl::StrAppend(&out, out.empty() ? "" : ", ", l - 1 == start ? absl::StrCat("layer ", start)
+                                                                  : absl::StrCat("layers ", start, "-", l - 1),
+                    " ", layer_tier_name(p.layers[start]));
+    start = l;
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Executor>> create_cuda_executor(const EngineOptions& options) {
+  ZI_ASSIGN_OR_RETURN(ModelConfig probe_cfg, load_model_config(options.model_dir));
+  DType ckpt_dtype = probe_cfg.dtype == "float16" ? DType::kF16 : DType::kBF16;
+  ZI_ASSIGN_OR_RETURN(DType act, cuda_activation_dtype(options.dtype, ckpt_dtype));
+  CudaBackendOptions bo;
+  bo.device = static_cast<int>(options.rank);  // one GPU per rank (CUDA_VISIBLE_DEVICES narrows it further)
+  bo.activation_dtype = act;
+  auto backend_or = make_cuda_backend(bo);
+  ZI_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, std::move(backend_or));
+  auto* cuda = static_cast<cuda::CudaBackend*>(backend.get());
+
+  ParamsLoader loader = [options, cuda](Backend& be, const ModelConfig& cfg, const Architecture& arch,
+                                        const Checkpoint* ckpt,
+                                        uint32_t max_context) -> StatusOr<std::unique_ptr<ParameterSource>> {
+    const DType wdt = layer_shard_dtype(be, cfg, arch, ckpt);
+    PlacementInput in;
+    for (int l = 0; l < cfg.num_layers; ++l)
+      in.layer_bytes.push_back(layer_layout(cfg, arch, l, wdt, options.world_size).partition_bytes *
+                               options.world_size);
+    GlobalWeights gw;
+    std::vector<WeightSpec> gspecs;
+    arch.global_weights(cfg, gw, gspecs);
+    in.global_bytes = bytes_of(gspecs, wdt);
+    const uint64_t act_size = dtype_size(be.activation_dtype());
+    in.kv_cache_bytes = options.kv_offload ? 0
+                                           : 2ull * cfg.num_layers * options.max_batch_size * max_context *
+                                                 cfg.num_kv_heads * cfg.head_dim * act_size;
+    // The largest step: every slot's whole context prefilled at once (tokens capped at 64 Ki), through the widest
+    // projections, plus fp32 logits of every sequence.
+    const uint64_t tokens = std::min<uint64_t>(uint64_t{options.max_batch_size} * max_context, 65536);
+    in.activation_bytes = tokens * (8 * cfg.hidden_size + 4 * cfg.intermediate_size) * act_size +
+                          2ull * options.max_batch_size * cfg.vocab_size * 4;
+    const uint64_t free_bytes = cuda->memory_info().device_free;
+    in.gpu_memory_bytes = free_bytes > kGpuMarginBytes ? free_bytes - kGpuMarginBytes : 1;
+    in.tier = options.offload_tier;
+    in.gpu_weights_budget = options.gpu_weights_budget;
+    in.prefetch_depth = options.prefetch_depth;
+    in.num_ranks = options.world_size;
+    ZI_ASSIGN_OR_RETURN(Placement placement, plan_placement(in));
+    ZI_LOG(INFO) << "placement: " << describe(placement) << "; resident weights "
+                 << format_bytes(placement.resident_weight_bytes) << ", streamed per step "
+                 << format_bytes(placement.streamed_bytes_per_step) << ", ring " << format_bytes(placement.ring_bytes)
+                 << ", KV cache " << format_bytes(in.kv_cache_bytes) << ", GPU free " << format_bytes(free_bytes);
+    if (placement.num_streamed == 0) {
+      return load_resident_parameters(be, cfg, arch, ckpt, options.dummy_seed);
+    }
+    StreamingLoad load;
+    load.tiers = placement.layers;
+    load.prefetch_depth = options.prefetch_depth;
+    load.rank = options.rank;
+    load.num_ranks = options.world_size;
+    load.store_dir = options.offload_dir;
+    auto host_alloc = cuda::make_cuda_host_allocator(options.pin_memory);
+    cuda::CudaTransportOptions topts;
+    topts.aio_block_size = options.aio_block_size;
+    topts.aio_queue_depth = options.aio_queue_depth;
+    ZI_ASSIGN_OR_RETURN(
+        std::unique_ptr<StreamedParameters> params,
+        load_streamed_parameters(be, cfg, arch, ckpt, options.dummy_seed, load, *host_alloc,
+                                 [cuda, topts](const HostShards& s) { return cuda::make_cuda_transport(*cuda, s, topts); }));
+    return std::unique_ptr<ParameterSource>(std::move(params));
+  };
+  ZI_ASSIGN_OR_RETURN(auto ex, LocalExecutor::Create(options, std::move(backend), loader));
+  return std::unique_ptr<Executor>(std::move(ex));
+}
+
+}  // namespace zi
