@@ -1,0 +1,297 @@
+// Every CUDA backend op against the CPU backend (the fp32 reference) on identical inputs: values are rounded to the
+// activation dtype first, so the two differ only by the GPU's own rounding (bf16 / fp16 stores, fp32 accumulation
+// order). Each test runs with bf16, fp16 and fp32 activations; fp32 must agree to ~1e-5, which catches indexing
+// errors that the half-precision tolerances could hide. Odd sizes exercise tails; attention covers prefill, decode,
+// mixed batches, GQA, sliding windows, ALiBi and head dims 5 to 256.
+#include <algorithm>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "engine/backend/backend.h"
+#include "engine/backend/cuda/cuda_backend.h"
+#include "tests/gpu/cuda_test_util.h"
+
+namespace zi {
+namespace {
+
+using testing_gpu::device_count;
+using testing_gpu::encode;
+using testing_gpu::randn;
+using testing_gpu::rel_err;
+using testing_gpu::round_to;
+
+TEST(CudaBackendCreate, WithoutADeviceIsAnErrorNotACrash) {
+  if (device_count() > 0) GTEST_SKIP() << "a GPU is present (this case runs on machines without one)";
+  auto b = make_cuda_backend({});
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(b.status().message()), ::testing::HasSubstr("no usable CUDA device"));
+}
+
+TEST(CudaBackendCreate, RejectsBadOrdinalAndDtype) {
+  if (device_count() == 0) GTEST_SKIP() << "no GPU";
+  auto bad_device = make_cuda_backend({device_count() + 3, DType::kBF16});
+  ASSERT_FALSE(bad_device.ok());
+  EXPECT_EQ(bad_device.status().code(), absl::StatusCode::kInvalidArgument);
+  auto bad_dtype = make_cuda_backend({0, DType::kI8});
+  ASSERT_FALSE(bad_dtype.ok());
+  EXPECT_EQ(bad_dtype.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CudaBackendCreate, ActivationDtypeFollowsCheckpointUnlessAsked) {
+  EXPECT_EQ(*cuda_activation_dtype("auto", DType::kF16), DType::kF16);
+  EXPECT_EQ(*cuda_activation_dtype("auto", DType::kBF16), DType::kBF16);
+  EXPECT_EQ(*cuda_activation_dtype("auto", DType::kF32), DType::kBF16);
+  EXPECT_EQ(*cuda_activation_dtype("float16", DType::kBF16), DType::kF16);
+  EXPECT_FALSE(cuda_activation_dtype("fp8", DType::kBF16).ok());
+}
+
+class CudaOps : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    if (device_count() == 0) GTEST_SKIP() << "no GPU";
+    cpu_ = make_cpu_backend(0);
+    auto g = make_cuda_backend({0, GetParam()});
+    ASSERT_TRUE(g.ok()) << g.status();
+    gpu_ = std::move(*g);
+    ASSERT_EQ(gpu_->activation_dtype(), GetParam());
+  }
+  DType act() const { return GetParam(); }
+  // Largest acceptable max|Δ|/max|ref| for an op whose output is rounded once or twice to the activation dtype.
+  double tol() const { return act() == DType::kF32 ? 2e-5 : act() == DType::kF16 ? 3e-3 : 1.5e-2; }
+
+  // The same activation values on both backends (rounded to the activation dtype).
+  struct Pair {
+    Tensor cpu, gpu;
+  };
+  Pair act_tensor(std::vector<int64_t> shape, const std::vector<float>& v) {
+    const std::vector<float> r = round_to(act(), v);
+    const std::vector<uint8_t> bytes = encode(act(), v);
+    return {cpu_->from_host(DType::kF32, shape, r.data()), gpu_->from_host(act(), shape, bytes.data())};
+  }
+  // A checkpoint tensor stored as `dt`, uploaded to both.
+  Pair weight(std::vector<int64_t> shape, const std::vector<float>& v, DType dt = DType::kBF16) {
+    const std::vector<uint8_t> bytes = encode(dt, v);
+    return {cpu_->upload_weight(dt, shape, bytes.data()), gpu_->upload_weight(dt, shape, bytes.data())};
+  }
+  Pair raw(DType dt, std::vector<int64_t> shape, const void* p) {
+    return {cpu_->from_host(dt, shape, p), gpu_->from_host(dt, shape, p)};
+  }
+  // Asserts the two results agree within `tolerance` (default tol()) and have the same shape.
+  void expect_close(const Tensor& cpu, const Tensor& gpu, const std::string& what, double tolerance = -1) {
+    ASSERT_EQ(cpu.shape(), gpu.shape()) << what;
+    EXPECT_EQ(gpu.dtype(), act()) << what;
+    const double err = rel_err(gpu_->to_host_f32(gpu), cpu_->to_host_f32(cpu));
+    EXPECT_LT(err, tolerance < 0 ? tol() : tolerance) << what;
+  }
+
+  std::unique_ptr<Backend> cpu_, gpu_;
+};
+
+TEST_P(CudaOps, UploadConvertsLikeTheHostAndCopiesBack) {
+  const std::vector<float> v = randn(1001, 1, 2.0f);
+  for (DType src : {DType::kF32, DType::kF16, DType::kBF16}) {
+    const std::vector<uint8_t> bytes = encode(src, v);
+    // An odd offset: checkpoint tensors need not be aligned.
+    std::vector<uint8_t> unaligned(bytes.size() + 1);
+    std::memcpy(unaligned.data() + 1, bytes.data(), bytes.size());
+    Tensor w = gpu_->upload_weight(src, {7, 143}, unaligned.data() + 1);
+    EXPECT_EQ(w.dtype(), gpu_->weight_dtype(src));
+    // Bit-exact: the device conversion rounds as the host's (through fp32, nearest even).
+    EXPECT_EQ(gpu_->to_host_f32(w), round_to(act(), round_to(src, v))) << dtype_torch_name(src);
+  }
+  std::vector<int32_t> ids = {5, -7, 1 << 30};
+  Tensor t = gpu_->from_host(DType::kI32, {3}, ids.data());
+  std::vector<int32_t> back(3);
+  gpu_->copy_to_host(t, back.data());
+  EXPECT_EQ(back, ids);
+  gpu_->fill_zero(t);
+  EXPECT_EQ(gpu_->to_host_f32(t), std::vector<float>(3, 0.0f));
+}
+
+TEST_P(CudaOps, Embedding) {
+  const int V = 50, H = 67;
+  Pair table = weight({V, H}, randn(V * H, 2));
+  std::vector<int32_t> ids = {3, 0, 49, 3, 17};
+  Pair id = raw(DType::kI32, {5}, ids.data());
+  // A copy of bf16 values: exact in bf16 / fp32; fp16 rounds only values in its subnormal range.
+  expect_close(cpu_->embedding(table.cpu, id.cpu), gpu_->embedding(table.gpu, id.gpu), "embedding", 1e-6);
+}
+
+TEST_P(CudaOps, RmsNormAndLayerNorm) {
+  for (int H : {67, 4099}) {
+    const int T = 5;
+    // An offset mean makes LayerNorm's centring matter.
+    Pair x = act_tensor({T, H}, randn(T * H, 6, 3.0f, 1.5f));
+    for (DType wdt : {DType::kBF16, DType::kF32}) {
+      Pair w = weight({H}, randn(H, 7), wdt), b = weight({H}, randn(H, 8), wdt);
+      const std::string tag = " H=" + std::to_string(H) + " weights " + std::string(dtype_torch_name(wdt));
+      expect_close(cpu_->rms_norm(x.cpu, w.cpu, 1e-5f), gpu_->rms_norm(x.gpu, w.gpu, 1e-5f), "rms_norm" + tag);
+      expect_close(cpu_->layer_norm(x.cpu, w.cpu, b.cpu, 1e-5f), gpu_->layer_norm(x.gpu, w.gpu, b.gpu, 1e-5f),
+                   "layer_norm" + tag);
+      expect_close(cpu_->layer_norm(x.cpu, w.cpu, Tensor(), 1e-5f), gpu_->layer_norm(x.gpu, w.gpu, Tensor(), 1e-5f),
+                   "layer_norm no bias" + tag);
+    }
+  }
+}
+
+TEST_P(CudaOps, Linear) {
+  for (auto [T, in, out] : {std::tuple{1, 64, 64}, {3, 37, 19}, {9, 176, 64}, {17, 8, 130}, {5, 1, 3}, {33, 512, 1000},
+                            {1, 4096, 11}}) {
+    Pair x = act_tensor({T, in}, randn(T * in, 1));
+    for (bool bias : {false, true}) {
+      Pair w = weight({out, in}, randn(out * in, 2, 0.1f));
+      Pair b = weight({out}, randn(out, 3));
+      LinearWeight lc{WeightFormat::kDense, w.cpu, bias ? b.cpu : Tensor()};
+      LinearWeight lg{WeightFormat::kDense, w.gpu, bias ? b.gpu : Tensor()};
+      expect_close(cpu_->linear(x.cpu, lc), gpu_->linear(x.gpu, lg),
+                   absl::StrCat("linear ", T, "x", in, "->", out, bias ? " +bias" : ""));
+    }
+  }
+  // An fp32 checkpoint weight is converted at upload.
+  Pair x = act_tensor({4, 96}, randn(4 * 96, 4));
+  Pair w = weight({40, 96}, randn(40 * 96, 5, 0.1f), DType::kF32);
+  // The CPU keeps the fp32 weight; the GPU rounds it to the activation dtype: allow that rounding.
+  expect_close(cpu_->linear(x.cpu, {WeightFormat::kDense, w.cpu, Tensor()}),
+               gpu_->linear(x.gpu, {WeightFormat::kDense, w.gpu, Tensor()}), "linear fp32 weight", 2 * tol());
+}
+
+TEST_P(CudaOps, Rope) {
+  for (int D : {8, 128}) {
+    const int T = 6, nH = 3;
+    std::vector<int32_t> pos = {0, 5, 1, 100, 4097, 2};
+    std::vector<float> inv_freq(D / 2);
+    for (int i = 0; i < D / 2; ++i) inv_freq[i] = static_cast<float>(1.0 / std::pow(10000.0, 2.0 * i / D));
+    Pair x = act_tensor({T, nH * D}, randn(T * nH * D, 9));
+    Pair p = raw(DType::kI32, {T}, pos.data());
+    Pair f = raw(DType::kF32, {D / 2}, inv_freq.data());
+    cpu_->rope_inplace(x.cpu, p.cpu, f.cpu, nH, D);
+    gpu_->rope_inplace(x.gpu, p.gpu, f.gpu, nH, D);
+    expect_close(x.cpu, x.gpu, "rope D=" + std::to_string(D));
+  }
+}
+
+TEST_P(CudaOps, ElementwiseActivationsAndAdds) {
+  const int n = 1000;
+  Pair a = act_tensor({10, 100}, randn(n, 11, 3.0f)), b = act_tensor({10, 100}, randn(n, 12, 3.0f));
+  expect_close(cpu_->silu_mul(a.cpu, b.cpu), gpu_->silu_mul(a.gpu, b.gpu), "silu_mul");
+  for (auto [kind, name] : {std::pair{Activation::kRelu, "relu"}, {Activation::kGeluTanh, "gelu_tanh"},
+                            {Activation::kGelu, "gelu"}, {Activation::kSilu, "silu"}})
+    expect_close(cpu_->activation(a.cpu, kind), gpu_->activation(a.gpu, kind), name);
+  expect_close(cpu_->add(a.cpu, b.cpu), gpu_->add(a.gpu, b.gpu), "add");
+  cpu_->add_inplace(a.cpu, b.cpu);
+  gpu_->add_inplace(a.gpu, b.gpu);
+  expect_close(a.cpu, a.gpu, "add_inplace");
+}
+
+TEST_P(CudaOps, GatherRowsAndColumnSlice) {
+  Pair x = act_tensor({7, 24}, randn(7 * 24, 13));
+  // Copies: exact.
+  expect_close(cpu_->gather_rows(x.cpu, {6, 0, 3, 3}), gpu_->gather_rows(x.gpu, {6, 0, 3, 3}), "gather_rows", 1e-30);
+  expect_close(cpu_->gather_rows(x.cpu, {}), gpu_->gather_rows(x.gpu, {}), "gather_rows none", 1e-30);
+  // Rows of a view (odd row offset, unaligned base).
+  Pair odd = act_tensor({5, 3}, randn(15, 14));
+  expect_close(cpu_->gather_rows(odd.cpu.rows(1, 5), {2, 0}), gpu_->gather_rows(odd.gpu.rows(1, 5), {2, 0}),
+               "gather_rows of a view", 1e-30);
+  expect_close(cpu_->column_slice(x.cpu, 24, 5, 7), gpu_->column_slice(x.gpu, 24, 5, 7), "column_slice row", 1e-30);
+  // BLOOM-style fused [q k v] per head: 4 groups of 6, columns 2..4 of each.
+  expect_close(cpu_->column_slice(x.cpu, 6, 2, 3), gpu_->column_slice(x.gpu, 6, 2, 3), "column_slice groups", 1e-30);
+}
+
+// ---- KV cache and attention ----
+
+struct AttnCase {
+  std::string name;
+  int nH, nKV, D, S, C;
+  std::vector<SeqSlice> seqs;  // the step; rows contiguous in order
+};
+
+class CudaAttention : public CudaOps {
+ protected:
+  // Fills both caches with each sequence's history (past_len rows), writes the step's rows with kv_write and runs
+  // attention on both backends for every window / ALiBi combination.
+  void run(const AttnCase& c) {
+    int T = 0;
+    for (const SeqSlice& s : c.seqs) T += s.n_new;
+    const int row = c.nKV * c.D;
+    std::vector<float> slopes(c.nH);
+    for (int h = 0; h < c.nH; ++h) slopes[h] = std::pow(2.0f, -8.0f * (h + 1) / c.nH);
+    for (int window : {0, 3, 40}) {
+      for (bool alibi : {false, true}) {
+        const std::string tag = c.name + " window " + std::to_string(window) + (alibi ? " alibi" : "");
+        Pair kc{cpu_->alloc(DType::kF32, {c.S, c.C, c.nKV, c.D}), gpu_->alloc(act(), {c.S, c.C, c.nKV, c.D})};
+        Pair vc{cpu_->alloc(DType::kF32, {c.S, c.C, c.nKV, c.D}), gpu_->alloc(act(), {c.S, c.C, c.nKV, c.D})};
+        cpu_->fill_zero(kc.cpu);
+        cpu_->fill_zero(vc.cpu);
+        gpu_->fill_zero(kc.gpu);
+        gpu_->fill_zero(vc.gpu);
+        KvLayer cache_c{kc.cpu, vc.cpu}, cache_g{kc.gpu, vc.gpu};
+        // History: one kv_write of every sequence's past rows (a batch of prefills from position 0).
+        std::vector<SeqSlice> hist;
+        int hrows = 0;
+        for (const SeqSlice& s : c.seqs)
+          if (s.past_len > 0) {
+            hist.push_back({s.slot, hrows, s.past_len, 0});
+            hrows += s.past_len;
+          }
+        if (hrows > 0) {
+          Pair hk = act_tensor({hrows, row}, randn(size_t(hrows) * row, 100));
+          Pair hv = act_tensor({hrows, row}, randn(size_t(hrows) * row, 101));
+          AttentionBatch bc = make_attention_batch(*cpu_, hist), bg = make_attention_batch(*gpu_, hist);
+          cpu_->kv_write(cache_c, bc, hk.cpu, hv.cpu);
+          gpu_->kv_write(cache_g, bg, hk.gpu, hv.gpu);
+        }
+        AttentionBatch bc = make_attention_batch(*cpu_, c.seqs), bg = make_attention_batch(*gpu_, c.seqs);
+        Pair k = act_tensor({T, row}, randn(size_t(T) * row, 200));
+        Pair v = act_tensor({T, row}, randn(size_t(T) * row, 201));
+        cpu_->kv_write(cache_c, bc, k.cpu, v.cpu);
+        gpu_->kv_write(cache_g, bg, k.gpu, v.gpu);
+        // The caches hold exactly the same values (copies of identical inputs).
+        EXPECT_EQ(gpu_->to_host_f32(cache_g.k), cpu_->to_host_f32(cache_c.k)) << tag << " k cache";
+        EXPECT_EQ(gpu_->to_host_f32(cache_g.v), cpu_->to_host_f32(cache_c.v)) << tag << " v cache";
+        Pair q = act_tensor({T, c.nH * c.D}, randn(size_t(T) * c.nH * c.D, 300));
+        Pair sl = raw(DType::kF32, {c.nH}, slopes.data());
+        const float scale = 1.0f / std::sqrt(static_cast<float>(c.D));
+        AttentionParams pc{c.nH, c.nKV, c.D, scale, window, alibi ? sl.cpu : Tensor()};
+        AttentionParams pg{c.nH, c.nKV, c.D, scale, window, alibi ? sl.gpu : Tensor()};
+        expect_close(cpu_->attention(q.cpu, cache_c, bc, pc), gpu_->attention(q.gpu, cache_g, bg, pg), tag);
+      }
+    }
+  }
+};
+
+TEST_P(CudaAttention, PrefillDecodeAndChunkMixedWithGqa) {
+  // A fresh prefill, a decode row after 9 cached tokens, a chunk of 3 after 4 (the CPU test's batch), odd head dim.
+  run({"mixed D=5", 6, 2, 5, 3, 16, {{2, 0, 5, 0}, {0, 5, 1, 9}, {1, 6, 3, 4}}});
+}
+
+TEST_P(CudaAttention, DecodeOnlyBatchesUseLongContexts) {
+  // Every sequence adds one row: the decode kernel; contexts from 1 to the cache's end, several warps' chunks.
+  run({"decode D=128", 8, 2, 128, 4, 600, {{0, 0, 1, 300}, {3, 1, 1, 0}, {1, 2, 1, 598}, {2, 3, 1, 37}}});
+  run({"decode D=96 MHA", 2, 2, 96, 2, 100, {{1, 0, 1, 64}, {0, 1, 1, 5}}});
+  run({"decode D=8 GQA 4", 8, 2, 8, 1, 40, {{0, 0, 1, 33}}});
+}
+
+TEST_P(CudaAttention, LongPrefillSpansManyTilesNextToADecodeRow) {
+  // 70 new rows (5 row tiles) after 30 cached ones, beside a decode row at position 200.
+  run({"prefill D=64", 4, 4, 64, 2, 300, {{1, 0, 70, 30}, {0, 70, 1, 200}}});
+}
+
+TEST_P(CudaAttention, LargestHeadDim) {
+  run({"prefill D=256", 2, 1, 256, 1, 64, {{0, 0, 20, 10}}});
+  run({"decode D=256", 2, 1, 256, 2, 64, {{0, 0, 1, 10}, {1, 1, 1, 50}}});
+}
+
+const auto kDtypes = ::testing::Values(DType::kBF16, DType::kF16, DType::kF32);
+std::string dtype_name(const ::testing::TestParamInfo<DType>& info) {
+  return std::string(dtype_torch_name(info.param));
+}
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaOps, kDtypes, dtype_name);
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaAttention, kDtypes, dtype_name);
+
+}  // namespace
+}  // namespace zi
