@@ -87,6 +87,8 @@ __global__ void __launch_bounds__(kWarps * 32)
         score = dot + slope * static_cast<float>(kp - p);
       }
       const float pj = online_softmax_step(score, m[rr], l[rr], o[rr]);
+      // Partly unrolled: fully unrolling 32 keys × 4 rows × kChunks makes the kernel megabytes of code.
+#pragma unroll 4
       for (int j = 0; j < kBK; ++j) {
         const float pjj = __shfl_sync(0xffffffffu, pj, j);
 #pragma unroll
