@@ -176,8 +176,8 @@ int run_coordinator(const ServeConfig& config, const std::string& executable) {
   ZI_LOG(INFO) << strsignal(sig) << ": draining (" << scheduler->in_flight() << " requests in flight, grace "
                << config.shutdown_grace_seconds << " s)";
   sd_notify(0, "STOPPING=1");
+  scheduler->start_draining();  // first: once health says NOT_SERVING, new requests are refused
   if (auto* h = server->GetHealthCheckService()) h->Shutdown();  // NOT_SERVING for good
-  scheduler->start_draining();
   const auto grace_end = std::chrono::steady_clock::now() +
                          std::chrono::duration_cast<milliseconds>(std::chrono::duration<double>(config.shutdown_grace_seconds));
   while (scheduler->in_flight() > 0 && std::chrono::steady_clock::now() < grace_end) {
@@ -197,6 +197,7 @@ int run_coordinator(const ServeConfig& config, const std::string& executable) {
   scheduler.reset();
   (*pool)->shutdown(seconds(5));
   server.reset();
+  exposer.reset();
   ZI_LOG(INFO) << "stopped";
   return 0;
 }

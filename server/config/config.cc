@@ -313,7 +313,9 @@ StatusOr<ServeConfig> load_config(const std::string& path) {
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open the config file"));
   std::stringstream ss;
   ss << in.rdbuf();
-  fs::path dir = fs::path(path).parent_path();
+  // Absolute, so that the paths mean the same to the workers and in logs whatever the current directory.
+  std::error_code aec;
+  fs::path dir = fs::absolute(fs::path(path), aec).parent_path();
   ZI_ASSIGN_OR_RETURN(ServeConfig c, parse_config(ss.str(), path, dir.empty() ? "." : dir.string()));
   std::error_code ec;
   if (!fs::is_directory(c.model_path, ec))

@@ -26,6 +26,7 @@ struct Scheduler::Sequence {
   std::vector<int32_t> next_tokens;  // appended by the next step: the prompt, then the last sampled token
   bool sent = false;                 // the executor holds state for it (release it when done)
   bool done = false;                 // its sink got its last call
+  bool admitted = false;             // joined the running batch (counted in running_count_)
   uint32_t completion = 0;           // tokens returned so far
   Clock::time_point last_token_at;
 };
@@ -75,7 +76,7 @@ StatusOr<Reservation> Scheduler::reserve() {
         options_.max_queue));
   ++reserved_;
   ++in_flight_;
-  if (metrics_) metrics_->set_waiting(static_cast<double>(reserved_ + waiting_.size()));
+  publish_waiting_locked();
   return Reservation(this);
 }
 
@@ -83,7 +84,7 @@ void Scheduler::unreserve() {
   std::lock_guard<std::mutex> lock(mu_);
   --reserved_;
   --in_flight_;
-  if (metrics_) metrics_->set_waiting(static_cast<double>(reserved_ + waiting_.size()));
+  publish_waiting_locked();
 }
 
 void Scheduler::submit(Reservation reservation, GenerationRequest request, std::shared_ptr<ResponseSink> sink) {
@@ -94,14 +95,16 @@ void Scheduler::submit(Reservation reservation, GenerationRequest request, std::
   if (!refuse_status_.ok()) {
     Status st = refuse_status_;
     --in_flight_;
+    publish_waiting_locked();
     lock.unlock();
-    sink->fail(st);
     if (metrics_) metrics_->count_request(RequestOutcome::kError);
+    sink->fail(st);
     return;
   }
   auto seq = std::make_unique<Sequence>(next_seq_id_++, std::move(request), std::move(sink), *tokenizer_);
   seq->criteria.eos_token_ids = options_.eos_token_ids;
   waiting_.push_back(std::move(seq));
+  publish_waiting_locked();
   lock.unlock();
   cv_.notify_all();
 }
@@ -133,12 +136,13 @@ void Scheduler::set_on_executor_lost(std::function<void(const Status&)> fn) {
   on_executor_lost_ = std::move(fn);
 }
 
-void Scheduler::update_gauges() {
-  running_count_.store(running_.size());
-  if (!metrics_) return;
-  metrics_->set_running(static_cast<double>(running_.size()));
-  std::lock_guard<std::mutex> lock(mu_);
-  metrics_->set_waiting(static_cast<double>(reserved_ + waiting_.size()));
+void Scheduler::publish_waiting_locked() {
+  if (metrics_) metrics_->set_waiting(static_cast<double>(reserved_ + waiting_.size()));
+}
+
+void Scheduler::count_running(int delta) {
+  size_t now = running_count_.fetch_add(static_cast<size_t>(delta)) + static_cast<size_t>(delta);
+  if (metrics_) metrics_->set_running(static_cast<double>(now));
 }
 
 void Scheduler::loop() {
@@ -183,6 +187,7 @@ void Scheduler::loop() {
         waiting_.erase(it);
       }
     }
+    publish_waiting_locked();
     lock.unlock();
 
     for (auto& s : failed) end_with_error(*s, fail_status, RequestOutcome::kError);
@@ -194,7 +199,6 @@ void Scheduler::loop() {
       else end_with_error(*s, absl::DeadlineExceededError("deadline exceeded while queued"), RequestOutcome::kCancelled);
     }
     run_step(std::move(admitted));
-    update_gauges();
     lock.lock();
   }
 }
@@ -216,6 +220,8 @@ void Scheduler::run_step(std::vector<std::unique_ptr<Sequence>> admitted) {
       metrics_->observe_queue_duration(std::chrono::duration<double>(now - s->req.arrival).count());
       metrics_->add_prompt_tokens(s->req.prompt.size());
     }
+    s->admitted = true;
+    count_running(+1);
     running_.push_back(std::move(s));
   }
   if (running_.empty()) return;  // finished sequences' releases ride along with the next real step
@@ -234,11 +240,7 @@ void Scheduler::run_step(std::vector<std::unique_ptr<Sequence>> admitted) {
     s->sent = true;
     input.seqs.push_back(std::move(st));
   }
-  running_count_.store(running_.size());
-  if (metrics_) {
-    metrics_->observe_batch_size(static_cast<double>(input.seqs.size()));
-    metrics_->set_running(static_cast<double>(running_.size()));
-  }
+  if (metrics_) metrics_->observe_batch_size(static_cast<double>(input.seqs.size()));
 
   StatusOr<StepOutput> out = executor_->step(input);
   if (out.ok() && out->results.size() != input.seqs.size())
@@ -326,22 +328,22 @@ void Scheduler::finish(Sequence& s, GenerationChunk last, FinishReason reason) {
   last.finish = reason;
   last.prompt_tokens = static_cast<uint32_t>(s.req.prompt.size());
   last.completion_tokens = s.completion;
+  retire(s, reason == FinishReason::kEos    ? RequestOutcome::kEos
+            : reason == FinishReason::kStop ? RequestOutcome::kStop
+                                            : RequestOutcome::kLength);
   s.sink->send(std::move(last));
-  s.done = true;
-  if (s.sent) to_release_.push_back(s.seq_id);
-  --in_flight_;
-  if (metrics_) {
-    metrics_->observe_request_duration(std::chrono::duration<double>(Clock::now() - s.req.arrival).count());
-    metrics_->count_request(reason == FinishReason::kEos    ? RequestOutcome::kEos
-                            : reason == FinishReason::kStop ? RequestOutcome::kStop
-                                                            : RequestOutcome::kLength);
-  }
 }
 
 void Scheduler::end_with_error(Sequence& s, const Status& status, RequestOutcome outcome) {
+  retire(s, outcome);
   s.sink->fail(status);
+}
+
+void Scheduler::retire(Sequence& s, RequestOutcome outcome) {
+  // Counters first: whoever sees the stream end also sees it counted.
   s.done = true;
   if (s.sent) to_release_.push_back(s.seq_id);
+  if (s.admitted) count_running(-1);
   --in_flight_;
   if (metrics_) {
     metrics_->observe_request_duration(std::chrono::duration<double>(Clock::now() - s.req.arrival).count());

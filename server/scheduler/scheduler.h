@@ -90,7 +90,10 @@ class Scheduler {
   void end_with_error(Sequence& seq, const Status& status, RequestOutcome outcome);
   void handle_token(Sequence& seq, const SeqResult& result, Clock::time_point now);
   void finish(Sequence& seq, GenerationChunk last, FinishReason reason);
-  void update_gauges();
+  // Marks `seq` done and updates counters and metrics (before its sink's last call).
+  void retire(Sequence& seq, RequestOutcome outcome);
+  void publish_waiting_locked();
+  void count_running(int delta);
 
   Executor* executor_;
   const Tokenizer* tokenizer_;
