@@ -72,9 +72,7 @@ StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Build(Json tj, const Json& c
   auto tok = std::unique_ptr<HfTokenizer>(new HfTokenizer());
   std::vector<std::pair<std::string, std::string>> class_defaults;
   if (!config.is_null() && tj.contains("model")) apply_tokenizer_class(config, tj, &class_defaults);
-  if (tj.contains("truncation") && !tj["truncation"].is_null()) {
-    return field_error(where, "truncation is not supported (it must be null)");
-  }
+  // "truncation" and "padding" are ignored: transformers' encode(text) turns both off unless asked.
   if (!tj.contains("model")) return field_error(where, "field \"model\" is missing");
   ZI_ASSIGN_OR_RETURN(tok->model_, BpeModel::Parse(tj["model"], where));
   ZI_ASSIGN_OR_RETURN(tok->normalizer_, parse_normalizer(tj.value("normalizer", Json()), where));

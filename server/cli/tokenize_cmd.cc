@@ -32,10 +32,10 @@ void register_tokenize(CLI::App& app, int* rc) {
       *rc = 1;
       return;
     }
-    nlohmann::json out;
+    nlohmann::ordered_json out;  // keys in the documented order: ids, then decoded
     out["ids"] = *ids;
     out["decoded"] = (*tok)->decode(*ids, /*skip_special_tokens=*/false);
-    std::string line = out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::string line = out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
     std::printf("%s\n", line.c_str());
     *rc = 0;
   });
