@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -166,6 +167,33 @@ Status DirectReader::read_uring(uint64_t offset, uint64_t length, char* dst) {
     }
   }
   return status;
+}
+
+}  // namespace zi
+
+namespace zi {
+
+StatusOr<double> probe_read_bandwidth(const std::vector<std::string>& paths, uint64_t max_bytes,
+                                      const DirectReaderOptions& opts) {
+  const uint64_t chunk = 64ull << 20;
+  void* buf = nullptr;
+  if (posix_memalign(&buf, DirectReader::kAlignment, chunk) != 0) return absl::ResourceExhaustedError("probe buffer");
+  std::unique_ptr<void, void (*)(void*)> owner(buf, std::free);
+  uint64_t done = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const std::string& p : paths) {
+    ZI_ASSIGN_OR_RETURN(auto r, DirectReader::Open(p, opts));
+    const uint64_t usable = r->file_size() / DirectReader::kAlignment * DirectReader::kAlignment;
+    for (uint64_t off = 0; off < usable && done < max_bytes; off += chunk) {
+      const uint64_t n = std::min(chunk, usable - off);
+      ZI_RETURN_IF_ERROR(r->read(off, n, buf));
+      done += n;
+    }
+    if (done >= max_bytes) break;
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (done == 0) return absl::InvalidArgumentError("read probe: no data to read");
+  return done / std::max(s, 1e-9);
 }
 
 }  // namespace zi

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/core/status.h"
 
@@ -53,5 +54,14 @@ class DirectReader {
   DirectReaderOptions opts_;
   io_uring* ring_ = nullptr;
 };
+
+}  // namespace zi
+
+namespace zi {
+
+// Reads up to `max_bytes` of the files (in order) with O_DIRECT, io_uring and `opts`; returns bytes/second.
+// What the NVMe tier and a cold start can expect from this disk.
+StatusOr<double> probe_read_bandwidth(const std::vector<std::string>& paths, uint64_t max_bytes,
+                                      const DirectReaderOptions& opts = {});
 
 }  // namespace zi

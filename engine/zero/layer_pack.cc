@@ -1,6 +1,7 @@
 #include "engine/zero/layer_pack.h"
 
 #include <cstring>
+#include <thread>
 
 #include "engine/io/safetensors.h"
 #include "engine/model/registry.h"
@@ -80,28 +81,54 @@ Status pack_layer_from_checkpoint(const Checkpoint& checkpoint, const StoreShard
   return absl::OkStatus();
 }
 
+namespace {
+
+// Elements [begin, end) of one dummy tensor.
+void fill_dummy(const std::string& name, WeightInit init, uint64_t seed, DType dtype, size_t begin, size_t end,
+                char* out) {
+  const size_t es = dtype_size(dtype);
+  if (init != WeightInit::kNormal) {
+    const float v = init == WeightInit::kOnes ? 1.0f : 0.0f;
+    for (size_t i = begin; i < end; ++i) store_f32(dtype, v, out + i * es);
+    return;
+  }
+  // Uniform on (−a, a) has std a/√3: a = 0.02·√3 matches transformers' normal(0, 0.02) in scale.
+  const float a = 0.02f * 1.7320508f;
+  const uint64_t key = seed ^ name_hash(name);
+  for (size_t i = begin; i < end; ++i) {
+    const uint64_t r = mix(key + 0x9e3779b97f4a7c15ull * (i + 1));
+    const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+    store_f32(dtype, (2.0f * u - 1.0f) * a, out + i * es);
+  }
+}
+
+}  // namespace
+
 void pack_layer_dummy(const StoreShard& shard, const std::vector<WeightInit>& init, uint64_t seed, void* dst) {
   ZI_CHECK(init.size() == shard.tensors.size());
   char* base = static_cast<char*>(dst);
-  // Uniform on (−a, a) has std a/√3: a = 0.02·√3 matches transformers' normal(0, 0.02) in scale.
-  const float a = 0.02f * 1.7320508f;
   for (size_t k = 0; k < shard.tensors.size(); ++k) {
     const StoreTensor& t = shard.tensors[k];
-    const size_t es = dtype_size(t.dtype), n = t.nbytes / es;
-    char* out = base + t.offset;
-    if (init[k] != WeightInit::kNormal) {
-      const float v = init[k] == WeightInit::kOnes ? 1.0f : 0.0f;
-      for (size_t i = 0; i < n; ++i) store_f32(t.dtype, v, out + i * es);
-      continue;
-    }
-    const uint64_t key = seed ^ name_hash(t.name);
-    for (size_t i = 0; i < n; ++i) {
-      const uint64_t r = mix(key + 0x9e3779b97f4a7c15ull * (i + 1));
-      const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f);  // [0, 1)
-      store_f32(t.dtype, (2.0f * u - 1.0f) * a, out + i * es);
-    }
+    fill_dummy(t.name, init[k], seed, t.dtype, 0, t.nbytes / dtype_size(t.dtype), base + t.offset);
   }
 }
+
+void upload_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint64_t seed, DType dtype,
+                          int threads) {
+  std::vector<char> host;
+  for (WeightSpec& s : specs) {
+    size_t n = 1;
+    for (int64_t d : s.shape) n *= static_cast<size_t>(d);
+    host.resize(n * dtype_size(dtype));
+    const int t = std::max(1, std::min<int>(threads, static_cast<int>(n / 65536) + 1));
+    std::vector<std::thread> pool;
+    for (int k = 0; k < t; ++k)
+      pool.emplace_back([&, k] { fill_dummy(s.name, s.init, seed, dtype, n * k / t, n * (k + 1) / t, host.data()); });
+    for (auto& th : pool) th.join();
+    *s.slot = backend.upload_weight(dtype, s.shape, host.data());
+  }
+}
+
 
 void bind_layer_views(const ModelConfig& cfg, const Architecture& arch, int layer, const StoreShard& shard,
                       void* base, LayerWeights& out) {

@@ -31,6 +31,11 @@ Status pack_layer_from_checkpoint(const Checkpoint& checkpoint, const StoreShard
 void pack_layer_dummy(const StoreShard& shard, const std::vector<WeightInit>& init, uint64_t seed, void* dst);
 std::vector<WeightInit> layer_inits(const ModelConfig& cfg, const Architecture& arch, int layer);
 
+// The same random weights for tensors that stay resident: generated on `threads` threads in `dtype` and uploaded
+// (seconds for a 7B model, where a per-element normal generator takes minutes).
+void upload_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint64_t seed, DType dtype,
+                          int threads);
+
 // Points `out`'s tensors at the shard's bytes at `base` (host or device memory). The views do not own the
 // memory: whoever owns `base` keeps it alive while `out` is in use.
 void bind_layer_views(const ModelConfig& cfg, const Architecture& arch, int layer, const StoreShard& shard,

@@ -107,6 +107,7 @@ void StreamedParameters::release(int layer) {
 }  // namespace zi
 
 #include <map>
+#include <thread>
 
 #include "engine/io/safetensors.h"
 
@@ -134,7 +135,9 @@ StatusOr<std::unique_ptr<StreamedParameters>> load_streamed_parameters(
       if (const TensorInfo* t = checkpoint->find(resident_specs.front().name))
         stored_dtype = std::string(dtype_torch_name(t->dtype));
   } else {
-    init_dummy_weights(backend, resident_specs, dummy_seed);
+    upload_dummy_weights(backend, resident_specs, dummy_seed, layer_shard_dtype(backend, cfg, arch, nullptr),
+                         load.load_threads > 0 ? load.load_threads
+                                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   }
   if (cfg.tie_word_embeddings) globals.lm_head.weight = globals.embed_tokens;
   const uint64_t params = count_parameters(resident_specs) + count_parameters(all_specs);

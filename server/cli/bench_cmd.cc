@@ -1,17 +1,160 @@
-// `zeroinfer bench`: not built yet (placeholder until its issue lands; exits 2 so nothing mistakes it for success).
+// `zeroinfer bench`: prefill latency, decode step time, tokens/s, bytes streamed per step, stall time and the
+// achieved PCIe bandwidth against a probe it runs itself (1 GiB pinned host→device, best of 5) and the card's
+// nominal 54.9 GB/s. `--dummy` makes random weights from config.json alone, so large shapes need no weight files.
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 
+#include "engine/core/log.h"
+#include "engine/io/direct_reader.h"
+#include "engine/runtime/benchmark.h"
+#include "engine/runtime/engine_options.h"
+#include "engine/zero/placement.h"
 #include "server/cli/commands.h"
+#include "server/cli/engine_flags.h"
+#if defined(ZI_WITH_CUDA)
+#include "engine/backend/cuda/device_probe.h"
+#include "engine/zero/cuda/probes.h"
+#endif
 
 namespace zi::cli {
+namespace {
+
+constexpr double kNominalPcie = 54.9e9;  // H100 PCIe Gen5, pinned host→device, measured on the project's card
+
+struct BenchFlags {
+  std::string model;
+  bool dummy = false;
+  BenchConfig bench;
+  bool json = false;
+  bool probe_disk = false;
+  uint32_t prefetch_depth = 2;
+  EngineFlags engine;
+};
+
+int run(const BenchFlags& f) {
+  EngineOptions o;
+  o.model_dir = f.model;
+  o.dummy_weights = f.dummy;
+  o.max_batch_size = static_cast<uint32_t>(f.bench.batch_size);
+  o.max_context = static_cast<uint32_t>(f.bench.prompt_len + f.bench.gen_len);
+  o.prefetch_depth = f.prefetch_depth;
+  if (Status s = apply_engine_flags(f.engine, &o); !s.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  nlohmann::json j;
+  double probe = 0, pin_rate = 0, disk = 0;
+#if defined(ZI_WITH_CUDA)
+  if (o.device != "cpu" && cuda::probe_devices().device_count > 0) {
+    auto p = cuda::probe_h2d_bandwidth(0);
+    if (p.ok()) probe = *p;
+    else ZI_LOG(WARNING) << "PCIe probe failed: " << p.status();
+    if (f.probe_disk) {
+      auto r = cuda::probe_pinning_rate(size_t{4} << 30, 1);
+      if (r.ok()) pin_rate = *r;
+    }
+  }
+#endif
+  if (f.probe_disk && !f.dummy) {
+    std::vector<std::string> files;
+    for (const auto& e : std::filesystem::directory_iterator(f.model))
+      if (e.path().extension() == ".safetensors") files.push_back(e.path().string());
+    std::sort(files.begin(), files.end());
+    auto r = probe_read_bandwidth(files, uint64_t{4} << 30);
+    if (r.ok()) disk = *r;
+    else ZI_LOG(WARNING) << "disk probe failed: " << r.status();
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ex = create_executor(o);
+  if (!ex.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(ex.status().message()).c_str());
+    return 1;
+  }
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto rep = run_benchmark(**ex, f.bench);
+  if (!rep.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(rep.status().message()).c_str());
+    return absl::IsInvalidArgument(rep.status()) ? 2 : 1;
+  }
+  const ModelSummary& m = (*ex)->summary();
+  const double bw = rep->copy_seconds_per_step > 0 ? rep->fetch_bytes_per_step / rep->copy_seconds_per_step : 0;
+  const double floor_s = probe > 0 ? rep->fetch_bytes_per_step / probe : 0;
+  j = {{"model", m.name},
+       {"architecture", m.architecture},
+       {"parameters", m.parameters},
+       {"dtype", m.dtype},
+       {"device", m.device},
+       {"dummy", f.dummy},
+       {"batch_size", f.bench.batch_size},
+       {"prompt_len", f.bench.prompt_len},
+       {"gen_len", f.bench.gen_len},
+       {"loops", f.bench.loops},
+       {"offload_tier", o.offload_tier == OffloadTier::kNone ? "none" : o.offload_tier == OffloadTier::kCpu ? "cpu" : "nvme"},
+       {"gpu_weights_budget", o.gpu_weights_budget},
+       {"load_seconds", load_s},
+       {"prefill_seconds", rep->prefill_seconds},
+       {"decode_step_seconds", rep->decode_step_seconds},
+       {"decode_tokens_per_second", rep->decode_tokens_per_second},
+       {"e2e_tokens_per_second", rep->e2e_tokens_per_second},
+       {"bytes_streamed_per_step", rep->fetch_bytes_per_step},
+       {"copy_seconds_per_step", rep->copy_seconds_per_step},
+       {"stall_seconds_per_step", rep->stall_seconds_per_step},
+       {"nvme_bytes_per_step", rep->nvme_bytes_per_step},
+       {"nvme_read_seconds_per_step", rep->nvme_read_seconds_per_step},
+       {"pcie_achieved_bytes_per_second", bw},
+       {"pcie_probe_bytes_per_second", probe},
+       {"pcie_nominal_bytes_per_second", kNominalPcie},
+       {"step_floor_seconds", floor_s},
+       {"step_over_floor", floor_s > 0 ? rep->decode_step_seconds / floor_s : 0},
+       {"odirect_read_bytes_per_second", disk},
+       {"pinning_bytes_per_second", pin_rate}};
+  if (f.json) {
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("model        %s (%s, %.2f B parameters, %s%s) on %s\n", m.name.c_str(), m.architecture.c_str(),
+              m.parameters / 1e9, m.dtype.c_str(), f.dummy ? ", dummy weights" : "", m.device.c_str());
+  std::printf("load         %.2f s\n", load_s);
+  std::printf("shape        batch %d, prompt %d, gen %d, %d loops (medians; first loop dropped when > 1)\n",
+              f.bench.batch_size, f.bench.prompt_len, f.bench.gen_len, f.bench.loops);
+  std::printf("prefill      %.4f s\n", rep->prefill_seconds);
+  std::printf("decode step  %.4f s", rep->decode_step_seconds);
+  if (floor_s > 0)
+    std::printf("   floor %.4f s (%s / probe) → %.3f×", floor_s, format_bytes(rep->fetch_bytes_per_step).c_str(),
+                rep->decode_step_seconds / floor_s);
+  std::printf("\ntokens/s     %.2f decode, %.2f end-to-end\n", rep->decode_tokens_per_second,
+              rep->e2e_tokens_per_second);
+  std::printf("streamed     %s per step, stall %.4f s per step\n", format_bytes(rep->fetch_bytes_per_step).c_str(),
+              rep->stall_seconds_per_step);
+  if (bw > 0 || probe > 0)
+    std::printf("PCIe         achieved %.2f GB/s, probe %.2f GB/s (%.1f%%), nominal %.1f GB/s (%.1f%%)\n", bw / 1e9,
+                probe / 1e9, probe > 0 ? 100 * bw / probe : 0, kNominalPcie / 1e9, 100 * bw / kNominalPcie);
+  if (rep->nvme_bytes_per_step > 0)
+    std::printf("NVMe         %s per step in %.3f s (%.2f GB/s)\n", format_bytes(rep->nvme_bytes_per_step).c_str(),
+                rep->nvme_read_seconds_per_step, rep->nvme_bytes_per_step / std::max(1e-9, rep->nvme_read_seconds_per_step) / 1e9);
+  if (disk > 0 || pin_rate > 0)
+    std::printf("start-up     O_DIRECT read %.2f GB/s, pinning %.2f GB/s\n", disk / 1e9, pin_rate / 1e9);
+  return 0;
+}
+
+}  // namespace
 
 void register_bench(CLI::App& app, int* rc) {
-  auto* cmd = app.add_subcommand("bench", "(not available yet)");
-  cmd->allow_extras();
-  cmd->callback([rc] {
-    std::fprintf(stderr, "zeroinfer: 'bench' is not available in this build yet\n");
-    *rc = 2;
-  });
+  auto f = std::make_shared<BenchFlags>();
+  auto* cmd = app.add_subcommand("bench", "Measure prefill, decode step time, tokens/s and weight-streaming bandwidth");
+  cmd->add_option("--model", f->model, "Hugging Face model folder (config.json; weights unless --dummy)")->required();
+  cmd->add_flag("--dummy", f->dummy, "Random weights from config.json alone (no weight files)");
+  cmd->add_option("--batch-size", f->bench.batch_size, "Sequences decoded together")->check(CLI::Range(1, 4096));
+  cmd->add_option("--prompt-len", f->bench.prompt_len, "Prompt tokens per sequence")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--gen-len", f->bench.gen_len, "New tokens per sequence")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--loops", f->bench.loops, "Repetitions (the first is warm-up when > 1)")->check(CLI::Range(1, 1000));
+  cmd->add_option("--prefetch-depth", f->prefetch_depth, "Streaming ring slots")->check(CLI::Range(1, 16));
+  cmd->add_flag("--probe-disk", f->probe_disk, "Also measure O_DIRECT read and pinning rates (start-up floor)");
+  cmd->add_flag("--json", f->json, "One JSON object on stdout");
+  add_engine_flags(cmd, &f->engine);
+  cmd->callback([f, rc] { *rc = run(*f); });
 }
 
 }  // namespace zi::cli

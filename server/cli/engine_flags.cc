@@ -1,5 +1,8 @@
 #include "server/cli/engine_flags.h"
 
+#include "engine/runtime/engine_options.h"
+#include "engine/zero/placement.h"
+
 namespace zi::cli {
 
 void add_engine_flags(CLI::App* cmd, EngineFlags* f) {
@@ -21,6 +24,29 @@ void add_engine_flags(CLI::App* cmd, EngineFlags* f) {
   cmd->add_option("--device", f->device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--max-context", f->max_context, "Tokens per sequence (0 = from config.json)")
       ->check(CLI::Range(0, 1 << 24));
+}
+
+}  // namespace zi::cli
+
+namespace zi::cli {
+
+Status apply_engine_flags(const EngineFlags& e, EngineOptions* o) {
+  if (e.cpu_offload && e.disk_offload)
+    return absl::InvalidArgumentError("--cpu-offload and --disk-offload exclude each other");
+  if (e.cpu_offload) o->offload_tier = OffloadTier::kCpu;
+  if (e.disk_offload) o->offload_tier = OffloadTier::kNvme;
+  if (e.offload_dir) o->offload_dir = *e.offload_dir;
+  if (e.pin_memory) o->pin_memory = *e.pin_memory != 0;
+  if (e.gpu_weights_budget) {
+    ZI_ASSIGN_OR_RETURN(o->gpu_weights_budget, parse_bytes(*e.gpu_weights_budget, "--gpu-weights-budget"));
+  }
+  if (e.quant_bits) o->quant_bits = static_cast<uint32_t>(*e.quant_bits);
+  if (e.quant_group_size) o->quant_group_size = static_cast<uint32_t>(*e.quant_group_size);
+  if (e.kv_offload) o->kv_offload = true;
+  if (e.num_gpus) o->world_size = static_cast<uint32_t>(*e.num_gpus);
+  if (e.device) o->device = *e.device;
+  if (e.max_context) o->max_context = static_cast<uint32_t>(*e.max_context);
+  return absl::OkStatus();
 }
 
 }  // namespace zi::cli

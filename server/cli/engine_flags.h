@@ -8,6 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "engine/core/status.h"
+
 namespace zi::cli {
 
 struct EngineFlags {
@@ -25,5 +27,16 @@ struct EngineFlags {
 };
 
 void add_engine_flags(CLI::App* cmd, EngineFlags* flags);
+
+}  // namespace zi::cli
+
+namespace zi {
+struct EngineOptions;
+}
+
+namespace zi::cli {
+
+// Applies the flags to engine options (the mapping DESIGN.md gives for the YAML keys); errors name the flag.
+Status apply_engine_flags(const EngineFlags& flags, EngineOptions* options);
 
 }  // namespace zi::cli

@@ -1,0 +1,47 @@
+// The measurement loop behind `zeroinfer bench`: B sequences of random prompt tokens prefilled in one step, then
+// decoded together for gen_len − 1 more steps, `loops` times. Greedy; EOS is not special. Timings and the
+// executor's streaming figures per step; the CLI adds probes and prints.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "engine/runtime/executor.h"
+
+namespace zi {
+
+struct BenchConfig {
+  int batch_size = 1;
+  int prompt_len = 512;
+  int gen_len = 32;
+  int loops = 3;
+  uint64_t seed = 1;
+};
+
+struct BenchLoop {
+  double prefill_seconds = 0;           // the step that prefills all B prompts (and samples their first token)
+  double decode_seconds = 0;            // the gen_len − 1 decode steps together
+  int decode_steps = 0;
+  StepStats decode_totals;              // summed over the decode steps (streaming bytes, copy, stall)
+};
+
+struct BenchReport {
+  BenchConfig config;
+  std::vector<BenchLoop> loops;
+  // Medians over the loops (the first loop included only when it is the only one: it pays one-off warm-up).
+  double prefill_seconds = 0;
+  double decode_step_seconds = 0;
+  double decode_tokens_per_second = 0;  // batch / decode step time
+  double e2e_tokens_per_second = 0;     // batch × gen_len / (prefill + decode)
+  double fetch_bytes_per_step = 0;      // per decode step
+  double copy_seconds_per_step = 0;
+  double stall_seconds_per_step = 0;
+  double nvme_bytes_per_step = 0;
+  double nvme_read_seconds_per_step = 0;
+};
+
+// Runs the benchmark on `ex` (its max batch and context must hold batch_size × (prompt_len + gen_len)).
+StatusOr<BenchReport> run_benchmark(Executor& ex, const BenchConfig& config);
+
+}  // namespace zi
