@@ -27,7 +27,7 @@ struct Merge {
 // which matters for words of millions of characters (a SentencePiece text without pre-tokenizer).
 class MergeQueue {
  public:
-  explicit MergeQueue(size_t cap) { v_.reserve(cap); }
+  explicit MergeQueue(std::vector<Merge>& storage) : v_(storage) { v_.clear(); }
   bool empty() const { return v_.empty(); }
   void push(const Merge& m) {
     v_.push_back(m);
@@ -73,7 +73,7 @@ class MergeQueue {
     }
     v_[i] = m;
   }
-  std::vector<Merge> v_;
+  std::vector<Merge>& v_;
 };
 
 void add_symbol(std::vector<Symbol>& syms, int32_t c, uint32_t len) {
@@ -263,8 +263,10 @@ Status BpeModel::merge_segments(std::string_view w, std::vector<int32_t>* out) c
 // Splits the word into characters (vocabulary ids, byte-fallback ids or unk), then applies merges by
 // rank with a min-heap over a linked list of symbols: O(n log n) for a word of n characters.
 Status BpeModel::merge_word(std::string_view w, std::vector<int32_t>* out) const {
-  std::vector<Symbol> syms;
-  syms.reserve(w.size());
+  // Buffers reused by each thread (no allocation per word once warm).
+  thread_local std::vector<Symbol> syms;
+  thread_local std::vector<Merge> heap_storage;
+  syms.clear();
   bool have_unk = false;
   int32_t unk_len = 0;
   std::string buf;
@@ -316,7 +318,11 @@ Status BpeModel::merge_word(std::string_view w, std::vector<int32_t>* out) const
   }
   if (have_unk) add_symbol(syms, *unk_id_, unk_len);
 
-  MergeQueue heap(syms.size());
+  if (syms.size() == 1) {  // nothing to merge (single characters are common after merge_segments)
+    out->push_back(syms[0].c);
+    return absl::OkStatus();
+  }
+  MergeQueue heap(heap_storage);
   for (size_t k = 0; k + 1 < syms.size(); ++k) {
     if (const MergeInfo* mi = find_merge(syms[k].c, syms[k + 1].c)) {
       heap.append(Merge{mi->rank, static_cast<int32_t>(k), mi->new_id});

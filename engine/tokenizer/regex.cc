@@ -15,24 +15,28 @@ constexpr std::string_view kSpaceSet =
 constexpr std::string_view kWordSet = "\\p{L}\\p{M}\\p{Nd}\\p{Pc}";
 constexpr std::string_view kHexSet = "0-9a-fA-F";
 
-// One JIT stack per thread, grown on demand up to 64 MiB (long runs of one class can need a deep stack).
-struct JitStack {
+// Per thread: a JIT stack grown on demand up to 64 MiB (long runs of one class can need a deep stack)
+// and match data with a one-pair ovector (only whole matches are read, so it serves every pattern).
+struct ThreadMatch {
   pcre2_jit_stack* stack = nullptr;
   pcre2_match_context* ctx = nullptr;
-  JitStack() {
+  pcre2_match_data* md = nullptr;
+  ThreadMatch() {
     stack = pcre2_jit_stack_create(64 * 1024, 64 * 1024 * 1024, nullptr);
     ctx = pcre2_match_context_create(nullptr);
     if (stack && ctx) pcre2_jit_stack_assign(ctx, nullptr, stack);
+    md = pcre2_match_data_create(1, nullptr);
   }
-  ~JitStack() {
+  ~ThreadMatch() {
+    if (md) pcre2_match_data_free(md);
     if (ctx) pcre2_match_context_free(ctx);
     if (stack) pcre2_jit_stack_free(stack);
   }
 };
 
-pcre2_match_context* thread_match_context() {
-  thread_local JitStack js;
-  return js.ctx;
+ThreadMatch& thread_match() {
+  thread_local ThreadMatch tm;
+  return tm;
 }
 
 std::string pcre2_error(int code) {
@@ -103,6 +107,7 @@ std::string onig_to_pcre2(std::string_view p) {
 StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern, bool literal) {
   std::unique_ptr<Regex> re(new Regex());
   re->pattern_ = std::string(pattern);
+  re->literal_ = literal && !pattern.empty();
   std::string src = literal ? std::string(pattern) : onig_to_pcre2(pattern);
   uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK;
   if (literal) opts = PCRE2_UTF | PCRE2_LITERAL | PCRE2_NO_UTF_CHECK;
@@ -124,10 +129,17 @@ Regex::~Regex() {
 }
 
 Status Regex::find_all(std::string_view s, std::vector<Span>* out) const {
+  if (literal_) {  // leftmost non-overlapping occurrences, as the escaped pattern would match
+    for (size_t pos = s.find(pattern_); pos != std::string_view::npos; pos = s.find(pattern_, pos + pattern_.size())) {
+      out->emplace_back(pos, pos + pattern_.size());
+    }
+    return absl::OkStatus();
+  }
   auto* code = static_cast<pcre2_code*>(code_);
-  pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
-  if (md == nullptr) return absl::ResourceExhaustedError("regex: out of memory for match data");
-  pcre2_match_context* ctx = thread_match_context();
+  ThreadMatch& tm = thread_match();
+  pcre2_match_data* md = tm.md;
+  pcre2_match_context* ctx = tm.ctx;
+  if (md == nullptr || ctx == nullptr) return absl::ResourceExhaustedError("regex: out of memory for match data");
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
   size_t pos = 0;
   bool has_last = false;
@@ -137,7 +149,7 @@ Status Regex::find_all(std::string_view s, std::vector<Span>* out) const {
     int rc = jit_ ? pcre2_jit_match(code, subject, s.size(), pos, 0, md, ctx)
                   : pcre2_match(code, subject, s.size(), pos, PCRE2_NO_UTF_CHECK, md, ctx);
     if (rc == PCRE2_ERROR_NOMATCH) break;
-    if (rc < 0) {
+    if (rc < 0) {  // rc == 0 only says the ovector holds fewer groups than the pattern has: fine
       st = absl::ResourceExhaustedError(
           absl::StrFormat("regex \"%s\": matching failed: %s", pattern_, pcre2_error(rc)));
       break;
@@ -161,7 +173,6 @@ Status Regex::find_all(std::string_view s, std::vector<Span>* out) const {
       pos = e;
     }
   }
-  pcre2_match_data_free(md);
   return st;
 }
 

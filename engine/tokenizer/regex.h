@@ -36,6 +36,7 @@ class Regex {
  private:
   Regex() = default;
   std::string pattern_;
+  bool literal_ = false;  // plain string search (no PCRE2 call) for a non-empty literal
   void* code_ = nullptr;  // pcre2_code*
   bool jit_ = false;
 };
