@@ -31,6 +31,8 @@ bool IncrementalDetokenizer::has_visible_token(size_t from, size_t to) const {
 
 std::string IncrementalDetokenizer::push(int32_t id) {
   ids_.push_back(id);
+  // A token that decode drops (unknown id, skipped special token) changes no text: nothing to decode.
+  if ((skip_special_ && tok_.is_special(id)) || tok_.id_to_token(id).empty()) return std::string();
   // The newest token that decode keeps (unknown ids and skipped special tokens are dropped by decode and
   // so do not end a byte run).
   for (size_t i = ids_.size(); i-- > read_offset_;) {

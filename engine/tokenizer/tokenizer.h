@@ -13,10 +13,13 @@
 
 namespace zi {
 
+// Thread-safety: every const method may be called from several threads at once.
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
-  // Reads DIR/tokenizer.json (and DIR/tokenizer_config.json when present). Errors name the file and component.
+  // Reads DIR/tokenizer.json (and DIR/tokenizer_config.json when present: its named special tokens, and a
+  // "tokenizer_class" whose transformers class rebuilds the pipeline — LlamaTokenizer, GPT2Tokenizer,
+  // Qwen2Tokenizer). Errors name the file and the component, e.g. `normalizer type "X" is not supported`.
   static StatusOr<std::unique_ptr<Tokenizer>> FromDir(const std::string& dir);
   static StatusOr<std::unique_ptr<Tokenizer>> FromFile(const std::string& tokenizer_json_path);
 
@@ -36,8 +39,9 @@ class Tokenizer {
 };
 
 // Streaming detokenization: push ids one by one, get the text that became final (never half a UTF-8
-// character, never text a later token could still change); flush() returns the rest at the end.
-// Not thread-safe; one per sequence.
+// character, never text a later token could still change); flush() returns the rest at the end, with
+// U+FFFD for bytes that never formed a character. The concatenation of all push() results and flush()
+// equals decode(all ids). Not thread-safe; one per sequence.
 class IncrementalDetokenizer {
  public:
   IncrementalDetokenizer(const Tokenizer& tokenizer, bool skip_special_tokens);
