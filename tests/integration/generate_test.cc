@@ -1,6 +1,7 @@
 // `zeroinfer generate` end to end (the built binary, ZI_BINARY): --json output and --logits-out against the
 // transformers fixtures, EOS / stop / length endings, seeded sampling, and exit codes for bad usage (2) and errors (1).
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -24,6 +25,11 @@ namespace fs = std::filesystem;
 
 const std::string kModels = std::string(ZI_TEST_DATA) + "/models";
 
+// Scratch paths unique to this process (several builds may run this test at once).
+std::string scratch(const std::string& name) {
+  return ::testing::TempDir() + "/zi_generate_" + std::to_string(::getpid()) + "_" + name;
+}
+
 struct CmdResult {
   int rc = -1;
   std::string out;
@@ -43,7 +49,7 @@ std::string quote(const std::string& s) {
 }
 
 CmdResult run(const std::vector<std::string>& args) {
-  const std::string err_file = ::testing::TempDir() + "/zi_generate_stderr.txt";
+  const std::string err_file = scratch("stderr.txt");
   std::string cmd = quote(ZI_BINARY);
   for (const auto& a : args) cmd.append(" ").append(quote(a));
   cmd.append(" 2>").append(quote(err_file));
@@ -109,7 +115,7 @@ TEST_P(GenerateFixture, JsonAndLogitsMatchTransformers) {
     std::vector<int64_t> prefill_shape;
     auto prefill = tensor<float>(**ref, "prefill_logits_" + s, &prefill_shape);
     auto steps = tensor<float>(**ref, "greedy_logits_" + s);
-    const std::string logits_path = ::testing::TempDir() + "/zi_logits_" + GetParam() + s + ".safetensors";
+    const std::string logits_path = scratch("logits_" + GetParam() + s + ".safetensors");
     CmdResult r = run({"generate", "--model", dir, "--prompt-ids", ids_arg(prompt), "--max-new-tokens", "12",
                  "--ignore-eos", "--json", "--logits-out", logits_path});
     ASSERT_EQ(r.rc, 0) << r.err;
@@ -129,6 +135,8 @@ TEST_P(GenerateFixture, JsonAndLogitsMatchTransformers) {
     EXPECT_LT(rel_err(got_steps.data(), steps.data(), steps.size()), 1e-4);
     // step_logits[0] is the last prefill row.
     EXPECT_TRUE(std::equal(got_steps.begin(), got_steps.begin() + V, got_prefill.end() - V));
+    lf->reset();
+    fs::remove(logits_path);
   }
 }
 
@@ -136,7 +144,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GenerateFixture, ::testing::Values("llama_mha
 
 // A copy of llama_mha whose generation_config.json names `eos` as the EOS token.
 std::string model_with_eos(int32_t eos) {
-  const std::string dir = ::testing::TempDir() + "/zi_llama_eos_" + std::to_string(eos);
+  const std::string dir = scratch("llama_eos_" + std::to_string(eos));
   fs::remove_all(dir);
   fs::copy(kModels + "/llama_mha", dir, fs::copy_options::recursive);
   fs::permissions(dir + "/generation_config.json", fs::perms::owner_write, fs::perm_options::add);
@@ -149,7 +157,7 @@ const std::vector<int32_t> kGreedy1 = {85, 1459, 1928, 85, 699, 1436, 1756, 1950
 
 TEST(Generate, EosEndsGenerationAndIsNotReturned) {
   const std::string dir = model_with_eos(kGreedy1[2]);
-  const std::string logits = ::testing::TempDir() + "/zi_eos_logits.safetensors";
+  const std::string logits = scratch("eos_logits.safetensors");
   CmdResult r = run({"generate", "--model", dir, "--prompt-ids", ids_arg(kPrompt1), "--max-new-tokens", "12", "--json",
                "--logits-out", logits});
   ASSERT_EQ(r.rc, 0) << r.err;
@@ -161,6 +169,8 @@ TEST(Generate, EosEndsGenerationAndIsNotReturned) {
   std::vector<int64_t> shape;
   tensor<float>(**lf, "step_logits", &shape);
   EXPECT_EQ(shape, (std::vector<int64_t>{2, 2048}));
+  lf->reset();
+  fs::remove(logits);
   // --ignore-eos: EOS is an ordinary token, returned and counted.
   r = run({"generate", "--model", dir, "--prompt-ids", ids_arg(kPrompt1), "--max-new-tokens", "5", "--json",
            "--ignore-eos"});
