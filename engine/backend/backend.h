@@ -69,17 +69,26 @@ class Tensor {
   std::shared_ptr<void> storage_;
 };
 
-// The weight argument of linear(): y = x · Wᵀ + b. Dense today (any float dtype the backend stores: fp32 on the
-// CPU, bf16/fp16 on CUDA); quantized group-wise 4/8-bit weights will be a second format with their own fields
-// (packed data, scales, zero points, group size), selected by `format`.
-enum class WeightFormat : uint8_t { kDense };
+// The weight argument of linear(): y = x · Wᵀ + b with W [out, in], in one of two formats:
+//  - kDense: `weight` in any float dtype the backend stores (fp32 on the CPU, bf16/fp16 on CUDA);
+//  - kQuantized: group-wise asymmetric 8- or 4-bit codes (layout and math in engine/quant/quantize.h):
+//    W[o, i] = mins[o, g] + q[o, i] · scales[o, g], g = i / group_size, in fp32. The tensors may be views into a
+//    layer shard. `weight` stays undefined.
+enum class WeightFormat : uint8_t { kDense, kQuantized };
 
 struct LinearWeight {
   WeightFormat format = WeightFormat::kDense;
-  Tensor weight;  // [out, in]
+  Tensor weight;  // kDense: [out, in]
   Tensor bias;    // [out], or undefined for no bias
-  int64_t out_features() const { return weight.dim(0); }
-  int64_t in_features() const { return weight.dim(1); }
+  // kQuantized:
+  Tensor qdata;   // U8 [out, row_bytes]: 8 bits one code a byte; 4 bits two (column 2j in the low nibble)
+  Tensor scales;  // F16 [out, ceil(in / group_size)]
+  Tensor mins;    // F16 [out, ceil(in / group_size)]
+  int32_t bits = 16;
+  int32_t group_size = 0;
+  int64_t quant_in_features = 0;  // `in` (4-bit rows of odd width do not tell it from row_bytes)
+  int64_t out_features() const { return format == WeightFormat::kDense ? weight.dim(0) : qdata.dim(0); }
+  int64_t in_features() const { return format == WeightFormat::kDense ? weight.dim(1) : quant_in_features; }
 };
 
 // One sequence's rows in a step: its new tokens are rows [row_begin, row_begin + n_new) of the activations, at

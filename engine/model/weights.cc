@@ -6,6 +6,7 @@
 #include "engine/core/log.h"
 #include "engine/io/safetensors.h"
 #include "engine/model/registry.h"
+#include "engine/quant/quantized_weights.h"
 
 namespace zi {
 
@@ -33,6 +34,7 @@ uint64_t fnv1a(const std::string& s) {
 }  // namespace
 
 Status load_weights(Backend& backend, const Checkpoint& checkpoint, std::vector<WeightSpec>& specs) {
+  std::vector<float> host;
   for (WeightSpec& spec : specs) {
     ZI_ASSIGN_OR_RETURN(const TensorInfo* t, checkpoint.get(spec.name));
     if (t->shape != spec.shape)
@@ -43,6 +45,13 @@ Status load_weights(Backend& backend, const Checkpoint& checkpoint, std::vector<
       return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor '", spec.name, "' has dtype ",
                                                      std::string(dtype_safetensors_name(t->dtype)),
                                                      "; expected F32, F16 or BF16"));
+    if (spec.quantized) {
+      // Quantized at load: the exact fp32 values of the checkpoint's numbers go to the host quantizer.
+      host.resize(static_cast<size_t>(t->numel()));
+      convert_to_f32(t->dtype, t->data, host.data(), host.size());
+      ZI_RETURN_IF_ERROR(upload_quantized(backend, spec, host.data(), t->file));
+      continue;
+    }
     *spec.slot = backend.upload_weight(t->dtype, spec.shape, t->data);
   }
   return absl::OkStatus();
@@ -65,6 +74,11 @@ void init_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint64
         host[i] = static_cast<float>(r * std::cos(2.0 * M_PI * u2));
         if (i + 1 < n) host[i + 1] = static_cast<float>(r * std::sin(2.0 * M_PI * u2));
       }
+    }
+    if (spec.quantized) {
+      const Status s = upload_quantized(backend, spec, host.data(), "dummy weights");
+      ZI_CHECK(s.ok());  // finite values of magnitude < 1
+      continue;
     }
     *spec.slot = backend.upload_weight(DType::kF32, spec.shape, host.data());
   }
@@ -104,12 +118,17 @@ class ResidentParameters final : public ParameterSource {
 StatusOr<std::unique_ptr<ParameterSource>> load_resident_parameters(Backend& backend, const ModelConfig& config,
                                                                      const Architecture& arch,
                                                                      const Checkpoint* checkpoint,
-                                                                     uint64_t dummy_seed) {
+                                                                     uint64_t dummy_seed, const QuantConfig& quant) {
   auto params = std::make_unique<ResidentParameters>();
   params->layers_.resize(static_cast<size_t>(config.num_layers));
   std::vector<WeightSpec> specs;
   arch.global_weights(config, params->globals_, specs);
-  for (int i = 0; i < config.num_layers; ++i) arch.layer_weights(config, i, params->layers_[i], specs);
+  mark_quantized_specs(params->globals_, specs, 0, quant);
+  for (int i = 0; i < config.num_layers; ++i) {
+    const size_t begin = specs.size();
+    arch.layer_weights(config, i, params->layers_[i], specs);
+    mark_quantized_specs(params->layers_[i], specs, begin, quant);
+  }
   if (checkpoint) {
     ZI_RETURN_IF_ERROR(load_weights(backend, *checkpoint, specs));
     // The checkpoint's dtype: the one holding most parameters.
@@ -127,7 +146,10 @@ StatusOr<std::unique_ptr<ParameterSource>> load_resident_parameters(Backend& bac
     init_dummy_weights(backend, specs, dummy_seed);
     params->stored_dtype_ = config.dtype.empty() ? "float32" : config.dtype;
   }
-  if (config.tie_word_embeddings) params->globals_.lm_head.weight = params->globals_.embed_tokens;
+  if (config.tie_word_embeddings) {
+    params->globals_.lm_head.weight = params->globals_.embed_tokens;
+    ZI_RETURN_IF_ERROR(quantize_tied_lm_head(backend, params->globals_, quant));
+  }
   params->parameter_count_ = count_parameters(specs);
   ZI_LOG(DEBUG) << "loaded " << specs.size() << " tensors, " << params->parameter_count_ << " parameters";
   return std::unique_ptr<ParameterSource>(std::move(params));

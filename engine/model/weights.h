@@ -12,6 +12,7 @@
 #include "engine/backend/backend.h"
 #include "engine/core/status.h"
 #include "engine/model/config.h"
+#include "engine/quant/quantize.h"
 
 namespace zi {
 
@@ -43,6 +44,9 @@ struct GlobalWeights {
   Tensor final_norm;         // [H]
   Tensor final_norm_bias;    // [H]
   LinearWeight lm_head;      // [V, H]; with tied embeddings its weight is embed_tokens
+  // OPT when word_embed_proj_dim E != hidden_size H (OPT-350M): embeddings are [V, E], projected in and out.
+  LinearWeight project_in;   // [H, E], no bias
+  LinearWeight project_out;  // [E, H], no bias
 };
 
 // How a dummy (random) weight is initialised: transformers' init for its role.
@@ -54,6 +58,10 @@ struct WeightSpec {
   std::vector<int64_t> shape;   // expected shape (from config.json)
   Tensor* slot = nullptr;       // destination inside a GlobalWeights / LayerWeights
   WeightInit init = WeightInit::kNormal;
+  // Set by mark_quantized_specs (engine/quant/quantized_weights.h) for a linear weight to be stored quantized:
+  // the LinearWeight whose `weight` is *slot receives the packed form instead (format kQuantized).
+  LinearWeight* quantized = nullptr;
+  QuantParams quant;
 };
 
 // Loads specs from the checkpoint: each tensor must exist, have the expected shape and a float dtype
@@ -93,9 +101,11 @@ class ParameterSource {
 };
 
 // Every layer loaded onto the backend up front. `checkpoint` null = dummy weights seeded with `dummy_seed`.
+// With `quant` enabled, the linear weights it selects are quantized at load (engine/quant/quantized_weights.h).
 StatusOr<std::unique_ptr<ParameterSource>> load_resident_parameters(Backend& backend, const ModelConfig& config,
                                                                      const Architecture& arch,
                                                                      const Checkpoint* checkpoint,
-                                                                     uint64_t dummy_seed);
+                                                                     uint64_t dummy_seed,
+                                                                     const QuantConfig& quant = {});
 
 }  // namespace zi

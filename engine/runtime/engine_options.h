@@ -32,6 +32,7 @@ struct EngineOptions {
   // Quantization.
   uint32_t quant_bits = 16;            // 16 = off
   uint32_t quant_group_size = 64;
+  bool quant_embeddings = false;       // quantization.embeddings: the LM head is quantized too
   // KV cache.
   bool kv_offload = false;
   // Ranks.

@@ -23,6 +23,9 @@ struct ModelSummary {
   std::string dtype;            // weights' stored dtype, e.g. "bfloat16"
   std::string device;           // "cpu" | "cuda"
   uint32_t num_ranks = 1;
+  uint32_t quant_bits = 16;           // weight quantization: 16 (off), 8 or 4
+  uint32_t quant_group_size = 0;      // weights per quantization group (0 when off)
+  uint64_t layer_weight_bytes = 0;    // one decoder layer's weights as held and streamed (packed when quantized)
   std::vector<int32_t> eos_token_ids;  // from generation_config.json, else config.json
   int32_t bos_token_id = -1;
 };

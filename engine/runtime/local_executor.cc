@@ -8,6 +8,9 @@
 #include "engine/core/log.h"
 #include "engine/io/safetensors.h"
 #include "engine/model/registry.h"
+#include "engine/quant/quantized_weights.h"
+#include "engine/zero/layer_pack.h"
+#include "engine/zero/streamed_parameters.h"
 
 namespace zi {
 
@@ -32,6 +35,9 @@ StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptio
     return absl::InvalidArgumentError(absl::StrCat("max_batch_size must be in 1..65536, got ",
                                                    options.max_batch_size));
 
+  ZI_ASSIGN_OR_RETURN(const QuantConfig quant,
+                      make_quant_config(options.quant_bits, options.quant_group_size, options.quant_embeddings));
+
   auto ex = std::unique_ptr<LocalExecutor>(new LocalExecutor());
   ex->options_ = options;
   ex->backend_ = std::move(backend);
@@ -45,8 +51,13 @@ StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptio
     ZI_ASSIGN_OR_RETURN(params, loader(*ex->backend_, cfg, *arch, checkpoint.get(), max_context));
   } else {
     ZI_ASSIGN_OR_RETURN(params, load_resident_parameters(*ex->backend_, cfg, *arch, checkpoint.get(),
-                                                         options.dummy_seed));
+                                                         options.dummy_seed, quant));
   }
+  // One decoder layer's weight bytes as the backend holds (and streams) them: packed when quantized.
+  const uint64_t layer_bytes =
+      cfg.num_layers > 0
+          ? layer_layout(cfg, *arch, 0, layer_shard_dtype(*ex->backend_, cfg, *arch, checkpoint.get()), 1, quant).bytes
+          : 0;
   checkpoint.reset();  // weights are copied onto the backend; the mapping is no longer needed
   const uint64_t n_params = params->parameter_count();
   const std::string stored_dtype = params->stored_dtype();
@@ -72,6 +83,9 @@ StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptio
   s.dtype = stored_dtype;
   s.device = ex->backend_->name();
   s.num_ranks = options.world_size;
+  s.quant_bits = static_cast<uint32_t>(quant.params.bits);
+  s.quant_group_size = quant.enabled() ? static_cast<uint32_t>(quant.params.group_size) : 0;
+  s.layer_weight_bytes = layer_bytes;
   s.eos_token_ids = cfg.eos_token_ids;
   s.bos_token_id = cfg.bos_token_id;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -30,12 +30,15 @@ DType layer_shard_dtype(Backend& backend, const ModelConfig& cfg, const Architec
   return backend.weight_dtype(src);
 }
 
-StatusOr<StoreIdentity> model_store_identity(const ModelConfig& cfg, DType shard_dtype, uint32_t num_ranks) {
+StatusOr<StoreIdentity> model_store_identity(const ModelConfig& cfg, DType shard_dtype, uint32_t num_ranks,
+                                             const QuantConfig& quant) {
   StoreIdentity id;
   id.architecture = cfg.architecture;
   ZI_ASSIGN_OR_RETURN(id.config_digest, config_digest(cfg.dir + "/config.json"));
   id.num_ranks = num_ranks;
   id.dtype = std::string(dtype_safetensors_name(shard_dtype));
+  id.quant_bits = static_cast<uint32_t>(quant.params.bits);
+  id.quant_group_size = static_cast<uint32_t>(quant.params.group_size);
   return id;
 }
 
@@ -92,18 +95,29 @@ Status parallel_for(int n, int threads, const std::function<Status(int)>& fn) {
 }
 
 Status pack(const Checkpoint* ckpt, const ModelConfig& cfg, const Architecture& arch, int layer,
-            const StoreShard& shard, uint64_t seed, void* dst) {
-  if (ckpt) return pack_layer_from_checkpoint(*ckpt, shard, dst);
-  pack_layer_dummy(shard, layer_inits(cfg, arch, layer), seed, dst);
+            const StoreShard& shard, uint64_t seed, const QuantConfig& quant, void* dst) {
+  if (ckpt) return pack_layer_from_checkpoint(*ckpt, shard, dst, quant);
+  pack_layer_dummy(cfg, arch, layer, shard, seed, dst, quant);
   return absl::OkStatus();
+}
+
+// The quantization a store's identity describes (which tensors: the layer rule; the LM head is never in a shard).
+QuantConfig quant_of(const StoreIdentity& id) {
+  QuantConfig q;
+  q.params.bits = static_cast<int>(id.quant_bits);
+  q.params.group_size = id.quant_group_size;
+  return q;
 }
 
 }  // namespace
 
 Status write_offload_store(const ModelConfig& cfg, const Architecture& arch, const Checkpoint* ckpt, uint64_t seed,
                            DType shard_dtype, const StoreIdentity& id, const std::string& dir) {
+  const QuantConfig quant = quant_of(id);
+  if (quant.enabled()) ZI_RETURN_IF_ERROR(check_quant_params(quant.params));
   std::vector<StoreShard> layouts;
-  for (int l = 0; l < cfg.num_layers; ++l) layouts.push_back(layer_layout(cfg, arch, l, shard_dtype, id.num_ranks));
+  for (int l = 0; l < cfg.num_layers; ++l)
+    layouts.push_back(layer_layout(cfg, arch, l, shard_dtype, id.num_ranks, quant));
   ZI_LOG(INFO) << dir << ": writing the offload store (" << layouts.size() << " layer shards, " << id.num_ranks
                << " rank file(s))";
   ZI_ASSIGN_OR_RETURN(auto writer, OffloadStoreWriter::Create(dir, id));
@@ -114,7 +128,7 @@ Status write_offload_store(const ModelConfig& cfg, const Architecture& arch, con
   for (size_t l = 0; l < layouts.size(); ++l) {
     const StoreShard& s = layouts[l];
     buf.assign(s.bytes, 0);
-    ZI_RETURN_IF_ERROR(pack(ckpt, cfg, arch, static_cast<int>(l), s, seed, buf.data()));
+    ZI_RETURN_IF_ERROR(pack(ckpt, cfg, arch, static_cast<int>(l), s, seed, quant, buf.data()));
     std::vector<TensorBytes> tensors;
     for (const StoreTensor& t : s.tensors) tensors.push_back({t.name, t.dtype, t.shape, buf.data() + t.offset, t.nbytes});
     ZI_RETURN_IF_ERROR(writer->add_shard(s.name, tensors));
@@ -130,15 +144,17 @@ StatusOr<std::shared_ptr<HostShards>> load_host_shards(Backend& backend, const M
   auto shards = std::make_shared<HostShards>();
   shards->rank = load.rank;
   shards->num_ranks = load.num_ranks;
+  shards->quant = load.quant;
   const DType dtype = layer_shard_dtype(backend, cfg, arch, checkpoint);
   const int L = static_cast<int>(cfg.num_layers);
-  for (int l = 0; l < L; ++l) shards->layouts.push_back(layer_layout(cfg, arch, l, dtype, load.num_ranks));
+  for (int l = 0; l < L; ++l)
+    shards->layouts.push_back(layer_layout(cfg, arch, l, dtype, load.num_ranks, load.quant));
   shards->partitions.resize(L);
   ZI_CHECK(static_cast<int>(load.tiers.size()) == L);
 
   const bool any_nvme = std::count(load.tiers.begin(), load.tiers.end(), LayerTier::kNvme) > 0;
   if (any_nvme) {
-    ZI_ASSIGN_OR_RETURN(StoreIdentity id, model_store_identity(cfg, dtype, load.num_ranks));
+    ZI_ASSIGN_OR_RETURN(StoreIdentity id, model_store_identity(cfg, dtype, load.num_ranks, load.quant));
     auto store = OffloadStore::Open(load.store_dir, id);
     if (!store.ok() && absl::IsNotFound(store.status())) {
       ZI_LOG(INFO) << load.store_dir << ": no offload store yet";
@@ -171,13 +187,13 @@ StatusOr<std::shared_ptr<HostShards>> load_host_shards(Backend& backend, const M
     const StoreShard& s = shards->layouts[l];
     ZI_ASSIGN_OR_RETURN(HostBlock block, host_alloc.allocate(s.partition_bytes));
     if (load.num_ranks == 1) {
-      ZI_RETURN_IF_ERROR(pack(checkpoint, cfg, arch, l, s, dummy_seed, block.data));
+      ZI_RETURN_IF_ERROR(pack(checkpoint, cfg, arch, l, s, dummy_seed, load.quant, block.data));
       if (s.partition_bytes > s.bytes)
         std::memset(static_cast<char*>(block.data) + s.bytes, 0, s.partition_bytes - s.bytes);
     } else {
       // ZeRO-3: this rank keeps its 1/N of the packed shard.
       std::vector<char> full(s.partition_bytes * load.num_ranks, 0);
-      ZI_RETURN_IF_ERROR(pack(checkpoint, cfg, arch, l, s, dummy_seed, full.data()));
+      ZI_RETURN_IF_ERROR(pack(checkpoint, cfg, arch, l, s, dummy_seed, load.quant, full.data()));
       std::memcpy(block.data, full.data() + load.rank * s.partition_bytes, s.partition_bytes);
     }
     shards->partitions[l] = std::move(block);

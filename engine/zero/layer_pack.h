@@ -1,6 +1,10 @@
 // A decoder layer's weights as one contiguous *layer shard*: every tensor in the dtype the backend computes with,
 // at a 256-byte-aligned offset (the offload store's layout, OffloadStoreWriter::layout). Streaming moves shards
 // as single copies; the forward sees them through LayerWeights views bound to wherever the shard sits.
+//
+// With quantization on, each linear weight the QuantConfig selects (engine/quant/quantized_weights.h) is stored
+// packed instead: three consecutive tensors, "<name>" U8 codes [out, row_bytes], "<name>.scales" and "<name>.mins"
+// F16 [out, groups] (engine/quant/quantize.h), so PCIe carries the packed bytes. Norms and biases stay dense.
 #pragma once
 
 #include <cstdint>
@@ -17,28 +21,32 @@ namespace zi {
 class Checkpoint;
 struct Architecture;
 
-// The layout of layer `layer` (tensor order as the architecture lists them) with every tensor in `dtype`.
+// The layout of layer `layer` (tensor order as the architecture lists them) with every dense tensor in `dtype` and
+// the weights `quant` selects packed.
 StoreShard layer_layout(const ModelConfig& cfg, const Architecture& arch, int layer, DType dtype,
-                        uint32_t num_ranks);
+                        uint32_t num_ranks, const QuantConfig& quant = {});
 
 // Writes the layer's tensors from the checkpoint into `dst` (shard.bytes bytes), converting to each tensor's
-// layout dtype. Shapes and dtypes are checked; errors name the file and the tensor.
-Status pack_layer_from_checkpoint(const Checkpoint& checkpoint, const StoreShard& shard, void* dst);
+// layout dtype and quantizing the packed ones with `quant` (the config the layout was made with). Shapes and
+// dtypes are checked, NaN/Inf refused where quantized; errors name the file and the tensor.
+Status pack_layer_from_checkpoint(const Checkpoint& checkpoint, const StoreShard& shard, void* dst,
+                                  const QuantConfig& quant = {});
 
 // Random weights for benchmarks (`--dummy`): uniform with std 0.02 for matrices, ones for norms, zeros for biases,
-// from a counter-based generator (seed, tensor name, index): deterministic and parallel. `init` per tensor in the
-// layout's order (from the architecture's WeightSpecs).
-void pack_layer_dummy(const StoreShard& shard, const std::vector<WeightInit>& init, uint64_t seed, void* dst);
-std::vector<WeightInit> layer_inits(const ModelConfig& cfg, const Architecture& arch, int layer);
+// from a counter-based generator (seed, tensor name, index): deterministic and parallel. Packed weights are the
+// quantization of the fp32 values. `shard` = layer_layout(cfg, arch, layer, ..., quant).
+void pack_layer_dummy(const ModelConfig& cfg, const Architecture& arch, int layer, const StoreShard& shard,
+                      uint64_t seed, void* dst, const QuantConfig& quant = {});
 
 // The same random weights for tensors that stay resident: generated on `threads` threads in `dtype` and uploaded
-// (seconds for a 7B model, where a per-element normal generator takes minutes).
+// (seconds for a 7B model, where a per-element normal generator takes minutes); specs marked for quantization are
+// generated in fp32 and uploaded packed.
 void upload_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint64_t seed, DType dtype,
                           int threads);
 
-// Points `out`'s tensors at the shard's bytes at `base` (host or device memory). The views do not own the
-// memory: whoever owns `base` keeps it alive while `out` is in use.
+// Points `out`'s tensors at the shard's bytes at `base` (host or device memory); packed weights become kQuantized
+// LinearWeights. The views do not own the memory: whoever owns `base` keeps it alive while `out` is in use.
 void bind_layer_views(const ModelConfig& cfg, const Architecture& arch, int layer, const StoreShard& shard,
-                      void* base, LayerWeights& out);
+                      void* base, LayerWeights& out, const QuantConfig& quant = {});
 
 }  // namespace zi

@@ -4,6 +4,7 @@
 
 #include "engine/core/log.h"
 #include "engine/model/registry.h"
+#include "engine/quant/quantized_weights.h"
 #include "engine/zero/layer_pack.h"
 
 namespace zi {
@@ -77,7 +78,7 @@ StatusOr<const LayerWeights*> StreamedParameters::fetch(int layer) {
   for (int k = 1; k < static_cast<int>(slots_.size()) && j + k < static_cast<int>(streamed_.size()); ++k)
     ZI_RETURN_IF_ERROR(ensure_fetched(j + k));
   ZI_RETURN_IF_ERROR(transport_->wait(slot));
-  bind_layer_views(cfg_, arch_, layer, shards_->layouts[layer], slots_[slot], layers_[layer]);
+  bind_layer_views(cfg_, arch_, layer, shards_->layouts[layer], slots_[slot], layers_[layer], shards_->quant);
   return &layers_[layer];
 }
 
@@ -123,10 +124,13 @@ StatusOr<std::unique_ptr<StreamedParameters>> load_streamed_parameters(
   std::vector<LayerWeights> layers(L);
   std::vector<WeightSpec> resident_specs, all_specs;
   arch.global_weights(cfg, globals, resident_specs);
+  mark_quantized_specs(globals, resident_specs, 0, load.quant);
   for (int l = 0; l < L; ++l) {
     LayerWeights scratch;
-    arch.layer_weights(cfg, l, load.tiers[l] == LayerTier::kGpu ? layers[l] : scratch,
-                       load.tiers[l] == LayerTier::kGpu ? resident_specs : all_specs);
+    const bool resident = load.tiers[l] == LayerTier::kGpu;
+    const size_t begin = resident_specs.size();
+    arch.layer_weights(cfg, l, resident ? layers[l] : scratch, resident ? resident_specs : all_specs);
+    if (resident) mark_quantized_specs(layers[l], resident_specs, begin, load.quant);
   }
   std::string stored_dtype = cfg.dtype.empty() ? "float32" : cfg.dtype;
   if (checkpoint) {
@@ -139,7 +143,10 @@ StatusOr<std::unique_ptr<StreamedParameters>> load_streamed_parameters(
                          load.load_threads > 0 ? load.load_threads
                                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   }
-  if (cfg.tie_word_embeddings) globals.lm_head.weight = globals.embed_tokens;
+  if (cfg.tie_word_embeddings) {
+    globals.lm_head.weight = globals.embed_tokens;
+    ZI_RETURN_IF_ERROR(quantize_tied_lm_head(backend, globals, load.quant));
+  }
   const uint64_t params = count_parameters(resident_specs) + count_parameters(all_specs);
 
   ZI_ASSIGN_OR_RETURN(std::shared_ptr<HostShards> shards,

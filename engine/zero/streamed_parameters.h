@@ -47,6 +47,7 @@ struct HostShards {
   std::vector<HostBlock> partitions;      // [L] CPU tier: this rank's partition (partition_bytes), else empty
   std::unique_ptr<OffloadStore> store;    // NVMe tier
   uint32_t rank = 0, num_ranks = 1;
+  QuantConfig quant;                      // what the layouts' packed weights were made with
 };
 
 class ShardTransport {
@@ -122,6 +123,7 @@ struct StreamingLoad {
   std::string store_dir;
   bool verify_checksums = true;
   int load_threads = 0;   // 0 = hardware concurrency
+  QuantConfig quant;      // resident and streamed linear weights quantized (the store's identity carries it)
 };
 StatusOr<std::shared_ptr<HostShards>> load_host_shards(Backend& backend, const ModelConfig& cfg,
                                                        const Architecture& arch, const Checkpoint* checkpoint,
@@ -132,10 +134,11 @@ StatusOr<std::shared_ptr<HostShards>> load_host_shards(Backend& backend, const M
 // weights, config.json's) dtype.
 DType layer_shard_dtype(Backend& backend, const ModelConfig& cfg, const Architecture& arch,
                         const Checkpoint* checkpoint);
-// The identity a store for this model must carry (config digest, dtype, ranks; 16-bit weights).
-StatusOr<StoreIdentity> model_store_identity(const ModelConfig& cfg, DType shard_dtype, uint32_t num_ranks);
-// Writes every layer of the model (checkpoint, or dummy weights from `dummy_seed`) as an offload store at `dir`,
-// with progress lines. `zeroinfer convert` and the NVMe tier's first load use it.
+// The identity a store for this model must carry (config digest, dtype, ranks, quantization bits and group size).
+StatusOr<StoreIdentity> model_store_identity(const ModelConfig& cfg, DType shard_dtype, uint32_t num_ranks,
+                                             const QuantConfig& quant = {});
+// Writes every layer of the model (checkpoint, or dummy weights from `dummy_seed`) as an offload store at `dir`
+// (linear weights quantized as id.quant_bits / id.quant_group_size say), with progress lines. `zeroinfer convert` and the NVMe tier's first load use it.
 Status write_offload_store(const ModelConfig& cfg, const Architecture& arch, const Checkpoint* checkpoint,
                            uint64_t dummy_seed, DType shard_dtype, const StoreIdentity& id, const std::string& dir);
 

@@ -12,6 +12,25 @@ using cpu::ThreadPool;
 
 bool same_shape(const Tensor& a, const Tensor& b) { return a.shape() == b.shape(); }
 
+// A quantized LinearWeight's host view, its tensors checked against the layout.
+QuantView quant_view(const LinearWeight& w) {
+  ZI_CHECK(w.bits == 4 || w.bits == 8);
+  ZI_CHECK(w.group_size >= 1 && w.quant_in_features >= 0);
+  const int64_t out = w.qdata.dim(0), in = w.quant_in_features;
+  ZI_CHECK(w.qdata.dtype() == DType::kU8 && w.qdata.rank() == 2 && w.qdata.dim(1) == quant_row_bytes(in, w.bits));
+  const std::vector<int64_t> gshape = {out, quant_groups(in, w.group_size)};
+  ZI_CHECK(w.scales.dtype() == DType::kF16 && w.scales.shape() == gshape);
+  ZI_CHECK(w.mins.dtype() == DType::kF16 && w.mins.shape() == gshape);
+  QuantView v;
+  v.data = w.qdata.data_as<const uint8_t>();
+  v.scales = w.scales.data_as<const uint16_t>();
+  v.mins = w.mins.data_as<const uint16_t>();
+  v.rows = out;
+  v.cols = in;
+  v.params = {w.bits, w.group_size};
+  return v;
+}
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int threads) : pool_(threads) {}
@@ -95,13 +114,21 @@ class CpuBackend final : public Backend {
   }
 
   Tensor linear(const Tensor& x, const LinearWeight& w) override {
-    ZI_CHECK(w.format == WeightFormat::kDense && w.weight.dtype() == DType::kF32);
-    ZI_CHECK(x.rank() == 2 && w.weight.rank() == 2 && x.dim(1) == w.in_features());
-    ZI_CHECK(!w.bias.defined() || (w.bias.rank() == 1 && w.bias.dim(0) == w.out_features()));
+    ZI_CHECK(x.rank() == 2 && x.dim(1) == w.in_features());
+    ZI_CHECK(!w.bias.defined() || (w.bias.rank() == 1 && w.bias.dim(0) == w.out_features() &&
+                                   w.bias.dtype() == DType::kF32));
     const int64_t T = x.dim(0), out = w.out_features();
+    const float* bias = w.bias.defined() ? w.bias.data_as<float>() : nullptr;
     Tensor y = alloc(DType::kF32, {T, out});
-    cpu::linear_f32(pool_, x.data_as<float>(), T, x.dim(1), w.weight.data_as<float>(), out,
-                    w.bias.defined() ? w.bias.data_as<float>() : nullptr, y.data_as<float>());
+    if (w.format == WeightFormat::kQuantized) {
+      // Dequantized block by block into fp32, then the dense kernel's math (engine/quant/quantize.h).
+      const QuantView q = quant_view(w);
+      cpu::linear_quant_f32(pool_, x.data_as<float>(), T, q, bias, y.data_as<float>());
+      return y;
+    }
+    ZI_CHECK(w.format == WeightFormat::kDense && w.weight.dtype() == DType::kF32 && w.weight.rank() == 2);
+    cpu::linear_f32(pool_, x.data_as<float>(), T, x.dim(1), w.weight.data_as<float>(), out, bias,
+                    y.data_as<float>());
     return y;
   }
 

@@ -8,12 +8,15 @@
 
 #include "engine/backend/backend.h"
 #include "engine/backend/cpu/thread_pool.h"
+#include "engine/quant/quantize.h"
 
 namespace zi::cpu {
 
 // y[T, out] = x[T, in] · w[out, in]ᵀ (+ bias[out] when non-null).
 void linear_f32(ThreadPool& pool, const float* x, int64_t T, int64_t in, const float* w, int64_t out,
                 const float* bias, float* y);
+// The same with w quantized ([w.rows, w.cols] = [out, in]): bit-identical to linear_f32 on dequantize_rows(w).
+void linear_quant_f32(ThreadPool& pool, const float* x, int64_t T, const QuantView& w, const float* bias, float* y);
 
 // y[t] = x[t] / sqrt(mean(x[t]²) + eps) × weight, rows of H.
 void rms_norm_f32(ThreadPool& pool, const float* x, int64_t T, int64_t H, const float* weight, float eps, float* y);

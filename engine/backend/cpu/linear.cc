@@ -61,10 +61,11 @@ inline __attribute__((always_inline)) void store_block(float (&r)[TR][OR], float
     for (int o = 0; o < OR; ++o) y[t * ldy + o0 + o] = r[t][o] + (bias ? bias[o0 + o] : 0.0f);
 }
 
-// Rows [o_begin, o_end) of W against all T rows of x.
+// Rows [o_begin, o_end) of W against all T rows of x; `w_rows` points at W's row o_begin.
 ZI_CPU_CLONES
-void linear_rows(const float* x, int64_t T, int64_t in, const float* w, int64_t o_begin, int64_t o_end,
+void linear_rows(const float* x, int64_t T, int64_t in, const float* w_rows, int64_t o_begin, int64_t o_end,
                  const float* bias, float* y, int64_t out) {
+  const float* w = w_rows - o_begin * in;  // indexed with o ≥ o_begin only
   int64_t t = 0;
   for (; t + 4 <= T; t += 4) {
     const float* xt = x + t * in;
@@ -100,16 +101,40 @@ void linear_rows(const float* x, int64_t T, int64_t in, const float* w, int64_t 
 
 }  // namespace
 
+namespace {
+
+// Blocks of 16 W rows (16 × in floats stay in L2 while all 4-row blocks of x pass by); with little work in total,
+// more blocks per task so that small layers do not pay thread wake-ups.
+constexpr int64_t kBlock = 16;
+int64_t blocks_per_task(int64_t T, int64_t in) {
+  const int64_t flops_per_row = std::max<int64_t>(1, T * in);
+  const int64_t min_rows = std::max<int64_t>(kBlock, (1 << 16) / flops_per_row);
+  return (min_rows + kBlock - 1) / kBlock;
+}
+
+}  // namespace
+
 void linear_f32(ThreadPool& pool, const float* x, int64_t T, int64_t in, const float* w, int64_t out,
                 const float* bias, float* y) {
-  // Blocks of 16 W rows (16 × in floats stay in L2 while all 4-row blocks of x pass by); with little work in total,
-  // larger blocks so that small layers do not pay thread wake-ups.
-  const int64_t flops_per_row = std::max<int64_t>(1, T * in);
-  const int64_t min_rows = std::max<int64_t>(16, (1 << 16) / flops_per_row);
-  constexpr int64_t kBlock = 16;
   const int64_t blocks = (out + kBlock - 1) / kBlock;
-  pool.parallel_for(blocks, (min_rows + kBlock - 1) / kBlock, [&](int64_t b0, int64_t b1) {
-    linear_rows(x, T, in, w, b0 * kBlock, std::min(out, b1 * kBlock), bias, y, out);
+  pool.parallel_for(blocks, blocks_per_task(T, in), [&](int64_t b0, int64_t b1) {
+    linear_rows(x, T, in, w + b0 * kBlock * in, b0 * kBlock, std::min(out, b1 * kBlock), bias, y, out);
+  });
+}
+
+// Each block of 16 W rows is dequantized into the thread's scratch (16 × in floats) and multiplied by exactly the
+// code linear_f32 runs on those rows. Blocks start at multiples of 16 in both, so every output element goes
+// through the same instruction sequence: the result equals linear_f32 on the dequantized matrix bit for bit.
+void linear_quant_f32(ThreadPool& pool, const float* x, int64_t T, const QuantView& w, const float* bias, float* y) {
+  const int64_t in = w.cols, out = w.rows;
+  const int64_t blocks = (out + kBlock - 1) / kBlock;
+  pool.parallel_for(blocks, blocks_per_task(T, in), [&](int64_t b0, int64_t b1) {
+    std::vector<float> scratch(static_cast<size_t>(kBlock * in));
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t o0 = b * kBlock, o1 = std::min(out, o0 + kBlock);
+      dequantize_rows(w, o0, o1, scratch.data());
+      linear_rows(x, T, in, scratch.data(), o0, o1, bias, y, out);
+    }
   });
 }
 
