@@ -13,14 +13,17 @@
 
 namespace zi {
 
-// Rotary position embedding frequencies (transformers' ROPE_INIT_FUNCTIONS): default, linear, llama3.
+// Rotary position embedding frequencies (transformers' ROPE_INIT_FUNCTIONS): default, linear, llama3, dynamic
+// (engine/model/rope.h).
 struct RopeConfig {
   double theta = 10000.0;
-  std::string type = "default";   // default | linear | llama3
-  double factor = 1.0;            // linear, llama3
+  std::string type = "default";   // default | linear | llama3 | dynamic
+  double factor = 1.0;            // linear, llama3, dynamic
   double low_freq_factor = 1.0;   // llama3
   double high_freq_factor = 4.0;  // llama3
-  int64_t original_max_position_embeddings = 0;  // llama3
+  // llama3: the rope dict's original_max_position_embeddings; dynamic: config's max_position_embeddings (the
+  // length past which the frequencies are recomputed, as transformers does).
+  int64_t original_max_position_embeddings = 0;
 };
 
 struct ModelConfig {
@@ -41,8 +44,15 @@ struct ModelConfig {
   int sliding_window = 0;          // 0 = full attention
   bool tie_word_embeddings = false;
   bool attention_bias = false;     // q/k/v/o projections have biases
+  bool qkv_bias = false;           // q/k/v projections have biases, o_proj not (Qwen2)
   bool mlp_bias = false;
   std::string hidden_act = "silu";
+  // LayerNorm families (OPT, BLOOM; engine/model/opt.h, bloom.h).
+  bool norm_before = true;         // pre-LN blocks; false: OPT-350M's post-LN (norm after each residual add)
+  bool norm_affine = true;         // LayerNorms have weight and bias (OPT's layer_norm_elementwise_affine)
+  bool final_norm = true;          // a norm after the last layer
+  bool residual_from_norm = false; // BLOOM's apply_residual_connection_post_layernorm
+  int64_t embed_dim = 0;           // OPT's word_embed_proj_dim when it differs from hidden_size (project_in/out)
   std::string dtype;               // config's torch_dtype / dtype ("bfloat16"), "" when absent
   std::vector<int32_t> eos_token_ids;  // generation_config.json, else config.json; may be empty
   int32_t bos_token_id = -1;

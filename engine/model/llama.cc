@@ -1,6 +1,7 @@
 // Llama family: config keys, checkpoint tensor names, and the forward.
 #include "engine/model/llama.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/model/rope.h"
@@ -12,7 +13,8 @@ namespace zi::llama {
 
 namespace {
 
-Status parse_common(const ConfigReader& r, ModelConfig& cfg, int64_t default_max_positions) {
+Status parse_common(const ConfigReader& r, ModelConfig& cfg, int64_t default_max_positions,
+                    double default_norm_eps = 1e-6) {
   ZI_ASSIGN_OR_RETURN(cfg.hidden_size, r.positive_int("hidden_size"));
   ZI_ASSIGN_OR_RETURN(cfg.intermediate_size, r.positive_int("intermediate_size"));
   ZI_ASSIGN_OR_RETURN(cfg.num_layers, r.positive_int("num_hidden_layers"));
@@ -34,7 +36,7 @@ Status parse_common(const ConfigReader& r, ModelConfig& cfg, int64_t default_max
                                                                      default_max_positions));
   if (cfg.max_position_embeddings > INT32_MAX) return r.error("max_position_embeddings", "exceeds 2^31 - 1");
   cfg.default_max_context = cfg.max_position_embeddings;
-  ZI_ASSIGN_OR_RETURN(cfg.norm_eps, r.number_or("rms_norm_eps", 1e-6));
+  ZI_ASSIGN_OR_RETURN(cfg.norm_eps, r.number_or("rms_norm_eps", default_norm_eps));
   if (!(cfg.norm_eps >= 0)) return r.error("rms_norm_eps", "must be non-negative");
   ZI_ASSIGN_OR_RETURN(cfg.tie_word_embeddings, r.bool_or("tie_word_embeddings", false));
   ZI_ASSIGN_OR_RETURN(cfg.attention_bias, r.bool_or("attention_bias", false));
@@ -60,6 +62,53 @@ Status parse_mistral_config(const ConfigReader& r, ModelConfig& cfg) {
   return absl::OkStatus();
 }
 
+// Qwen2Config: Llama's keys with Qwen2's defaults; q/k/v always have biases (o_proj and the MLP never). Sliding
+// windows only with use_sliding_window, on the layers transformers 5's layer_types marks "sliding_attention" (when
+// absent, transformers 4's rule: layers i >= max_window_layers). The forward has one window for all layers, so a
+// mix is refused.
+Status parse_qwen2_config(const ConfigReader& r, ModelConfig& cfg) {
+  ZI_RETURN_IF_ERROR(parse_common(r, cfg, 32768));
+  cfg.attention_bias = false;
+  cfg.qkv_bias = true;
+  cfg.mlp_bias = false;
+  ZI_ASSIGN_OR_RETURN(bool use_window, r.bool_or("use_sliding_window", false));
+  std::vector<bool> sliding(static_cast<size_t>(cfg.num_layers), false);
+  if (r.has("layer_types")) {
+    const nlohmann::json& types = r.object()["layer_types"];
+    if (!types.is_array() || types.size() != sliding.size())
+      return r.error("layer_types", absl::StrCat("must be a list of num_hidden_layers (", cfg.num_layers,
+                                                 ") strings"));
+    for (size_t i = 0; i < sliding.size(); ++i) {
+      const std::string t = types[i].is_string() ? types[i].get<std::string>() : "";
+      if (t != "full_attention" && t != "sliding_attention")
+        return r.error("layer_types", absl::StrCat("[", i, "] must be \"full_attention\" or "
+                                                   "\"sliding_attention\", got ", types[i].dump()));
+      sliding[i] = t == "sliding_attention";
+    }
+  } else {
+    int64_t max_window_layers = 28;
+    if (r.has("max_window_layers")) {
+      const nlohmann::json& v = r.object()["max_window_layers"];
+      if (!v.is_number_integer() || v.get<int64_t>() < 0)
+        return r.error("max_window_layers", absl::StrCat("must be a non-negative integer, got ", v.dump()));
+      max_window_layers = v.get<int64_t>();
+    }
+    for (size_t i = 0; i < sliding.size(); ++i) sliding[i] = static_cast<int64_t>(i) >= max_window_layers;
+  }
+  // transformers keeps config.sliding_window only when use_sliding_window is true: otherwise no layer slides.
+  if (!use_window) return absl::OkStatus();
+  const size_t n_sliding = static_cast<size_t>(std::count(sliding.begin(), sliding.end(), true));
+  if (n_sliding == 0) return absl::OkStatus();
+  if (n_sliding != sliding.size())
+    return r.error(r.has("layer_types") ? "layer_types" : "max_window_layers",
+                   absl::StrCat("mixes sliding-window and full-attention layers (", n_sliding, " of ",
+                                sliding.size(), " slide); only all or none is supported"));
+  ZI_ASSIGN_OR_RETURN(int64_t window, r.positive_int("sliding_window"));
+  if (window > INT32_MAX) return r.error("sliding_window", "exceeds 2^31 - 1");
+  cfg.sliding_window = static_cast<int>(window);
+  return absl::OkStatus();
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Checkpoint tensor names (transformers' LlamaForCausalLM / MistralForCausalLM state dict).
 
@@ -78,9 +127,10 @@ void layer_weights(const ModelConfig& c, int layer, LayerWeights& w, std::vector
     if (bias) specs.push_back({p + name + ".bias", {out}, &lw.bias, WeightInit::kZeros});
   };
   specs.push_back({p + "input_layernorm.weight", {H}, &w.attn_norm, WeightInit::kOnes});
-  linear("self_attn.q_proj", q_out, H, w.q_proj, c.attention_bias);
-  linear("self_attn.k_proj", kv_out, H, w.k_proj, c.attention_bias);
-  linear("self_attn.v_proj", kv_out, H, w.v_proj, c.attention_bias);
+  const bool qkv_bias = c.attention_bias || c.qkv_bias;
+  linear("self_attn.q_proj", q_out, H, w.q_proj, qkv_bias);
+  linear("self_attn.k_proj", kv_out, H, w.k_proj, qkv_bias);
+  linear("self_attn.v_proj", kv_out, H, w.v_proj, qkv_bias);
   linear("self_attn.o_proj", H, q_out, w.o_proj, c.attention_bias);
   specs.push_back({p + "post_attention_layernorm.weight", {H}, &w.mlp_norm, WeightInit::kOnes});
   linear("mlp.gate_proj", F, H, w.gate_proj, c.mlp_bias);
@@ -96,10 +146,7 @@ namespace {
 class LlamaModel final : public CausalLM {
  public:
   LlamaModel(const ModelConfig& cfg, Backend& backend, std::unique_ptr<ParameterSource> params)
-      : cfg_(cfg), be_(backend), params_(std::move(params)) {
-    std::vector<float> inv_freq = rope_inv_freq(cfg_.rope, cfg_.head_dim);
-    inv_freq_ = be_.from_host(DType::kF32, {static_cast<int64_t>(inv_freq.size())}, inv_freq.data());
-  }
+      : cfg_(cfg), be_(backend), params_(std::move(params)), rope_(backend, cfg_.rope, cfg_.head_dim) {}
 
   const ModelConfig& config() const override { return cfg_; }
   ParameterSource& parameters() override { return *params_; }
@@ -109,7 +156,7 @@ class LlamaModel final : public CausalLM {
   ModelConfig cfg_;
   Backend& be_;
   std::unique_ptr<ParameterSource> params_;
-  Tensor inv_freq_;  // f32 [D/2]
+  RopeTables rope_;  // inv_freq f32 [D/2] (per sequence for dynamic NTK scaling)
 };
 
 // T = rows in the step, H = hidden, nH/nKV = heads, D = head dim, F = MLP size, V = vocab, R = logit rows.
@@ -123,6 +170,7 @@ StatusOr<Tensor> LlamaModel::forward(const ForwardBatch& batch, KvCache& kv) {
   const int64_t T = static_cast<int64_t>(batch.tokens.size());
 
   AttentionBatch step = make_attention_batch(be, batch.seqs);             // slots, rows, positions [T]
+  rope_.begin_step(step);
   const AttentionParams attn{nH, nKV, D, 1.0f / std::sqrt(static_cast<float>(D)), cfg_.sliding_window, Tensor()};
   Tensor ids = be.from_host(DType::kI32, {T}, batch.tokens.data());        // int32 [T]
 
@@ -137,8 +185,8 @@ StatusOr<Tensor> LlamaModel::forward(const ForwardBatch& batch, KvCache& kv) {
     Tensor q = be.linear(attn_in, w->q_proj);                             // [T, nH·D]
     Tensor k = be.linear(attn_in, w->k_proj);                             // [T, nKV·D]
     Tensor v = be.linear(attn_in, w->v_proj);                             // [T, nKV·D]
-    be.rope_inplace(q, step.positions, inv_freq_, nH, D);                 // [T, nH·D]
-    be.rope_inplace(k, step.positions, inv_freq_, nKV, D);                // [T, nKV·D]
+    rope_.apply(q, step, nH);                                             // [T, nH·D]
+    rope_.apply(k, step, nKV);                                            // [T, nKV·D]
     KvLayer& cache = kv.layer(l);                                         // [S, C, nKV, D] each
     be.kv_write(cache, step, k, v);                                       // new rows → their slots
     Tensor attn_out = be.attention(q, cache, step, attn);                 // [T, nH·D]

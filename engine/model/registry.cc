@@ -1,16 +1,21 @@
 #include "engine/model/registry.h"
 
+#include "engine/model/bloom.h"
 #include "engine/model/llama.h"
+#include "engine/model/opt.h"
 
 namespace zi {
 
 namespace {
 
-// One line per architecture. Llama and Mistral share the Llama-family forward.
+// One line per architecture. Llama, Mistral and Qwen2 share the Llama-family forward.
 const Architecture kArchitectures[] = {
     {"LlamaForCausalLM", &llama::parse_llama_config, &llama::global_weights, &llama::layer_weights, &llama::create},
     {"MistralForCausalLM", &llama::parse_mistral_config, &llama::global_weights, &llama::layer_weights,
      &llama::create},
+    {"Qwen2ForCausalLM", &llama::parse_qwen2_config, &llama::global_weights, &llama::layer_weights, &llama::create},
+    {"OPTForCausalLM", &opt::parse_config, &opt::global_weights, &opt::layer_weights, &opt::create},
+    {"BloomForCausalLM", &bloom::parse_config, &bloom::global_weights, &bloom::layer_weights, &bloom::create},
 };
 
 }  // namespace

@@ -6,7 +6,30 @@ namespace zi {
 
 using json = nlohmann::json;
 
-std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim) {
+namespace {
+
+// transformers' dynamic NTK table for a sequence of `seq_len` > max_pos tokens, step by step in fp32 as torch does
+// it there (seq_len arrives as an int64 tensor, so every operation is a float32 tensor op).
+std::vector<float> dynamic_ntk_inv_freq(const RopeConfig& rope, int64_t head_dim, int64_t seq_len) {
+  const int64_t max_pos = rope.original_max_position_embeddings;
+  float ratio = static_cast<float>(rope.factor) * static_cast<float>(seq_len);
+  ratio = ratio / static_cast<float>(max_pos);
+  ratio = ratio - static_cast<float>(rope.factor - 1.0);
+  const double exponent = static_cast<double>(head_dim) / static_cast<double>(head_dim - 2);
+  const float base = static_cast<float>(rope.theta) * std::pow(ratio, static_cast<float>(exponent));
+  std::vector<float> inv(static_cast<size_t>(head_dim / 2));
+  for (size_t i = 0; i < inv.size(); ++i) {
+    const float e = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+    inv[i] = 1.0f / std::pow(base, e);
+  }
+  return inv;
+}
+
+}  // namespace
+
+std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim, int64_t seq_len) {
+  if (rope.type == "dynamic" && seq_len > rope.original_max_position_embeddings)
+    return dynamic_ntk_inv_freq(rope, head_dim, seq_len);
   std::vector<float> inv(static_cast<size_t>(head_dim / 2));
   const float base = static_cast<float>(rope.theta);
   for (size_t i = 0; i < inv.size(); ++i) {
@@ -51,9 +74,9 @@ Status read_rope_dict(const ConfigReader& top, const json& d, const std::string&
     if (!d["type"].is_string()) return top.error(key("type"), "must be a string");
     type = d["type"].get<std::string>();
   }
-  if (type != "default" && type != "linear" && type != "llama3")
+  if (type != "default" && type != "linear" && type != "llama3" && type != "dynamic")
     return top.error(key("rope_type"), absl::StrCat("'", type, "' is not supported (supported: default, linear, "
-                                                    "llama3)"));
+                                                    "llama3, dynamic)"));
   rope->type = type;
   auto number = [&](const std::string& k, double* out, bool required) -> Status {
     if (!r.has(k)) {
@@ -64,7 +87,15 @@ Status read_rope_dict(const ConfigReader& top, const json& d, const std::string&
     *out = d[k].get<double>();
     return absl::OkStatus();
   };
-  if (type == "linear" || type == "llama3") ZI_RETURN_IF_ERROR(number("factor", &rope->factor, true));
+  if (type == "linear" || type == "llama3" || type == "dynamic")
+    ZI_RETURN_IF_ERROR(number("factor", &rope->factor, true));
+  if (type == "dynamic") {
+    // transformers scales from the config's max_position_embeddings (not a rope-dict key) and needs factor ≥ 1
+    // for the base to grow with the length.
+    if (max_pos <= 0) return top.error("max_position_embeddings", "is needed by rope_type dynamic");
+    if (rope->factor < 1.0) return top.error(key("factor"), "must be at least 1 for rope_type dynamic");
+    rope->original_max_position_embeddings = max_pos;
+  }
   if (type == "llama3") {
     ZI_RETURN_IF_ERROR(number("low_freq_factor", &rope->low_freq_factor, true));
     ZI_RETURN_IF_ERROR(number("high_freq_factor", &rope->high_freq_factor, true));
@@ -113,6 +144,52 @@ Status parse_rope_config(const ConfigReader& config, int64_t max_position_embedd
   }
   rope->type = "default";
   return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// RopeTables
+
+RopeTables::RopeTables(Backend& backend, const RopeConfig& rope, int64_t head_dim)
+    : be_(backend), rope_(rope), head_dim_(head_dim) {
+  const std::vector<float> inv = rope_inv_freq(rope_, head_dim_);
+  base_ = be_.from_host(DType::kF32, {static_cast<int64_t>(inv.size())}, inv.data());
+}
+
+void RopeTables::begin_step(const AttentionBatch& step) {
+  spans_.clear();
+  if (rope_.type != "dynamic") return;
+  bool any = false;
+  for (const SeqSlice& s : step.seqs) any |= s.past_len + s.n_new > rope_.original_max_position_embeddings;
+  if (!any) return;
+  // Rows are contiguous per sequence, in order (make_attention_batch); neighbours within the limit share base_.
+  for (const SeqSlice& s : step.seqs) {
+    if (s.n_new == 0) continue;
+    const int64_t len = static_cast<int64_t>(s.past_len) + s.n_new;
+    const int64_t begin = s.row_begin, end = begin + s.n_new;
+    if (len <= rope_.original_max_position_embeddings) {
+      if (!spans_.empty() && spans_.back().end == begin && spans_.back().inv_freq.data() == base_.data()) {
+        spans_.back().end = end;
+        continue;
+      }
+      spans_.push_back({begin, end, base_});
+      continue;
+    }
+    const std::vector<float> inv = rope_inv_freq(rope_, head_dim_, len);
+    spans_.push_back({begin, end, be_.from_host(DType::kF32, {static_cast<int64_t>(inv.size())}, inv.data())});
+  }
+}
+
+void RopeTables::apply(Tensor& x, const AttentionBatch& step, int n_heads) const {
+  const int D = static_cast<int>(head_dim_);
+  if (spans_.empty()) {
+    be_.rope_inplace(x, step.positions, base_, n_heads, D);
+    return;
+  }
+  for (const Span& span : spans_) {
+    Tensor rows = x.rows(span.begin, span.end);                           // [n, n_heads·D] view
+    const Tensor positions = step.positions.rows(span.begin, span.end);   // int32 [n] view
+    be_.rope_inplace(rows, positions, span.inv_freq, n_heads, D);
+  }
 }
 
 }  // namespace zi

@@ -44,6 +44,9 @@ struct GlobalWeights {
   Tensor final_norm;         // [H]
   Tensor final_norm_bias;    // [H]
   LinearWeight lm_head;      // [V, H]; with tied embeddings its weight is embed_tokens
+  // OPT when word_embed_proj_dim E != hidden_size H (OPT-350M): embeddings are [V, E], projected in and out.
+  LinearWeight project_in;   // [H, E], no bias
+  LinearWeight project_out;  // [E, H], no bias
 };
 
 // How a dummy (random) weight is initialised: transformers' init for its role.

@@ -1,6 +1,8 @@
 // The CPU executor's contract beyond the forward: per-sequence state and RNG (tokens independent of batch mates),
 // slot accounting and release, errors that fail the step and name the limit, dummy weights, summary.
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -220,10 +222,12 @@ TEST(Executor, UnsupportedOptionsAreRefused) {
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("quant_bits 4"));
   o = llama_options();
-  o.model_dir = std::string(ZI_TEST_DATA) + "/models/opt";
+  o.model_dir = ::testing::TempDir() + "/zi_exec_gpt2";
+  std::filesystem::create_directories(o.model_dir);
+  std::ofstream(o.model_dir + "/config.json") << R"({"architectures": ["GPT2LMHeadModel"], "vocab_size": 8})";
   r = create_executor(o);
   ASSERT_FALSE(r.ok());
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("OPTForCausalLM is not supported yet"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("GPT2LMHeadModel is not supported yet"));
   o.model_dir = "/nonexistent";
   r = create_executor(o);
   ASSERT_FALSE(r.ok());
