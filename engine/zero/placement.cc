@@ -54,6 +54,19 @@ StatusOr<uint64_t> parse_bytes(const std::string& text, const std::string& field
   return static_cast<uint64_t>(bytes);
 }
 
+uint64_t kv_cache_bytes(int64_t layers, uint64_t slots, uint64_t context, int64_t kv_heads, int64_t head_dim,
+                        size_t element_bytes) {
+  return 2ull * static_cast<uint64_t>(layers) * slots * context * static_cast<uint64_t>(kv_heads) *
+         static_cast<uint64_t>(head_dim) * element_bytes;
+}
+
+uint64_t activation_bytes(int64_t hidden, int64_t intermediate, int64_t vocab, uint64_t slots, uint64_t context,
+                          size_t element_bytes) {
+  const uint64_t tokens = std::min<uint64_t>(slots * context, 65536);
+  return tokens * static_cast<uint64_t>(8 * hidden + 4 * intermediate) * element_bytes +
+         2ull * slots * static_cast<uint64_t>(vocab) * 4;
+}
+
 StatusOr<Placement> plan_placement(const PlacementInput& in) {
   if (in.prefetch_depth == 0 || in.prefetch_depth > 16)
     return absl::InvalidArgumentError(

@@ -45,6 +45,14 @@ struct Placement {
 // the placement cannot fit.
 StatusOr<Placement> plan_placement(const PlacementInput& in);
 
+// Memory the KV cache needs on one GPU: K and V of every layer for `slots` sequences of `context` tokens.
+uint64_t kv_cache_bytes(int64_t layers, uint64_t slots, uint64_t context, int64_t kv_heads, int64_t head_dim,
+                        size_t element_bytes);
+// The largest step's activations on one GPU: every slot's context prefilled at once (capped at 64 Ki tokens)
+// through the widest projections, plus fp32 logits of every sequence. A deliberately generous estimate.
+uint64_t activation_bytes(int64_t hidden, int64_t intermediate, int64_t vocab, uint64_t slots, uint64_t context,
+                          size_t element_bytes);
+
 // "13.48 GiB" style.
 std::string format_bytes(uint64_t bytes);
 // Parses "2GiB", "512MiB", "1.5GB", "4096" (bytes); errors name `field`.

@@ -6,15 +6,12 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/core/log.h"
+#include "engine/model/compute_dtype.h"
 
 namespace zi {
 
 StatusOr<DType> cuda_activation_dtype(const std::string& requested, DType checkpoint_dtype) {
-  if (requested == "bfloat16") return DType::kBF16;
-  if (requested == "float16") return DType::kF16;
-  if (requested == "auto") return checkpoint_dtype == DType::kF16 ? DType::kF16 : DType::kBF16;
-  return absl::InvalidArgumentError(
-      absl::StrCat("dtype: '", requested, "' is not one of auto, bfloat16, float16"));
+  return gpu_compute_dtype(requested, checkpoint_dtype);
 }
 
 StatusOr<std::unique_ptr<Backend>> make_cuda_backend(const CudaBackendOptions& options) {

@@ -5,6 +5,7 @@
 #include "engine/backend/cuda/cuda_backend_impl.h"
 #include "engine/core/log.h"
 #include "engine/io/safetensors.h"
+#include "engine/model/compute_dtype.h"
 #include "engine/model/registry.h"
 #include "engine/quant/quantized_weights.h"
 #include "engine/runtime/local_executor.h"
@@ -45,7 +46,7 @@ std::string describe(const Placement& p) {
 
 StatusOr<std::unique_ptr<Executor>> create_cuda_executor(const EngineOptions& options) {
   ZI_ASSIGN_OR_RETURN(ModelConfig probe_cfg, load_model_config(options.model_dir));
-  DType ckpt_dtype = probe_cfg.dtype == "float16" ? DType::kF16 : DType::kBF16;
+  const DType ckpt_dtype = config_dtype(probe_cfg.dtype);
   ZI_ASSIGN_OR_RETURN(DType act, cuda_activation_dtype(options.dtype, ckpt_dtype));
   CudaBackendOptions bo;
   bo.device = static_cast<int>(options.rank);  // one GPU per rank (CUDA_VISIBLE_DEVICES narrows it further)
@@ -69,15 +70,12 @@ StatusOr<std::unique_ptr<Executor>> create_cuda_executor(const EngineOptions& op
     std::vector<WeightSpec> gspecs;
     arch.global_weights(cfg, gw, gspecs);
     in.global_bytes = bytes_of(gspecs, wdt);
-    const uint64_t act_size = dtype_size(be.activation_dtype());
+    const size_t act_size = dtype_size(be.activation_dtype());
     in.kv_cache_bytes = options.kv_offload ? 0
-                                           : 2ull * cfg.num_layers * options.max_batch_size * max_context *
-                                                 cfg.num_kv_heads * cfg.head_dim * act_size;
-    // The largest step: every slot's whole context prefilled at once (tokens capped at 64 Ki), through the widest
-    // projections, plus fp32 logits of every sequence.
-    const uint64_t tokens = std::min<uint64_t>(uint64_t{options.max_batch_size} * max_context, 65536);
-    in.activation_bytes = tokens * (8 * cfg.hidden_size + 4 * cfg.intermediate_size) * act_size +
-                          2ull * options.max_batch_size * cfg.vocab_size * 4;
+                                           : kv_cache_bytes(cfg.num_layers, options.max_batch_size, max_context,
+                                                            cfg.num_kv_heads, cfg.head_dim, act_size);
+    in.activation_bytes = activation_bytes(cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size,
+                                           options.max_batch_size, max_context, act_size);
     const uint64_t free_bytes = cuda->memory_info().device_free;
     in.gpu_memory_bytes = free_bytes > kGpuMarginBytes ? free_bytes - kGpuMarginBytes : 1;
     in.tier = options.offload_tier;
