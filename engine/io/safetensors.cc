@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <set>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -262,7 +263,16 @@ StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
 
 const TensorInfo* Checkpoint::find(const std::string& name) const {
   auto it = by_name_.find(name);
-  return it == by_name_.end() ? nullptr : it->second;
+  if (it != by_name_.end()) return it->second;
+  // Checkpoints saved from the bare base model lack the *ForCausalLM wrapper's prefix (facebook/opt-350m and
+  // opt-6.7b..30b: "decoder.layers.0...", bigscience/bloom*: "h.0..."); transformers strips it on load too.
+  for (const std::string_view prefix : {std::string_view("model."), std::string_view("transformer.")}) {
+    if (name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0) {
+      it = by_name_.find(name.substr(prefix.size()));
+      if (it != by_name_.end()) return it->second;
+    }
+  }
+  return nullptr;
 }
 
 StatusOr<const TensorInfo*> Checkpoint::get(const std::string& name) const {

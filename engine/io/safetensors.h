@@ -75,7 +75,8 @@ class Checkpoint {
   static StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& dir);
 
   const std::string& dir() const { return dir_; }
-  // Error naming the tensor (and the file it was expected in) when absent.
+  // Error naming the tensor (and the file it was expected in) when absent. A name under "model." or
+  // "transformer." is also found without that prefix (checkpoints saved from the base model, e.g. OPT-30B, BLOOM).
   StatusOr<const TensorInfo*> get(const std::string& name) const;
   const TensorInfo* find(const std::string& name) const;
   std::vector<std::string> names() const;

@@ -2,7 +2,8 @@
 // qwen2, llama3, llama_dynamic, llama_linear, opt_post_ln, opt_variant, bloom_6h) against transformers' outputs on
 // the CPU backend: prefill logits and every greedy step's logits within 1e-4 relative, the 12 greedy tokens of each
 // of three prompts, alone, batched, with chunked prefill; the same from fp32 / fp16 / bf16, single-file and sharded
-// copies of the weights, and through the NVMe-tier weight streaming that packs Architecture::layer_weights.
+// copies of the weights (also named as the base model saves them), and through the NVMe-tier weight streaming that
+// packs Architecture::layer_weights.
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -152,7 +153,15 @@ TEST_P(ModelParity, ChunkedPrefillMixedWithDecodeMatches) {
 struct Layout {
   std::string name;
   std::vector<DType> shard_dtypes;  // one entry = a single model.safetensors; more = that many shards
+  bool base_model_names = false;    // names without "model." / "transformer." (saved from the base model)
 };
+
+std::string stored_name(const std::string& name, bool base_model_names) {
+  if (!base_model_names) return name;
+  for (const std::string prefix : {"model.", "transformer."})
+    if (name.rfind(prefix, 0) == 0) return name.substr(prefix.size());
+  return name;
+}
 
 // A copy of fixture `src` under `dst` with its weights converted and split per `layout` (tensors dealt to the
 // shards round-robin in name order). The values survive: bf16 → fp32 is exact and the fixtures' bf16 values are
@@ -193,12 +202,13 @@ void write_layout(const std::string& src, const std::string& dst, const Layout& 
     }
     bytes[s].push_back(std::move(out));
     total += bytes[s].back().size();
-    weight_map[t.name] = shard_file(s);
+    weight_map[stored_name(t.name, layout.base_model_names)] = shard_file(s);
   }
   for (size_t s = 0; s < n_shards; ++s) {
     size_t k = 0;
     for (size_t i = s; i < tensors.size(); i += n_shards, ++k)
-      shards[s].push_back({tensors[i]->name, layout.shard_dtypes[s], tensors[i]->shape, bytes[s][k]});
+      shards[s].push_back({stored_name(tensors[i]->name, layout.base_model_names), layout.shard_dtypes[s],
+                           tensors[i]->shape, bytes[s][k]});
     ASSERT_TRUE(write_safetensors(dst + "/" + shard_file(s), shards[s], {{"format", "pt"}}).ok());
   }
   if (n_shards > 1) {
@@ -216,6 +226,9 @@ TEST_P(WeightLayouts, Fp32Fp16Bf16SingleAndShardedGiveTheReference) {
       {"bf16_sharded", {DType::kBF16, DType::kBF16, DType::kBF16}},
       {"fp16_sharded", {DType::kF16, DType::kF16}},
       {"mixed_sharded", {DType::kF32, DType::kF16, DType::kBF16}},
+      // facebook/opt-350m, opt-6.7b..30b and bigscience/bloom* name tensors as the base model does.
+      {"base_model_names", {DType::kBF16}, true},
+      {"base_model_names_sharded", {DType::kF16, DType::kBF16}, true},
   };
   const std::map<std::string, std::string> stored = {
       {"fp32", "float32"}, {"fp16", "float16"}, {"bf16_sharded", "bfloat16"}, {"fp16_sharded", "float16"}};
