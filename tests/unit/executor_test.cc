@@ -215,12 +215,17 @@ TEST(Executor, DebugStepDelaySleeps) {
   EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(30));
 }
 
-TEST(Executor, UnsupportedOptionsAreRefused) {
+TEST(Executor, BadOptionsAreRefused) {
   EngineOptions o = llama_options();
-  o.quant_bits = 4;
+  o.quant_bits = 3;  // 4, 8 and 16 are valid (quantized weights run on the CPU too)
   auto r = create_executor(o);
   ASSERT_FALSE(r.ok());
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("quant_bits 4"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("quant_bits must be 4, 8 or 16, got 3"));
+  o = llama_options();
+  o.device = "tpu";
+  r = create_executor(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("device must be auto, cpu or cuda"));
   o = llama_options();
   o.model_dir = ::testing::TempDir() + "/zi_exec_gpt2";
   std::filesystem::create_directories(o.model_dir);
