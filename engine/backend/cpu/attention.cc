@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "engine/backend/cpu/kernels.h"
+#include "engine/backend/cpu/simd.h"
 
 namespace zi::cpu {
 
@@ -21,6 +22,45 @@ void kv_write_f32(const std::vector<SeqSlice>& seqs, const KvGeometry& g, const 
   }
 }
 
+namespace {
+
+struct HeadTask {
+  const float* q;        // [D] this row's query head
+  const float* k_base;   // key of position 0 for this kv head; position j at k_base + j·kv_row
+  const float* v_base;
+  int64_t kv_row;        // floats per cached token
+  int64_t first;         // first attended position
+  int64_t pos;           // this row's position (last attended)
+  float scale;
+  float alibi_slope;     // 0 = none
+  float* out;            // [D]
+};
+
+// softmax(q·Kᵀ·scale + alibi)·V for one (row, head), with `scores` and `acc` as scratch.
+ZI_CPU_CLONES
+void attend_one(const HeadTask& t, int D, std::vector<float>& scores, std::vector<float>& acc) {
+  const int64_t n = t.pos - t.first + 1;
+  scores.resize(n);
+  float max_score = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) {
+    float sc = dot(t.q, t.k_base + (t.first + j) * t.kv_row, D) * t.scale;
+    if (t.alibi_slope != 0.0f) sc += t.alibi_slope * static_cast<float>(t.first + j - t.pos);
+    scores[j] = sc;
+    max_score = std::max(max_score, sc);
+  }
+  float denom = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    scores[j] = std::exp(scores[j] - max_score);
+    denom += scores[j];
+  }
+  std::fill(acc.begin(), acc.end(), 0.0f);
+  for (int64_t j = 0; j < n; ++j) axpy(scores[j], t.v_base + (t.first + j) * t.kv_row, acc.data(), D);
+  const float inv = 1.0f / denom;
+  for (int d = 0; d < D; ++d) t.out[d] = acc[d] * inv;
+}
+
+}  // namespace
+
 void attention_f32(ThreadPool& pool, const std::vector<SeqSlice>& seqs, int64_t T, const KvGeometry& g,
                    const float* q, const float* k_cache, const float* v_cache, int n_heads, float scale,
                    int sliding_window, const float* alibi_slopes, float* out) {
@@ -33,8 +73,7 @@ void attention_f32(ThreadPool& pool, const std::vector<SeqSlice>& seqs, int64_t 
   for (size_t s = 0; s < seqs.size(); ++s)
     for (int32_t i = 0; i < seqs[s].n_new; ++i) seq_of_row[seqs[s].row_begin + i] = static_cast<int32_t>(s);
 
-  const int64_t tasks = T * n_heads;
-  pool.parallel_for(tasks, 4, [&](int64_t task0, int64_t task1) {
+  pool.parallel_for(T * n_heads, 4, [&](int64_t task0, int64_t task1) {
     std::vector<float> scores;
     std::vector<float> acc(D);
     for (int64_t task = task0; task < task1; ++task) {
@@ -43,38 +82,19 @@ void attention_f32(ThreadPool& pool, const std::vector<SeqSlice>& seqs, int64_t 
       const int32_t si = seq_of_row[t];
       ZI_CHECK(si >= 0);
       const SeqSlice& s = seqs[si];
-      const int64_t pos = s.past_len + (t - s.row_begin);  // this row's absolute position
-      const int64_t first = sliding_window > 0 ? std::max<int64_t>(0, pos - sliding_window + 1) : 0;
-      const int64_t n = pos - first + 1;
+      HeadTask ht;
+      ht.pos = s.past_len + (t - s.row_begin);
+      ht.first = sliding_window > 0 ? std::max<int64_t>(0, ht.pos - sliding_window + 1) : 0;
       const int kvh = h / group;
-      const float* qh = q + t * q_row + static_cast<int64_t>(h) * D;
-      const float* k_base = k_cache + static_cast<int64_t>(s.slot) * g.context * kv_row + kvh * D;
-      const float* v_base = v_cache + static_cast<int64_t>(s.slot) * g.context * kv_row + kvh * D;
-      scores.resize(n);
-      float max_score = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < n; ++j) {
-        const float* kj = k_base + (first + j) * kv_row;
-        float dot = 0.0f;
-        for (int d = 0; d < D; ++d) dot += qh[d] * kj[d];
-        float sc = dot * scale;
-        if (alibi_slopes) sc += alibi_slopes[h] * static_cast<float>(first + j - pos);
-        scores[j] = sc;
-        max_score = std::max(max_score, sc);
-      }
-      float denom = 0.0f;
-      for (int64_t j = 0; j < n; ++j) {
-        scores[j] = std::exp(scores[j] - max_score);
-        denom += scores[j];
-      }
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t j = 0; j < n; ++j) {
-        const float* vj = v_base + (first + j) * kv_row;
-        const float p = scores[j];
-        for (int d = 0; d < D; ++d) acc[d] += p * vj[d];
-      }
-      float* oh = out + t * q_row + static_cast<int64_t>(h) * D;
-      const float inv = 1.0f / denom;
-      for (int d = 0; d < D; ++d) oh[d] = acc[d] * inv;
+      const int64_t slot_base = static_cast<int64_t>(s.slot) * g.context * kv_row + static_cast<int64_t>(kvh) * D;
+      ht.q = q + t * q_row + static_cast<int64_t>(h) * D;
+      ht.k_base = k_cache + slot_base;
+      ht.v_base = v_cache + slot_base;
+      ht.kv_row = kv_row;
+      ht.scale = scale;
+      ht.alibi_slope = alibi_slopes ? alibi_slopes[h] : 0.0f;
+      ht.out = out + t * q_row + static_cast<int64_t>(h) * D;
+      attend_one(ht, D, scores, acc);
     }
   });
 }

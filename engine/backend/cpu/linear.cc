@@ -5,30 +5,10 @@
 #include <cstring>
 
 #include "engine/backend/cpu/kernels.h"
-
-// 32-byte vectors are passed between always-inline helpers only; the ABI note does not apply.
-#pragma GCC diagnostic ignored "-Wpsabi"
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define ZI_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define ZI_CPU_CLONES
-#endif
+#include "engine/backend/cpu/simd.h"
 
 namespace zi::cpu {
 namespace {
-
-typedef float v8f __attribute__((vector_size(32)));
-
-inline __attribute__((always_inline)) v8f load8(const float* p) {
-  v8f v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline __attribute__((always_inline)) float hsum(v8f v) {
-  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
-}
 
 // out[t][o] = Σ_k x[t, k] · w[o, k] for TR activation rows and OR weight rows.
 template <int TR, int OR>
