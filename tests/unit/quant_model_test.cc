@@ -192,12 +192,15 @@ std::pair<int, int> top1_agreement(const std::vector<float>& a, const std::vecto
 TEST(QuantizedModel, ForwardEqualsSixteenBitForwardOnDequantizedWeights) {
   const auto fixtures = runnable_fixtures();
   ASSERT_FALSE(fixtures.empty());
+  QuantConfig with_head = quant(8, 32);
+  with_head.embeddings = true;
   for (const std::string& name : fixtures)
-    for (auto [bits, group] : std::vector<std::pair<int, int64_t>>{{8, 32}, {4, 64}, {4, 7}}) {
-      SCOPED_TRACE(name + ", " + std::to_string(bits) + " bits, group " + std::to_string(group));
+    for (const QuantConfig& qc : {quant(8, 32), quant(4, 64), quant(4, 7), with_head}) {
+      SCOPED_TRACE(name + ", " + std::to_string(qc.params.bits) + " bits, group " +
+                   std::to_string(qc.params.group_size) + (qc.embeddings ? ", LM head too" : ""));
       auto m = open_model(fixture_dir(name));
       ASSERT_TRUE(m);
-      auto q = resident(*m, quant(bits, group));
+      auto q = resident(*m, qc);
       ASSERT_TRUE(q);
       auto fetched = q->fetch(0);
       ASSERT_TRUE(fetched.ok());
@@ -205,7 +208,9 @@ TEST(QuantizedModel, ForwardEqualsSixteenBitForwardOnDequantizedWeights) {
       for (LinearWeight* lw : linear_weights(const_cast<LayerWeights&>(**fetched)))
         quantized += lw->format == WeightFormat::kQuantized;
       EXPECT_GE(quantized, 3) << "attention and MLP projections are quantized";
-      EXPECT_EQ(q->globals().lm_head.format, WeightFormat::kDense) << "the LM head stays 16-bit by default";
+      // The LM head (tied or not) is quantized only with `embeddings`; the embedding table never.
+      EXPECT_EQ(q->globals().lm_head.format, qc.embeddings ? WeightFormat::kQuantized : WeightFormat::kDense);
+      EXPECT_TRUE(q->globals().embed_tokens.defined());
       auto twin = std::make_unique<DequantizedTwin>(*m->backend, *q);
       const std::vector<int32_t> prompt = {1, 17, 450, 1996, 1735, 170, 432, 1720, 3, 99};
       const std::vector<float> want = Runner(*m, std::move(twin)).greedy(prompt, 4);

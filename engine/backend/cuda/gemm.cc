@@ -2,10 +2,13 @@
 // activation dtype, fp32 accumulation (CUBLAS_COMPUTE_32F). cuBLAS is column-major: a row-major [r, c] matrix is a
 // column-major [c, r] one, so we ask for yᵀ[out, T] = op(A) · B with A = W seen as [in, out] (transposed, lda = in)
 // and B = xᵀ seen as [in, T] (lda = in); C = yᵀ [out, T] (ldc = out). The bias is added by a second kernel.
+// Quantized weights (engine/quant) go through a fused GEMV for decode-sized T, else are dequantized into the
+// activation dtype first and take the same GEMM.
 #include <climits>
 
 #include "engine/backend/cuda/cuda_backend_impl.h"
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/quant_kernels.h"
 
 namespace zi::cuda {
 
@@ -19,10 +22,31 @@ cudaDataType_t cuda_type(DType t) {
   }
   return CUDA_R_32F;
 }
+
+// The quantized format's tensors as the kernels read them (shapes checked against the layout).
+QuantArgs quant_args(const LinearWeight& w) {
+  ZI_CHECK(w.bits == 4 || w.bits == 8);
+  ZI_CHECK(w.group_size >= 1 && w.quant_in_features >= 0);
+  QuantArgs q;
+  q.rows = w.qdata.dim(0);
+  q.cols = w.quant_in_features;
+  q.bits = w.bits;
+  q.group_size = w.group_size;
+  ZI_CHECK(w.qdata.dtype() == DType::kU8 && w.qdata.rank() == 2 && w.qdata.dim(1) == q.row_bytes());
+  const std::vector<int64_t> gshape = {q.rows, q.groups()};
+  ZI_CHECK(w.scales.dtype() == DType::kF16 && w.scales.shape() == gshape);
+  ZI_CHECK(w.mins.dtype() == DType::kF16 && w.mins.shape() == gshape);
+  q.data = w.qdata.data_as<const uint8_t>();
+  q.scales = w.scales.data_as<const uint16_t>();
+  q.mins = w.mins.data_as<const uint16_t>();
+  return q;
+}
+
 }  // namespace
 
 Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
-  ZI_CHECK(w.format == WeightFormat::kDense && w.weight.rank() == 2 && w.weight.dtype() == act_);
+  const bool quantized = w.format == WeightFormat::kQuantized;
+  ZI_CHECK(quantized || (w.format == WeightFormat::kDense && w.weight.rank() == 2 && w.weight.dtype() == act_));
   const int64_t in = w.in_features(), out_f = w.out_features();
   ZI_CHECK(x.dtype() == act_ && x.rank() >= 1 && x.dim(-1) == in);
   ZI_CHECK(!w.bias.defined() || (is_float_weight_dtype(w.bias.dtype()) && w.bias.numel() == out_f));
@@ -32,16 +56,30 @@ Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
   shape.back() = out_f;
   Tensor y = output(act_, std::move(shape));
   if (T == 0 || out_f == 0) return y;
-  if (in == 0) {
-    fill_zero(y);
-  } else {
+  auto gemm = [&](const void* weight) {
     ZI_CHECK(T <= INT_MAX && in <= INT_MAX && out_f <= INT_MAX);
     const float alpha = 1.0f, beta = 0.0f;
     const cudaDataType_t type = cuda_type(act_);
     ZI_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_f), static_cast<int>(T),
-                                 static_cast<int>(in), &alpha, w.weight.data(), type, static_cast<int>(in), x.data(),
-                                 type, static_cast<int>(in), &beta, y.data(), type, static_cast<int>(out_f),
+                                 static_cast<int>(in), &alpha, weight, type, static_cast<int>(in), x.data(), type,
+                                 static_cast<int>(in), &beta, y.data(), type, static_cast<int>(out_f),
                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  };
+  if (in == 0) {
+    fill_zero(y);
+  } else if (!quantized) {
+    gemm(w.weight.data());
+  } else {
+    // Quantized (quant_kernels.h): the fused GEMV for decode-sized T, else dequantize into a temporary buffer in
+    // the activation dtype (stream-ordered: recycled once the GEMM that reads it has run) and the same GEMM.
+    const QuantArgs q = quant_args(w);
+    if (T <= quant_gemv_max_rows() && quant_gemv_supported(q, x.data())) {
+      launch_quant_gemv(q, act_, x.data(), T, y.data(), compute_.get());
+    } else {
+      Tensor dense = output(act_, {out_f, in});
+      launch_dequantize(q, act_, dense.data(), compute_.get());
+      gemm(dense.data());
+    }
   }
   if (w.bias.defined()) launch_bias_add(act_, y.data(), T, out_f, w.bias.dtype(), w.bias.data(), compute_.get());
   return y;
