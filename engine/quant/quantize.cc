@@ -1,6 +1,8 @@
 #include "engine/quant/quantize.h"
 
+#include <algorithm>
 #include <cmath>
+#include <thread>
 
 #include "engine/core/dtype.h"
 
@@ -66,8 +68,11 @@ uint64_t quantized_bytes(int64_t rows, int64_t cols, const QuantParams& p) {
          2 * r * static_cast<uint64_t>(quant_groups(cols, p.group_size)) * sizeof(uint16_t);
 }
 
-Status quantize_rows(const float* w, int64_t rows, int64_t cols, const QuantParams& p, const std::string& tensor,
-                     uint8_t* data, uint16_t* scales, uint16_t* mins) {
+namespace {
+
+// quantize_rows for rows that start at row `row0` of the tensor (errors name the tensor's row).
+Status quantize_rows_from(const float* w, int64_t rows, int64_t cols, const QuantParams& p, const std::string& tensor,
+                          int64_t row0, uint8_t* data, uint16_t* scales, uint16_t* mins) {
   ZI_CHECK(p.bits == 4 || p.bits == 8);
   ZI_CHECK(p.group_size >= 1 && rows >= 0 && cols >= 0);
   const int qmax = quant_max_code(p.bits);
@@ -83,7 +88,7 @@ Status quantize_rows(const float* w, int64_t rows, int64_t cols, const QuantPara
         const float v = wr[c];
         if (!std::isfinite(v) || std::fabs(v) > kF16Max)
           return absl::InvalidArgumentError(absl::StrCat(
-              "tensor '", tensor, "': weight [", r, ", ", c, "] is ", std::isnan(v) ? "NaN" : absl::StrCat(v),
+              "tensor '", tensor, "': weight [", row0 + r, ", ", c, "] is ", std::isnan(v) ? "NaN" : absl::StrCat(v),
               std::isfinite(v) ? ", outside fp16's range (|w| <= 65504) that quantization scales need"
                                : "; quantization needs finite weights"));
         lo = std::min(lo, v);
@@ -116,16 +121,40 @@ Status quantize_rows(const float* w, int64_t rows, int64_t cols, const QuantPara
   return absl::OkStatus();
 }
 
+}  // namespace
+
+Status quantize_rows(const float* w, int64_t rows, int64_t cols, const QuantParams& p, const std::string& tensor,
+                     uint8_t* data, uint16_t* scales, uint16_t* mins) {
+  return quantize_rows_from(w, rows, cols, p, tensor, 0, data, scales, mins);
+}
+
 StatusOr<QuantizedMatrix> quantize_matrix(const float* w, int64_t rows, int64_t cols, const QuantParams& p,
-                                          const std::string& tensor) {
+                                          const std::string& tensor, int threads) {
   QuantizedMatrix m;
   m.rows = rows;
   m.cols = cols;
   m.params = p;
-  m.data.assign(static_cast<size_t>(rows * quant_row_bytes(cols, p.bits)), 0);
-  m.scales.assign(static_cast<size_t>(rows * quant_groups(cols, p.group_size)), 0);
+  const int64_t rb = quant_row_bytes(cols, p.bits), groups = quant_groups(cols, p.group_size);
+  m.data.assign(static_cast<size_t>(rows * rb), 0);
+  m.scales.assign(static_cast<size_t>(rows * groups), 0);
   m.mins.assign(m.scales.size(), 0);
-  ZI_RETURN_IF_ERROR(quantize_rows(w, rows, cols, p, tensor, m.data.data(), m.scales.data(), m.mins.data()));
+  // Chunks of rows of at least ~1M weights each; chunk k's status goes to errors[k], the lowest failing one wins.
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int64_t chunks = std::clamp<int64_t>(rows * cols / (int64_t{1} << 20), 1, std::min<int64_t>(threads, rows));
+  std::vector<Status> errors(static_cast<size_t>(std::max<int64_t>(chunks, 1)));
+  auto run = [&](int64_t k) {
+    const int64_t r0 = rows * k / chunks, r1 = rows * (k + 1) / chunks;
+    errors[k] = quantize_rows_from(w + r0 * cols, r1 - r0, cols, p, tensor, r0, m.data.data() + r0 * rb,
+                                   m.scales.data() + r0 * groups, m.mins.data() + r0 * groups);
+  };
+  if (chunks <= 1) {
+    if (rows > 0) run(0);
+  } else {
+    std::vector<std::thread> pool;
+    for (int64_t k = 0; k < chunks; ++k) pool.emplace_back(run, k);
+    for (auto& t : pool) t.join();
+  }
+  for (const Status& s : errors) ZI_RETURN_IF_ERROR(s);
   return m;
 }
 

@@ -82,8 +82,10 @@ struct QuantizedMatrix {
 // `tensor`, the element's [row, col] and its value. Deterministic; does not depend on threads.
 Status quantize_rows(const float* w, int64_t rows, int64_t cols, const QuantParams& p, const std::string& tensor,
                      uint8_t* data, uint16_t* scales, uint16_t* mins);
+// The same, owning the result; rows are split over `threads` threads (0 = the machine's cores) for large
+// matrices. The result and the error (the first bad element in row order) do not depend on the thread count.
 StatusOr<QuantizedMatrix> quantize_matrix(const float* w, int64_t rows, int64_t cols, const QuantParams& p,
-                                          const std::string& tensor);
+                                          const std::string& tensor, int threads = 0);
 
 // Rows [row_begin, row_end) of q dequantized to fp32 into out [(row_end − row_begin), cols]: the reference every
 // backend's dequantization equals bit for bit.

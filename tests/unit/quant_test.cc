@@ -190,6 +190,25 @@ TEST(Quantize, NonFiniteAndOutOfRangeWeightsAreRefusedNamingTheTensor) {
     }
 }
 
+TEST(Quantize, ThreadCountChangesNothing) {
+  const int64_t rows = 48, cols = 65536;  // 3 M weights: split over up to 3 chunks of rows
+  std::vector<float> w = random_matrix(rows, cols, 5);
+  auto one = quantize_matrix(w.data(), rows, cols, {4, 64}, "w", 1);
+  auto many = quantize_matrix(w.data(), rows, cols, {4, 64}, "w", 3);
+  ASSERT_TRUE(one.ok() && many.ok());
+  EXPECT_EQ(one->data, many->data);
+  EXPECT_EQ(one->scales, many->scales);
+  EXPECT_EQ(one->mins, many->mins);
+  // Errors name the row in the whole tensor, the first bad one in row order.
+  w[40 * cols + 3] = INFINITY;
+  w[33 * cols + 9] = std::numeric_limits<float>::quiet_NaN();
+  for (int threads : {1, 3}) {
+    auto q = quantize_matrix(w.data(), rows, cols, {8, 64}, "big", threads);
+    ASSERT_FALSE(q.ok());
+    EXPECT_THAT(q.status().message(), HasSubstr("tensor 'big': weight [33, 9] is NaN")) << threads;
+  }
+}
+
 TEST(Quantize, ParamsAreChecked) {
   EXPECT_TRUE(check_quant_params({8, 64}).ok());
   EXPECT_TRUE(check_quant_params({4, 1}).ok());
