@@ -48,8 +48,8 @@ void set_health(grpc::Server* server, bool serving) {
   h->SetServingStatus(kServiceName, serving);
 }
 
+// Start-up failures: one line on stderr, exit code 1.
 int fail(const Status& st) {
-  ZI_LOG(ERROR) << st.message();
   std::fprintf(stderr, "zeroinfer: %s\n", std::string(st.message()).c_str());
   return 1;
 }
@@ -92,6 +92,8 @@ int run_coordinator(const ServeConfig& config, const std::string& executable) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
+  // No SO_REUSEPORT: a second server on a taken port must fail, not share it.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -194,8 +196,9 @@ int run_coordinator(const ServeConfig& config, const std::string& executable) {
   }
   server->Shutdown(std::chrono::system_clock::now() + seconds(2));
   intake.join();
-  scheduler.reset();
+  // The workers go before the scheduler: once shutdown() returns, no on_lost callback can reach the scheduler.
   (*pool)->shutdown(seconds(5));
+  scheduler.reset();
   server.reset();
   exposer.reset();
   ZI_LOG(INFO) << "stopped";

@@ -136,7 +136,8 @@ int run_worker(const WorkerArgs& args) {
   options.rank = args.rank;
   auto executor_or = create_executor(options);
   if (!executor_or.ok()) {
-    ZI_LOG(ERROR) << "worker rank " << args.rank << ": " << executor_or.status().message();
+    // The coordinator reports it (one line); log here only at debug level.
+    ZI_LOG(DEBUG) << "worker rank " << args.rank << ": " << executor_or.status().message();
     send_error(channel, 0, executor_or.status());
     return 1;
   }

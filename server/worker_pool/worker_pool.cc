@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
-#include <filesystem>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
@@ -295,11 +294,13 @@ void WorkerPool::lose(uint32_t index, const std::string& why) {
   std::string how = exit_description(rank, std::chrono::milliseconds(500));
   Status st = absl::UnavailableError(absl::StrCat("worker rank ", index, " (pid ", rank.pid, ") ", why,
                                                   how.empty() ? "" : absl::StrCat("; it ", how)));
-  ZI_LOG(ERROR) << st.message();
   std::function<void(const Status&)> cb;
   {
     std::lock_guard<std::mutex> lock(mu_);
     bool started = start_result_.has_value() && start_result_->ok();
+    // A worker that failed to start has said why already (its Error is the start result): no second line.
+    if (start_result_ && !started) ZI_LOG(DEBUG) << st.message();
+    else ZI_LOG(ERROR) << st.message();
     if (!start_result_) start_result_ = st;
     if (lost_.ok()) lost_ = st;
     if (started) cb = on_lost_;
@@ -473,14 +474,13 @@ void WorkerPool::shutdown(std::chrono::milliseconds grace) {
   io_.stop();
   if (io_thread_.joinable()) io_thread_.join();
   remove_socket_files();
-  if (!dir_.empty()) {
-    std::error_code ec;
-    std::filesystem::remove(dir_, ec);
-  }
 }
 
 void WorkerPool::remove_socket_files() {
+  // Once every rank is connected nobody needs the path: remove it and its folder at once, so that not even a
+  // SIGKILLed coordinator leaves anything behind.
   if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
+  if (!dir_.empty()) ::rmdir(dir_.c_str());
 }
 
 }  // namespace zi::server

@@ -2,6 +2,8 @@
 // the grace period runs out, a worker dies, the coordinator dies, the config is bad.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/integration/serve_harness.h"
 #include "zeroinfer/v1/generate.grpc.pb.h"  // (named here so that CMake links the generated code)
 
@@ -75,6 +77,32 @@ TEST_F(Lifecycle, ALostWorkerFailsStreamsWithUnavailableAndHealthGoesNotServing)
   EXPECT_EQ(after.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_NE(after.status.error_message().find("worker rank 0"), std::string::npos) << after.status.error_message();
   EXPECT_EQ(metric(*server_, "zeroinfer_requests_total{finish_reason=\"error\"}"), 1);
+  int st = server_->signal_and_wait(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "wait status " << st;
+}
+
+TEST_F(Lifecycle, TwoRanksEachRunTheirShareOfTheBatch) {
+  // Two CPU workers (data parallel): sequences are placed on the least-loaded rank and stay there.
+  server_ = start_server("parallel: {num_gpus: 2}\ndebug: {step_delay_ms: 20}\n");
+  EXPECT_NE(server_->log().find("spawned worker rank 1"), std::string::npos);
+  auto stub = server_->stub();
+  grpc::ClientContext ctx;
+  pb::ModelInfo info;
+  ASSERT_TRUE(stub->GetModelInfo(&ctx, pb::GetModelInfoRequest(), &info).ok());
+  EXPECT_EQ(info.num_ranks(), 2u);
+  std::ifstream f(std::string(ZI_TEST_DATA) + "/models/llama_mha/reference.json");
+  auto ref = nlohmann::json::parse(f);
+  std::vector<std::unique_ptr<BackgroundStream>> streams;
+  for (size_t i = 0; i < ref["prompts"].size(); ++i) {
+    streams.push_back(std::make_unique<BackgroundStream>(
+        stub.get(), ids_request(ref["prompts"][i].get<std::vector<uint32_t>>(), 12)));
+    ASSERT_TRUE(streams.back()->wait_first_message());  // the next one joins while this one runs
+  }
+  for (size_t i = 0; i < streams.size(); ++i) {
+    StreamResult r = streams[i]->join();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.tokens, ref["greedy"][i].get<std::vector<uint32_t>>()) << "prompt " << i;
+  }
   int st = server_->signal_and_wait(SIGTERM);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "wait status " << st;
 }
