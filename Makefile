@@ -11,7 +11,7 @@ ifneq ($(SANITIZE),)
 CMAKE_FLAGS += -DZEROINFER_SANITIZE=$(SANITIZE)
 endif
 
-.PHONY: deps build build-cpu test test-cpu run bundle install clean
+.PHONY: deps build build-cpu test test-cpu run bundle install clean fuzz
 
 deps:
 	@tools/install_deps.sh
@@ -28,6 +28,15 @@ test: build
 
 test-cpu: build-cpu
 	@cd $(BUILD_CPU) && ctest -L 'unit|integration' -LE 'gpu|slow' --output-on-failure -j $(JOBS)
+
+# libFuzzer runs of tests/fuzz (needs clang; own build dir): every target for FUZZ_SECONDS, one after another.
+# `make test` only replays the checked-in corpora (tests/fuzz/README.md).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DZEROINFER_CUDA=OFF \
+	  -DZEROINFER_FUZZ=ON -DZEROINFER_SANITIZE=address,undefined -DZEROINFER_FUZZ_SECONDS=$(FUZZ_SECONDS)
+	@cmake --build build-fuzz -j $(JOBS) --target zi_fuzzers
+	@cd build-fuzz && ctest -L fuzz --output-on-failure
 
 run: build
 	@$(BUILD)/zeroinfer serve --config $(CONFIG)

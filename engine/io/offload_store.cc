@@ -270,6 +270,10 @@ StatusOr<std::unique_ptr<OffloadStore>> OffloadStore::Open(const std::string& di
     for (uint32_t r = 0; r < n; ++r) {
       if (s.file_offsets[r] % OffloadStoreWriter::kPartitionAlignment)
         return absl::DataLossError(absl::StrCat(sw, ": file offset for rank ", r, " is not 4 KiB aligned"));
+      // offset + partition_bytes must not wrap, or the size check below would pass for any file.
+      if (s.file_offsets[r] > UINT64_MAX - s.partition_bytes)
+        return absl::DataLossError(absl::StrCat(sw, ": file offset ", s.file_offsets[r], " for rank ", r,
+                                                " is past any file size"));
       needed[r] = std::max(needed[r], s.file_offsets[r] + s.partition_bytes);
     }
     st->shards_.push_back(std::move(s));
