@@ -23,9 +23,9 @@ StatusOr<int64_t> ConfigReader::positive_int_or(const std::string& key, int64_t 
   const json& v = j_[key];
   // Integral JSON numbers only (a float such as 64.0 is tolerated when whole, as Python's json may write it).
   if (v.is_number_integer() && v.get<int64_t>() > 0) return v.get<int64_t>();
-  if (v.is_number_float() && v.get<double>() > 0 && v.get<double>() == static_cast<double>(static_cast<int64_t>(
-                                                                            v.get<double>())) &&
-      v.get<double>() < 9.0e18)
+  // The range test comes first: converting a double past INT64_MAX to int64_t is undefined behaviour.
+  if (v.is_number_float() && v.get<double>() > 0 && v.get<double>() < 9.0e18 &&
+      v.get<double>() == static_cast<double>(static_cast<int64_t>(v.get<double>())))
     return static_cast<int64_t>(v.get<double>());
   return error(key, absl::StrCat("must be a positive integer, got ", v.dump()));
 }
@@ -113,6 +113,12 @@ StatusOr<ModelConfig> parse_model_config(const json& config, const json* generat
   }
 
   ZI_RETURN_IF_ERROR(arch->parse_config(r, cfg));
+  // Far above any real model (Llama 3.1 405B has 126 layers); the engine builds per-layer tables from this
+  // number and counts layers in int.
+  constexpr int64_t kMaxLayers = 65536;
+  if (cfg.num_layers > kMaxLayers)
+    return absl::InvalidArgumentError(absl::StrCat(file, ": the number of layers (", cfg.num_layers, ") exceeds ",
+                                                   kMaxLayers));
 
   // EOS / BOS: generation_config.json wins where it has them (as transformers' generate does).
   bool present = false;

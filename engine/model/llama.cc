@@ -18,6 +18,10 @@ Status parse_common(const ConfigReader& r, ModelConfig& cfg, int64_t default_max
   ZI_ASSIGN_OR_RETURN(cfg.hidden_size, r.positive_int("hidden_size"));
   ZI_ASSIGN_OR_RETURN(cfg.intermediate_size, r.positive_int("intermediate_size"));
   ZI_ASSIGN_OR_RETURN(cfg.num_layers, r.positive_int("num_hidden_layers"));
+  // parse_model_config's bound (config.cc), checked here too: Qwen2 sizes a per-layer table from it before that
+  // check runs (a config claiming 10^15 layers was an uncaught std::bad_alloc).
+  constexpr int64_t kMaxLayers = 65536;
+  if (cfg.num_layers > kMaxLayers) return r.error("num_hidden_layers", absl::StrCat("exceeds ", kMaxLayers));
   ZI_ASSIGN_OR_RETURN(cfg.num_heads, r.positive_int("num_attention_heads"));
   ZI_ASSIGN_OR_RETURN(cfg.num_kv_heads, r.positive_int_or("num_key_value_heads", cfg.num_heads));
   if (cfg.num_kv_heads > cfg.num_heads || cfg.num_heads % cfg.num_kv_heads != 0)
