@@ -39,7 +39,10 @@ class HostTransport final : public ShardTransport {
       }
       const StoreShard* s = shards_.store->find(shard.name);
       if (!s) return absl::DataLossError(absl::StrCat(shards_.store->dir(), ": the store has no shard ", shard.name));
-      ZI_RETURN_IF_ERROR(shards_.store->read_partition(*s, shards_.rank, *reader_, dst, verify_));
+      // Checksums are verified on a partition's first read only (see the CUDA transport).
+      if (verified_.empty()) verified_.assign(shards_.layouts.size(), false);
+      ZI_RETURN_IF_ERROR(shards_.store->read_partition(*s, shards_.rank, *reader_, dst, verify_ && !verified_[layer]));
+      verified_[layer] = true;
       stats_.nvme_bytes += shard.partition_bytes;
     } else {
       std::memcpy(dst, shards_.partitions[layer].data, shard.partition_bytes);
@@ -61,6 +64,7 @@ class HostTransport final : public ShardTransport {
   AlignedHostAllocator alloc_;
   std::vector<HostBlock> blocks_;
   std::unique_ptr<DirectReader> reader_;
+  std::vector<bool> verified_;
   StreamStats stats_;
 };
 

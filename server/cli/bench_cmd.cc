@@ -30,6 +30,8 @@ struct BenchFlags {
   bool json = false;
   bool probe_disk = false;
   uint32_t prefetch_depth = 2;
+  std::optional<std::string> aio_block_size;
+  std::optional<uint32_t> aio_queue_depth;
   EngineFlags engine;
 };
 
@@ -40,6 +42,15 @@ int run(const BenchFlags& f) {
   o.max_batch_size = static_cast<uint32_t>(f.bench.batch_size);
   o.max_context = static_cast<uint32_t>(f.bench.prompt_len + f.bench.gen_len);
   o.prefetch_depth = f.prefetch_depth;
+  if (f.aio_block_size) {
+    auto b = parse_bytes(*f.aio_block_size, "--aio-block-size");
+    if (!b.ok()) {
+      std::fprintf(stderr, "zeroinfer: %s\n", std::string(b.status().message()).c_str());
+      return 2;
+    }
+    o.aio_block_size = *b;
+  }
+  if (f.aio_queue_depth) o.aio_queue_depth = *f.aio_queue_depth;
   if (Status s = apply_engine_flags(f.engine, &o); !s.ok()) {
     std::fprintf(stderr, "zeroinfer: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -57,7 +68,7 @@ int run(const BenchFlags& f) {
     }
   }
 #endif
-  if (f.probe_disk && !f.dummy) {
+  if (f.probe_disk && !f.dummy && o.offload_tier != OffloadTier::kNvme) {
     std::vector<std::string> files;
     for (const auto& e : std::filesystem::directory_iterator(f.model))
       if (e.path().extension() == ".safetensors") files.push_back(e.path().string());
@@ -73,6 +84,17 @@ int run(const BenchFlags& f) {
     return 1;
   }
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (f.probe_disk && o.offload_tier == OffloadTier::kNvme) {
+    // The disk the NVMe tier reads: the store file itself, with the same reader settings (O_DIRECT, io_uring).
+    DirectReaderOptions ro;
+    ro.block_size = o.aio_block_size;
+    ro.queue_depth = o.aio_queue_depth;
+    auto r = probe_read_bandwidth({o.offload_dir + "/rank-" + std::to_string(o.rank) + "-of-" +
+                                   std::to_string(o.world_size) + ".bin"},
+                                  uint64_t{4} << 30, ro);
+    if (r.ok()) disk = *r;
+    else ZI_LOG(WARNING) << "disk probe failed: " << r.status();
+  }
   auto rep = run_benchmark(**ex, f.bench);
   if (!rep.ok()) {
     std::fprintf(stderr, "zeroinfer: %s\n", std::string(rep.status().message()).c_str());
@@ -109,6 +131,8 @@ int run(const BenchFlags& f) {
        {"step_floor_seconds", floor_s},
        {"step_over_floor", floor_s > 0 ? rep->decode_step_seconds / floor_s : 0},
        {"odirect_read_bytes_per_second", disk},
+       {"nvme_over_disk", disk > 0 && rep->nvme_read_seconds_per_step > 0
+                              ? rep->nvme_bytes_per_step / rep->nvme_read_seconds_per_step / disk : 0},
        {"pinning_bytes_per_second", pin_rate}};
   if (f.json) {
     std::printf("%s\n", j.dump().c_str());
@@ -131,6 +155,9 @@ int run(const BenchFlags& f) {
   if (bw > 0 || probe > 0)
     std::printf("PCIe         achieved %.2f GB/s, probe %.2f GB/s (%.1f%%), nominal %.1f GB/s (%.1f%%)\n", bw / 1e9,
                 probe / 1e9, probe > 0 ? 100 * bw / probe : 0, kNominalPcie / 1e9, 100 * bw / kNominalPcie);
+  if (rep->nvme_bytes_per_step > 0 && disk > 0)
+    std::printf("NVMe/disk    %.3f× the O_DIRECT probe of the store\n",
+                rep->nvme_bytes_per_step / std::max(1e-9, rep->nvme_read_seconds_per_step) / disk);
   if (rep->nvme_bytes_per_step > 0)
     std::printf("NVMe         %s per step in %.3f s (%.2f GB/s)\n", format_bytes(rep->nvme_bytes_per_step).c_str(),
                 rep->nvme_read_seconds_per_step, rep->nvme_bytes_per_step / std::max(1e-9, rep->nvme_read_seconds_per_step) / 1e9);
@@ -151,6 +178,9 @@ void register_bench(CLI::App& app, int* rc) {
   cmd->add_option("--gen-len", f->bench.gen_len, "New tokens per sequence")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--loops", f->bench.loops, "Repetitions (the first is warm-up when > 1)")->check(CLI::Range(1, 1000));
   cmd->add_option("--prefetch-depth", f->prefetch_depth, "Streaming ring slots")->check(CLI::Range(1, 16));
+  cmd->add_option("--aio-block-size", f->aio_block_size, "NVMe tier: bytes per read request (offload.aio.block_size)");
+  cmd->add_option("--aio-queue-depth", f->aio_queue_depth, "NVMe tier: reads in flight (offload.aio.queue_depth)")
+      ->check(CLI::Range(1, 4096));
   cmd->add_flag("--probe-disk", f->probe_disk, "Also measure O_DIRECT read and pinning rates (start-up floor)");
   cmd->add_flag("--json", f->json, "One JSON object on stdout");
   add_engine_flags(cmd, &f->engine);

@@ -150,7 +150,13 @@ class CudaTransport final : public ShardTransport {
     ZI_RETURN_IF_ERROR(staging_done_[b].synchronize());
     void* buf = staging_[b].data();
     const auto t0 = std::chrono::steady_clock::now();
-    ZI_RETURN_IF_ERROR(shards_.store->read_partition(*s, shards_.rank, *reader_, buf, opts_.verify_checksums));
+    // Each partition's checksum is verified on its first read: a damaged or foreign file is refused at the first
+    // step that touches it, and later steps read at the disk's full rate.
+    if (verified_.empty()) verified_.assign(shards_.layouts.size(), false);
+    const size_t idx = static_cast<size_t>(&shard - shards_.layouts.data());
+    const bool verify = opts_.verify_checksums && !verified_[idx];
+    ZI_RETURN_IF_ERROR(shards_.store->read_partition(*s, shards_.rank, *reader_, buf, verify));
+    verified_[idx] = true;
     stats_.nvme_read_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     stats_.nvme_bytes += s->partition_bytes;
     return b;
@@ -169,6 +175,7 @@ class CudaTransport final : public ShardTransport {
   std::vector<CudaEvent> staging_done_;
   int staging_next_ = 0;
   std::unique_ptr<DirectReader> reader_;
+  std::vector<bool> verified_;  // [L] partition checksum already checked
   StreamStats stats_;
 };
 
