@@ -217,7 +217,7 @@ TEST(Config, TheRepositoryDefaultServesTheBundledModel) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_TRUE(std::filesystem::exists(c->model_path + "/config.json")) << c->model_path;
   EXPECT_TRUE(std::filesystem::exists(c->model_path + "/tokenizer.json")) << c->model_path;
-  EXPECT_EQ(std::filesystem::path(c->model_path).filename(), "llama_mha");
+  EXPECT_EQ(std::filesystem::path(c->model_path).filename(), "kjv-llama");
   EXPECT_EQ(c->listen, "127.0.0.1:50051");
   EXPECT_EQ(c->metrics_listen, "127.0.0.1:9400");
   EXPECT_EQ(c->debug_step_delay_ms, 0u);
