@@ -9,6 +9,7 @@
 #include "engine/model/compute_dtype.h"
 #include "engine/model/config.h"
 #include "engine/model/registry.h"
+#include "engine/quant/quantized_weights.h"
 #include "engine/zero/placement.h"
 #include "engine/zero/streamed_parameters.h"
 #include "server/cli/commands.h"
@@ -20,6 +21,7 @@ struct ConvertFlags {
   std::string model, out, dtype = "auto";
   int num_gpus = 1;
   int quant_bits = 16;
+  int quant_group_size = 64;
   bool dummy = false;
 };
 
@@ -28,10 +30,8 @@ int run(const ConvertFlags& f) {
     std::fprintf(stderr, "zeroinfer: %s\n", std::string(s.message()).c_str());
     return code;
   };
-  if (f.quant_bits != 16)
-    return fail(absl::UnimplementedError("--quant-bits: quantized stores are written by the quantization "
-                                         "support, not available in this build yet"),
-                2);
+  auto quant = make_quant_config(static_cast<uint32_t>(f.quant_bits), static_cast<uint32_t>(f.quant_group_size), false);
+  if (!quant.ok()) return fail(quant.status(), 2);
   auto cfg = load_model_config(f.model);
   if (!cfg.ok()) return fail(cfg.status(), 1);
   const Architecture* arch = find_architecture(cfg->architecture);
@@ -49,7 +49,7 @@ int run(const ConvertFlags& f) {
     if (!d.ok()) return fail(d.status(), 2);
     dtype = *d;
   }
-  auto id = model_store_identity(*cfg, dtype, static_cast<uint32_t>(f.num_gpus));
+  auto id = model_store_identity(*cfg, dtype, static_cast<uint32_t>(f.num_gpus), *quant);
   if (!id.ok()) return fail(id.status(), 1);
   Status s = write_offload_store(*cfg, *arch, ckpt.get(), 0, dtype, *id, f.out);
   if (!s.ok()) return fail(s, 1);
@@ -68,8 +68,10 @@ void register_convert(CLI::App& app, int* rc) {
   cmd->add_option("--num-gpus", f->num_gpus, "Ranks: one store file each (ZeRO-3 partitions)")->check(CLI::Range(1, 64));
   cmd->add_option("--dtype", f->dtype, "auto|bfloat16|float16 (GPU), float32 (CPU backend)")
       ->check(CLI::IsMember({"auto", "bfloat16", "float16", "float32"}));
-  cmd->add_option("--quant-bits", f->quant_bits, "16 (4/8 come with quantization support)")
+  cmd->add_option("--quant-bits", f->quant_bits, "Store linear weights at 4 or 8 bits (16 = as they are)")
       ->check(CLI::IsMember({4, 8, 16}));
+  cmd->add_option("--quant-group-size", f->quant_group_size, "Weights per quantization group")
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_flag("--dummy", f->dummy, "Random weights from config.json alone");
   cmd->callback([f, rc] { *rc = run(*f); });
 }

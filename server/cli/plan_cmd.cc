@@ -7,6 +7,7 @@
 #include "engine/model/compute_dtype.h"
 #include "engine/model/config.h"
 #include "engine/model/registry.h"
+#include "engine/quant/quantized_weights.h"
 #include "engine/zero/layer_pack.h"
 #include "engine/zero/placement.h"
 #include "server/cli/commands.h"
@@ -64,10 +65,12 @@ int run(const PlanFlags& f) {
   }
   const uint32_t n = o.world_size;
   const uint64_t ctx = o.max_context ? o.max_context : static_cast<uint64_t>(cfg->default_max_context);
+  auto quant = make_quant_config(o.quant_bits, o.quant_group_size, o.quant_embeddings);
+  if (!quant.ok()) return fail(quant.status(), 2);
   PlacementInput in;
   uint64_t model_bytes = 0;
   for (int l = 0; l < cfg->num_layers; ++l) {
-    const StoreShard s = layer_layout(*cfg, *arch, l, *dtype, n);
+    const StoreShard s = layer_layout(*cfg, *arch, l, *dtype, n, *quant);
     in.layer_bytes.push_back(s.partition_bytes * n);
     model_bytes += s.bytes;
   }
@@ -111,10 +114,9 @@ int run(const PlanFlags& f) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("model       %s: %s, %ld layers, %s in %s (%s-bit)\n", o.model_dir.c_str(), cfg->architecture.c_str(),
+  std::printf("model       %s: %s, %ld layers, %s in %s (%s-bit weights in the layers)\n", o.model_dir.c_str(), cfg->architecture.c_str(),
               static_cast<long>(cfg->num_layers), format_bytes(model_bytes).c_str(),
               std::string(dtype_torch_name(*dtype)).c_str(), std::to_string(o.quant_bits).c_str());
-  if (o.quant_bits != 16) std::printf("            (sizes above are 16-bit; quantized shards are smaller)\n");
   std::printf("deployment  %u GPU(s), offload tier %s, batch %u × context %lu, GPU memory %s (%s)\n", n, tier,
               o.max_batch_size, static_cast<unsigned long>(ctx), format_bytes(gpu_bytes).c_str(), gpu_note.c_str());
   std::printf("per GPU     weights %s (model %s / %u ranks: %d of %ld layers resident)\n",

@@ -64,4 +64,39 @@ print(f"O_DIRECT sequential read {n / (time.perf_counter() - t0) / 1e9:.2f} GB/s
 PY
   } > "$out/nvme.log" 2>&1
 fi
+if has nvme2; then
+  {
+    # The store from an earlier stage, or written now; then each read setting against the store's own O_DIRECT probe.
+    for a in "1MiB 8" "4MiB 8" "8MiB 16"; do
+      set -- $a
+      echo "== $zi bench --model $m7 --dummy --disk-offload --offload-dir /tmp/zi-store-7b --gpu-weights-budget 2GiB --batch-size 1 --prompt-len 512 --gen-len 3 --loops 1 --probe-disk --aio-block-size $1 --aio-queue-depth $2"
+      timeout 150 $zi bench --model $m7 --dummy --disk-offload --offload-dir /tmp/zi-store-7b --gpu-weights-budget 2GiB \
+        --batch-size 1 --prompt-len 512 --gen-len 3 --loops 1 --probe-disk --aio-block-size $1 --aio-queue-depth $2 --json
+    done
+  } > "$out/nvme2.log" 2>&1
+fi
+if has quant; then
+  {
+    [ -x /tmp/gpu/bin/quant_cuda_test ] && ZI_TEST_DATA=$PWD/tests/data timeout 120 /tmp/gpu/bin/quant_cuda_test 2>&1 | tail -25
+    for b in 1 16; do for q in 16 8 4; do
+      echo "== $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 1 --batch-size $b --prompt-len 512 --gen-len 16 --loops 2 --quant_bits $q --quant_group_size 64"
+      timeout 120 $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 1 --batch-size $b --prompt-len 512 \
+        --gen-len 16 --loops 2 --quant_bits $q --quant_group_size 64 --json 2>&1 | grep -v "^I "
+    done; done
+  } > "$out/quant.log" 2>&1
+fi
+if has serve; then
+  {
+    echo "== serve --config config/default.yaml --device cuda --cpu-offload --gpu-weights-budget 1 --listen 127.0.0.1:0"
+    $zi serve --config config/default.yaml --device cuda --cpu-offload --gpu-weights-budget 1 --listen 127.0.0.1:0 \
+      --metrics-listen 127.0.0.1:0 > /tmp/serve.out 2> /tmp/serve.err &
+    pid=$!
+    for i in $(seq 60); do grep -q "listening on" /tmp/serve.err && break; sleep 0.5; done
+    addr=$(grep -o "listening on [0-9.:]*" /tmp/serve.err | head -1 | awk '{print $3}')
+    echo "server at $addr"
+    timeout 60 $zi client --server "$addr" --max-new-tokens 40 "In the beginning"; echo " [client rc=$?]"
+    kill -TERM $pid; wait $pid; echo "serve exit $?"
+    grep -E "placement|streaming|listening|loaded" /tmp/serve.err | head
+  } > "$out/serve.log" 2>&1
+fi
 ls -la "$out"
