@@ -94,9 +94,11 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::Parse(const Json& m, const std::st
   }
   if (!m.contains("vocab") || !m["vocab"].is_object()) return field_error(where, "model.vocab must be an object");
   int32_t max_id = -1;
+  // Ids index tables sized max id + 1: far above any real vocabulary (~256K), far below a 2^31 allocation.
+  constexpr int64_t kMaxTokenId = (1 << 24) - 1;
   for (const auto& [tok, id] : m["vocab"].items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) {
-      return field_error(where, "model.vocab[\"" + tok + "\"] must be an id >= 0");
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > kMaxTokenId) {
+      return field_error(where, "model.vocab[\"" + tok + "\"] must be an id in 0.." + std::to_string(kMaxTokenId));
     }
     int32_t v = id.get<int32_t>();
     model->vocab_.emplace(tok, v);

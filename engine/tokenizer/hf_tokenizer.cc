@@ -65,8 +65,10 @@ void clean_up_tokenization(std::string& s) {
 
 }  // namespace
 
+// A function-try-block: a value of the wrong JSON type where a component reads it with nlohmann's typed accessors
+// (e.g. "type": {} in "model") throws json::exception; it becomes one error naming the file, not a crash.
 StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Build(Json tj, const Json& config, const std::string& where,
-                                                          const std::string& config_where) {
+                                                          const std::string& config_where) try {
   if (!tj.is_object()) return field_error(where, "top level must be an object");
   if (!config.is_null() && !config.is_object()) return field_error(config_where, "top level must be an object");
   auto tok = std::unique_ptr<HfTokenizer>(new HfTokenizer());
@@ -94,6 +96,9 @@ StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Build(Json tj, const Json& c
   if (!config.is_null()) ZI_RETURN_IF_ERROR(tok->apply_config(config, config_where, class_defaults));
   ZI_RETURN_IF_ERROR(tok->added_.finalize());
   return tok;
+} catch (const Json::exception& e) {
+  return field_error(config.is_null() ? where : absl::StrCat(where, " (or ", config_where, ")"),
+                     absl::StrCat("a value has the wrong JSON type: ", e.what()));
 }
 
 // What transformers' TokenizersBackend takes from tokenizer_config.json: named special tokens (or the
