@@ -131,7 +131,11 @@ void register_client(CLI::App& app, int* rc) {
   cmd->add_option("--top-p", f->top_p, "Nucleus sampling, (0, 1]");
   cmd->add_option("--repetition-penalty", f->repetition_penalty, "> 0; 1 = off");
   cmd->add_option("--seed", f->seed, "Sampling seed (same seed and request → same tokens)");
-  cmd->add_option("--stop", f->stop, "Stop string (repeatable)");
+  // One string per --stop (repeat the flag for more), so that the prompt after it stays the prompt.
+  cmd->add_option("--stop", f->stop, "Stop string (repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_flag("--ignore-eos", f->ignore_eos, "Keep generating past EOS");
   cmd->add_option("--timeout", f->timeout, "Deadline in seconds (0 = none)");
   cmd->callback([f, rc] { *rc = run(*f); });
