@@ -7,12 +7,12 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 
 #include "engine/core/log.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/grpc/generation_service.h"
+#include "server/metrics/metrics_http.h"
 #include "server/metrics/serving_metrics.h"
 #include "server/scheduler/scheduler.h"
 #include "server/worker_pool/worker_pool.h"
@@ -68,20 +68,15 @@ int run_coordinator(const ServeConfig& config, const std::string& executable) {
   // Metrics first: a port clash is reported before anything heavy starts.
   auto registry = std::make_shared<prometheus::Registry>();
   ServingMetrics metrics(*registry);
-  std::unique_ptr<prometheus::Exposer> exposer;
+  std::unique_ptr<MetricsHttpServer> exposer;
   {
     auto hp = parse_host_port(config.metrics_listen);
     if (!hp.ok()) return fail(absl::InvalidArgumentError(absl::StrCat("server.metrics_listen: ", hp.status().message())));
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(config.metrics_listen, 2);
-    } catch (const std::exception& e) {
-      return fail(absl::UnavailableError(
-          absl::StrCat("server.metrics_listen: cannot listen on ", config.metrics_listen, ": ", e.what())));
-    }
-    exposer->RegisterCollectable(registry);
-    auto ports = exposer->GetListeningPorts();
-    ZI_LOG(INFO) << "metrics on http://" << join_host_port(hp->host, ports.empty() ? hp->port : ports[0])
-                 << "/metrics";
+    auto started = MetricsHttpServer::Start(config.metrics_listen, registry);
+    if (!started.ok()) return fail(Status(started.status().code(),
+                                          absl::StrCat("server.metrics_listen: ", started.status().message())));
+    exposer = std::move(*started);
+    ZI_LOG(INFO) << "metrics on http://" << join_host_port(hp->host, exposer->port()) << "/metrics";
   }
 
   boost::asio::thread_pool intake(2);  // tokenization and validation, off the reactor threads
