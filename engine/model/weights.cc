@@ -156,3 +156,20 @@ StatusOr<std::unique_ptr<ParameterSource>> load_resident_parameters(Backend& bac
 }
 
 }  // namespace zi
+
+namespace zi {
+
+Status walk_layers(ParameterSource& params) {
+  const int L = params.num_layers();
+  if (L == 0) return absl::OkStatus();
+  params.prefetch(0);
+  for (int l = 0; l < L; ++l) {
+    ZI_ASSIGN_OR_RETURN(const LayerWeights* w, params.fetch(l));
+    (void)w;
+    if (l + 1 < L) params.prefetch(l + 1);
+    params.release(l);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace zi

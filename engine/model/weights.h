@@ -78,6 +78,8 @@ struct StreamStats {
   double copy_seconds = 0;          // device time of the host → device copies
   double nvme_read_seconds = 0;     // wall time of the store reads
   double stall_seconds = 0;         // time compute waited for shards that were not there yet
+  uint64_t allgather_bytes = 0;     // ZeRO-3: bytes of the other ranks' partitions gathered
+  double allgather_seconds = 0;     // time of those all-gathers
   int fetches = 0;
 };
 
@@ -98,7 +100,17 @@ class ParameterSource {
   virtual std::string stored_dtype() const = 0;
   // Streaming figures since the last call (may wait for the step's timing events).
   virtual StreamStats take_stream_stats() { return {}; }
+  // Where a streamed layer's weights live between steps: "cpu" (host memory) or "nvme" (the store); "" when it is
+  // resident on the backend.
+  virtual std::string layer_tier(int layer) const { return ""; }
+  // Streaming ring slots (0 when every layer is resident).
+  virtual uint32_t prefetch_depth() const { return 0; }
 };
+
+// A step with no tokens on this rank: fetches and releases every layer exactly as a forward does, so the
+// collectives inside fetch (the ZeRO-3 all-gather) run in the same order on every rank. A rank with nothing to
+// compute must still take part, or the others wait forever (DeepSpeed #4910).
+Status walk_layers(ParameterSource& params);
 
 // Every layer loaded onto the backend up front. `checkpoint` null = dummy weights seeded with `dummy_seed`.
 // With `quant` enabled, the linear weights it selects are quantized at load (engine/quant/quantized_weights.h).

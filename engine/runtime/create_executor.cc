@@ -1,4 +1,5 @@
 // create_executor: picks the backend for options.device and checks the options this build can honour.
+#include "engine/comm/communicator.h"
 #include "engine/core/log.h"
 #include "engine/model/registry.h"
 #include "engine/quant/quantized_weights.h"
@@ -13,6 +14,24 @@
 #endif
 
 namespace zi {
+
+namespace {
+bool use_cuda(const EngineOptions& options) {
+#if defined(ZI_WITH_CUDA)
+  if (options.device == "cuda") return true;
+  if (options.device == "auto") return cuda::probe_devices().device_count > 0;
+#endif
+  return false;
+}
+}  // namespace
+
+StatusOr<std::string> create_comm_id(const EngineOptions& options) {
+#if defined(ZI_WITH_CUDA)
+  if (use_cuda(options)) return create_nccl_comm_id();
+#endif
+  (void)use_cuda;
+  return create_shm_comm_id(static_cast<int>(options.world_size));
+}
 
 StatusOr<std::unique_ptr<Executor>> create_executor(const EngineOptions& options) {
   if (options.device != "auto" && options.device != "cpu" && options.device != "cuda")
@@ -35,25 +54,43 @@ StatusOr<std::unique_ptr<Executor>> create_executor(const EngineOptions& options
   if (options.offload_tier == OffloadTier::kCpu) {
     ZI_LOG(INFO) << "offload tier cpu: weights already live in CPU memory on the CPU backend";
   }
+  // ZeRO-3 over CPU worker processes: every layer is split into N partitions, each rank keeps its own in host
+  // memory (or reads it from its store file) and the shared-memory communicator gathers the rest every step.
+  std::shared_ptr<Communicator> comm;
+  if (options.world_size > 1) {
+    ZI_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> c,
+                        connect_shm_communicator(options.comm_id, static_cast<int>(options.rank),
+                                                 static_cast<int>(options.world_size)));
+    comm = std::move(c);
+  }
   ParamsLoader loader;
-  if (options.offload_tier == OffloadTier::kNvme) {
+  if (options.offload_tier == OffloadTier::kNvme || options.world_size > 1) {
     // NVMe tier on the CPU: layers past offload.gpu_weights_budget (all of them when 0) are read from the store
     // at every step through the same parameter coordinator the GPU uses, into host slots.
-    loader = [options, quant](Backend& be, const ModelConfig& cfg, const Architecture& arch, const Checkpoint* ckpt,
-                       uint32_t) -> StatusOr<std::unique_ptr<ParameterSource>> {
-      PlacementInput in;
-      const DType dt = layer_shard_dtype(be, cfg, arch, ckpt);
-      for (int l = 0; l < cfg.num_layers; ++l)
-        in.layer_bytes.push_back(layer_layout(cfg, arch, l, dt, 1, quant).bytes);
-      in.tier = OffloadTier::kNvme;
-      in.gpu_weights_budget = options.gpu_weights_budget ? options.gpu_weights_budget : 1;
-      in.prefetch_depth = options.prefetch_depth;
-      ZI_ASSIGN_OR_RETURN(Placement placement, plan_placement(in));
+    loader = [options, quant, comm](Backend& be, const ModelConfig& cfg, const Architecture& arch,
+                                    const Checkpoint* ckpt, uint32_t) -> StatusOr<std::unique_ptr<ParameterSource>> {
       StreamingLoad load;
-      load.tiers = placement.layers;
+      if (options.offload_tier == OffloadTier::kNvme) {
+        PlacementInput in;
+        const DType dt = layer_shard_dtype(be, cfg, arch, ckpt);
+        for (int l = 0; l < cfg.num_layers; ++l)
+          in.layer_bytes.push_back(layer_layout(cfg, arch, l, dt, options.world_size, quant).partition_bytes *
+                                   options.world_size);
+        in.tier = OffloadTier::kNvme;
+        in.gpu_weights_budget = options.gpu_weights_budget ? options.gpu_weights_budget : 1;
+        in.prefetch_depth = options.prefetch_depth;
+        in.num_ranks = options.world_size;
+        ZI_ASSIGN_OR_RETURN(Placement placement, plan_placement(in));
+        load.tiers = placement.layers;
+      } else {
+        load.tiers.assign(cfg.num_layers, LayerTier::kCpu);
+      }
       load.prefetch_depth = options.prefetch_depth;
       load.store_dir = options.offload_dir;
       load.quant = quant;
+      load.rank = options.rank;
+      load.num_ranks = options.world_size;
+      load.comm = comm.get();
       auto alloc = make_aligned_host_allocator();
       ZI_ASSIGN_OR_RETURN(std::unique_ptr<StreamedParameters> p,
                           load_streamed_parameters(be, cfg, arch, ckpt, options.dummy_seed, load, *alloc,
@@ -64,7 +101,7 @@ StatusOr<std::unique_ptr<Executor>> create_executor(const EngineOptions& options
     };
   }
   ZI_ASSIGN_OR_RETURN(auto ex, LocalExecutor::Create(options, make_cpu_backend(static_cast<int>(options.cpu_threads)),
-                                                     loader));
+                                                     loader, comm));
   return std::unique_ptr<Executor>(std::move(ex));
 }
 

@@ -33,11 +33,16 @@ struct EngineOptions {
   uint32_t quant_bits = 16;            // 16 = off
   uint32_t quant_group_size = 64;
   bool quant_embeddings = false;       // quantization.embeddings: the LM head is quantized too
-  // KV cache.
-  bool kv_offload = false;
+  // KV cache (paged: engine/runtime/kv_cache.h).
+  bool kv_offload = false;             // CUDA: blocks in pinned host memory, read over PCIe (CPU backend: no-op)
+  uint64_t kv_cache_bytes = 0;         // 0 = GPU: the device memory left after weights, ring and activations;
+                                       //     host (CPU backend or KV offload): max_batch_size full contexts
+  uint32_t kv_block_size = 16;         // tokens per KV block
   // Ranks.
   uint32_t rank = 0;
   uint32_t world_size = 1;
+  // world_size > 1: the group's id from rank 0 (engine/comm/communicator.h), filled in by the worker process.
+  std::string comm_id;
   // Test/debug: sleep this long in every step (lets serving tests observe in-flight streams without races).
   uint32_t debug_step_delay_ms = 0;
   // CPU backend threads per executor (0 = the cores this process may use, or ZI_CPU_THREADS when set).
@@ -46,5 +51,9 @@ struct EngineOptions {
 
 // Builds the executor for `options.device` (cpu, or cuda when built with it and a GPU is present).
 StatusOr<std::unique_ptr<Executor>> create_executor(const EngineOptions& options);
+
+// Rank 0 of a group of options.world_size > 1: makes the communicator id the other ranks join with (NCCL for
+// the CUDA backend, shared memory for the CPU backend), for the device create_executor would pick.
+StatusOr<std::string> create_comm_id(const EngineOptions& options);
 
 }  // namespace zi

@@ -26,8 +26,15 @@ struct ModelSummary {
   uint32_t quant_bits = 16;           // weight quantization: 16 (off), 8 or 4
   uint32_t quant_group_size = 0;      // weights per quantization group (0 when off)
   uint64_t layer_weight_bytes = 0;    // one decoder layer's weights as held and streamed (packed when quantized)
+  // Placement (ZeRO-Inference): where each decoder layer's weights live on this rank, and what a step moves.
+  std::vector<std::string> layer_tiers;   // [L] "gpu" (resident) | "cpu" (pinned host memory) | "nvme" (store)
+  uint64_t streamed_bytes_per_step = 0;   // every streamed layer once, all ranks' partitions together
+  uint32_t prefetch_depth = 0;            // slots in the streaming ring (0 when nothing streams)
   std::vector<int32_t> eos_token_ids;  // from generation_config.json, else config.json
   int32_t bos_token_id = -1;
+  // Paged KV cache on this rank (0 = not reported: the scheduler then counts sequences only).
+  uint32_t kv_block_size = 0;          // tokens per block
+  uint64_t kv_num_blocks = 0;          // blocks in the cache
 };
 
 // One sequence's work in a step.
@@ -65,11 +72,19 @@ struct StepStats {
   double copy_seconds = 0.0;       // device time of those copies (fetch_bytes / copy_seconds = PCIe bandwidth)
   double nvme_read_seconds = 0.0;
   double stall_seconds = 0.0;      // compute waiting for weights the prefetch had not brought yet
+  // ZeRO-3 across ranks: the other ranks' partitions gathered into this rank's slots.
+  uint64_t allgather_bytes = 0;    // bytes received from the other ranks
+  double allgather_seconds = 0.0;  // time of those collectives (device time on the GPU)
+  uint32_t rank = 0;               // which rank these figures are from (per-rank entries below)
+  uint64_t device_memory_used_bytes = 0;  // GPU memory in use after the step (0 on the CPU)
+  double kv_usage_ratio = 0.0;     // KV cache blocks in use / blocks, after the step
 };
 
 struct StepOutput {
   std::vector<SeqResult> results;  // one per SeqStep, in the same order
+  // Bytes and tokens summed over ranks, seconds the slowest rank's (the step's wall time).
   StepStats stats;
+  std::vector<StepStats> rank_stats;  // one per rank (the worker pool fills it; in-process: empty)
 };
 
 class Executor {

@@ -10,15 +10,79 @@
 #include "engine/model/registry.h"
 #include "engine/quant/quantized_weights.h"
 #include "engine/zero/layer_pack.h"
+#include "engine/zero/placement.h"
 #include "engine/zero/streamed_parameters.h"
 
 namespace zi {
+
+namespace {
+
+constexpr uint64_t kGpuKvMarginBytes = uint64_t{1} << 30;  // left free beside the KV cache: cuBLAS, fragmentation
+
+// The paged KV cache's size: kv_cache_bytes when set; otherwise on a GPU the device memory left after the weights,
+// the streaming ring and an activation reserve (at most max_batch_size full contexts), and in host memory (the CPU
+// backend, or KV offload) max_batch_size full contexts.
+StatusOr<std::unique_ptr<KvCache>> make_kv_cache(const EngineOptions& options, const ModelConfig& cfg,
+                                                 uint32_t max_context, Backend& backend) {
+  KvCacheShape shape;
+  shape.num_layers = static_cast<int>(cfg.num_layers);
+  shape.slots = static_cast<int>(options.max_batch_size);
+  shape.context = static_cast<int>(max_context);
+  shape.n_kv_heads = static_cast<int>(cfg.num_kv_heads);
+  shape.head_dim = static_cast<int>(cfg.head_dim);
+  if (options.kv_block_size == 0 || options.kv_block_size > 1024)
+    return absl::InvalidArgumentError(absl::StrCat("kv_cache.block_size must be 1..1024, got ", options.kv_block_size));
+  shape.block_size = static_cast<int>(options.kv_block_size);
+  const int64_t device_free = backend.device_free_bytes();
+  const bool on_device = device_free >= 0;
+  if (options.kv_offload && !on_device)
+    ZI_LOG(INFO) << "kv_cache.offload: no-op on the " << backend.name()
+                 << " backend (its KV cache is in host memory already)";
+  shape.host = options.kv_offload && on_device;
+  const size_t elem = dtype_size(backend.activation_dtype());
+  const uint64_t block_bytes = std::max<uint64_t>(
+      1, kv_block_bytes(shape.num_layers, shape.block_size, shape.n_kv_heads, shape.head_dim, elem));
+  const int64_t full = static_cast<int64_t>(shape.slots) * ((shape.context + shape.block_size - 1) / shape.block_size);
+  int64_t blocks = full;
+  std::string why = absl::StrCat("max_batch_size ", shape.slots, " × max_context ", shape.context);
+  if (options.kv_cache_bytes > 0) {
+    blocks = static_cast<int64_t>(options.kv_cache_bytes / block_bytes);
+    why = absl::StrCat("kv_cache.max_bytes ", format_bytes(options.kv_cache_bytes));
+    if (on_device && !shape.host && options.kv_cache_bytes + kGpuKvMarginBytes > static_cast<uint64_t>(device_free))
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "kv_cache.max_bytes ", format_bytes(options.kv_cache_bytes), " does not fit the GPU: ",
+          format_bytes(static_cast<uint64_t>(device_free)), " free after the weights (",
+          format_bytes(kGpuKvMarginBytes), " kept free); lower it or set kv_cache.offload: true"));
+  } else if (on_device && !shape.host) {
+    const uint64_t act = activation_bytes(cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size,
+                                          options.max_batch_size, max_context, elem);
+    const uint64_t reserve = act + kGpuKvMarginBytes;
+    const uint64_t avail = static_cast<uint64_t>(device_free) > reserve ? device_free - reserve : 0;
+    blocks = std::min<int64_t>(full, static_cast<int64_t>(avail / block_bytes));
+    why = absl::StrCat(format_bytes(static_cast<uint64_t>(device_free)), " GPU memory free after the weights, less ",
+                       format_bytes(reserve), " for activations and a margin");
+  }
+  if (blocks < 1)
+    return absl::ResourceExhaustedError(absl::StrCat("KV cache too small: ", why, " holds no block of ",
+                                                     shape.block_size, " tokens (", format_bytes(block_bytes),
+                                                     "); raise kv_cache.max_bytes or set kv_cache.offload: true"));
+  shape.num_blocks = blocks;
+  ZI_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv, KvCache::Create(backend, shape));
+  ZI_LOG(INFO) << "KV cache: " << blocks << " blocks of " << shape.block_size << " tokens ("
+               << blocks * shape.block_size << " tokens, " << format_bytes(kv->bytes()) << ") in "
+               << (shape.host ? "pinned host memory (KV offload)" : on_device ? "GPU memory" : "host memory")
+               << ", sized by " << why;
+  return kv;
+}
+
+}  // namespace
 
 LocalExecutor::~LocalExecutor() = default;
 
 StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptions& options,
                                                                std::unique_ptr<Backend> backend,
-                                                               ParamsLoader loader) {
+                                                               ParamsLoader loader,
+                                                               std::shared_ptr<Communicator> comm) {
   ZI_ASSIGN_OR_RETURN(ModelConfig cfg, load_model_config(options.model_dir));
   const Architecture* arch = find_architecture(cfg.architecture);
   ZI_CHECK(arch != nullptr);  // load_model_config refused unsupported architectures
@@ -41,6 +105,7 @@ StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptio
   auto ex = std::unique_ptr<LocalExecutor>(new LocalExecutor());
   ex->options_ = options;
   ex->backend_ = std::move(backend);
+  ex->comm_ = std::move(comm);
   std::unique_ptr<Checkpoint> checkpoint;
   if (!options.dummy_weights) {
     ZI_ASSIGN_OR_RETURN(checkpoint, Checkpoint::Open(options.model_dir));
@@ -63,13 +128,7 @@ StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptio
   const std::string stored_dtype = params->stored_dtype();
   ZI_ASSIGN_OR_RETURN(ex->model_, arch->create(cfg, *ex->backend_, std::move(params)));
 
-  KvCacheShape kv_shape;
-  kv_shape.num_layers = static_cast<int>(cfg.num_layers);
-  kv_shape.slots = static_cast<int>(options.max_batch_size);
-  kv_shape.context = static_cast<int>(max_context);
-  kv_shape.n_kv_heads = static_cast<int>(cfg.num_kv_heads);
-  kv_shape.head_dim = static_cast<int>(cfg.head_dim);
-  ex->kv_ = std::make_unique<KvCache>(*ex->backend_, kv_shape);
+  ZI_ASSIGN_OR_RETURN(ex->kv_, make_kv_cache(options, cfg, max_context, *ex->backend_));
 
   ModelSummary& s = ex->summary_;
   s.name = options.served_name;
@@ -86,13 +145,25 @@ StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptio
   s.quant_bits = static_cast<uint32_t>(quant.params.bits);
   s.quant_group_size = quant.enabled() ? static_cast<uint32_t>(quant.params.group_size) : 0;
   s.layer_weight_bytes = layer_bytes;
+  {
+    ParameterSource& ps = ex->model_->parameters();
+    const std::string resident = s.device == "cuda" ? "gpu" : "cpu";
+    for (int l = 0; l < ps.num_layers(); ++l) {
+      std::string t = ps.layer_tier(l);
+      if (!t.empty()) s.streamed_bytes_per_step += layer_bytes;  // all ranks' partitions: the layer's bytes
+      s.layer_tiers.push_back(t.empty() ? resident : t);
+    }
+    s.prefetch_depth = ps.prefetch_depth();
+  }
   s.eos_token_ids = cfg.eos_token_ids;
   s.bos_token_id = cfg.bos_token_id;
+  s.kv_block_size = static_cast<uint32_t>(ex->kv_->block_size());
+  s.kv_num_blocks = static_cast<uint64_t>(ex->kv_->num_blocks());
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ZI_LOG(INFO) << "loaded " << s.architecture << " from " << options.model_dir
                << (options.dummy_weights ? " (dummy weights)" : "") << ": " << n_params << " parameters ("
                << s.dtype << "), " << cfg.num_layers << " layers, max_context " << max_context << ", "
-               << options.max_batch_size << " KV slots (" << (ex->kv_->bytes() >> 20) << " MiB reserved) on "
+               << options.max_batch_size << " sequences (KV cache " << (ex->kv_->bytes() >> 20) << " MiB) on "
                << s.device << " in " << secs << " s";
   return ex;
 }
@@ -102,8 +173,12 @@ Status LocalExecutor::validate(const StepInput& input) const {
   std::unordered_set<uint64_t> in_step;
   int new_seqs = 0;
   int freed = 0;
+  int64_t freed_blocks = 0, needed_blocks = 0;
   for (uint64_t id : released)
-    if (seqs_.count(id)) ++freed;
+    if (auto it = seqs_.find(id); it != seqs_.end()) {
+      ++freed;
+      freed_blocks += static_cast<int64_t>(kv_->block_table(it->second.slot).size());
+    }
   for (const SeqStep& s : input.seqs) {
     if (!in_step.insert(s.seq_id).second)
       return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id, " appears twice in one step"));
@@ -120,18 +195,24 @@ Status LocalExecutor::validate(const StepInput& input) const {
                                                        " is outside the vocabulary (vocab_size ",
                                                        summary_.vocab_size, ")"));
     const int64_t length = s.first ? 0 : seqs_.at(s.seq_id).length;
-    if (length + static_cast<int64_t>(s.tokens.size()) > kv_->max_context())
-      return absl::OutOfRangeError(absl::StrCat("sequence ", s.seq_id, " would hold ",
-                                                length + static_cast<int64_t>(s.tokens.size()),
+    const int64_t new_length = length + static_cast<int64_t>(s.tokens.size());
+    if (new_length > kv_->max_context())
+      return absl::OutOfRangeError(absl::StrCat("sequence ", s.seq_id, " would hold ", new_length,
                                                 " tokens, over max_context ", kv_->max_context()));
+    const int64_t held = s.first ? 0 : static_cast<int64_t>(kv_->block_table(seqs_.at(s.seq_id).slot).size());
+    needed_blocks += std::max<int64_t>(0, kv_->blocks_for(new_length) - held);
     if (s.first) {
       ++new_seqs;
       ZI_RETURN_IF_ERROR(validate_sampling_params(s.sampling));
     }
   }
   if (new_seqs > kv_->free_slots() + freed)
-    return absl::ResourceExhaustedError(absl::StrCat("all ", kv_->slots(), " KV cache slots are in use (",
-                                                     new_seqs, " new sequences; max_batch_size ", kv_->slots(), ")"));
+    return absl::ResourceExhaustedError(absl::StrCat("all ", kv_->slots(), " sequences are in use (", new_seqs,
+                                                     " new; max_batch_size ", kv_->slots(), ")"));
+  if (needed_blocks > kv_->free_blocks() + freed_blocks)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "KV cache out of blocks: the step needs ", needed_blocks, " more, ", kv_->free_blocks() + freed_blocks,
+        " free of ", kv_->num_blocks(), " (", kv_->block_size(), " tokens each)"));
   return absl::OkStatus();
 }
 
@@ -139,7 +220,11 @@ StatusOr<StepOutput> LocalExecutor::step(const StepInput& input) {
   const auto t0 = std::chrono::steady_clock::now();
   if (options_.debug_step_delay_ms > 0)
     std::this_thread::sleep_for(std::chrono::milliseconds(options_.debug_step_delay_ms));
-  ZI_RETURN_IF_ERROR(validate(input));
+  if (Status bad = validate(input); !bad.ok()) {
+    // The other ranks are stepping: take part in this step's collectives before refusing it.
+    if (options_.world_size > 1) (void)walk_layers(model_->parameters());
+    return bad;
+  }
 
   for (uint64_t id : input.release) {
     auto it = seqs_.find(id);
@@ -195,6 +280,9 @@ StatusOr<StepOutput> LocalExecutor::step(const StepInput& input) {
       return result.status();
     }
     logits = backend_->to_host_f32(*result);
+  } else if (options_.world_size > 1) {
+    // Nothing to compute on this rank, but every layer's all-gather needs it (engine/model/weights.h).
+    ZI_RETURN_IF_ERROR(walk_layers(model_->parameters()));
   }
 
   const size_t V = summary_.vocab_size;
@@ -217,12 +305,17 @@ StatusOr<StepOutput> LocalExecutor::step(const StepInput& input) {
     }
   }
   out.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.stats.kv_usage_ratio = kv_->usage_ratio();
   const StreamStats ss = model_->parameters().take_stream_stats();
   out.stats.fetch_bytes = ss.fetch_bytes;
   out.stats.nvme_bytes = ss.nvme_bytes;
   out.stats.copy_seconds = ss.copy_seconds;
   out.stats.nvme_read_seconds = ss.nvme_read_seconds;
   out.stats.stall_seconds = ss.stall_seconds;
+  out.stats.allgather_bytes = ss.allgather_bytes;
+  out.stats.allgather_seconds = ss.allgather_seconds;
+  out.stats.rank = options_.rank;
+  out.stats.device_memory_used_bytes = backend_->device_memory_used_bytes();
   return out;
 }
 

@@ -1,4 +1,4 @@
-// The in-process executor: one model on one Backend, its KV cache, and each sequence's state (KV slot, length,
+// The in-process executor: one model on one Backend, its paged KV cache, and each sequence's state (KV handle, length,
 // tokens seen, sampling settings, RNG). create_executor() builds it for the CPU; the CUDA backend plugs in the same
 // way with its own Backend.
 #pragma once
@@ -19,6 +19,7 @@
 namespace zi {
 
 class Checkpoint;
+class Communicator;
 struct Architecture;
 
 // Builds the model's parameters on the backend (default: every layer resident). The CUDA path passes one that
@@ -29,10 +30,12 @@ using ParamsLoader = std::function<StatusOr<std::unique_ptr<ParameterSource>>(
 
 class LocalExecutor final : public Executor {
  public:
-  // Loads options.model_dir (or dummy weights from its config.json) onto `backend` (taken).
+  // Loads options.model_dir (or dummy weights from its config.json) onto `backend` (taken). `comm`: the
+  // ZeRO-3 group the loader's parameters gather through (kept alive as long as they are).
   static StatusOr<std::unique_ptr<LocalExecutor>> Create(const EngineOptions& options,
                                                          std::unique_ptr<Backend> backend,
-                                                         ParamsLoader loader = nullptr);
+                                                         ParamsLoader loader = nullptr,
+                                                         std::shared_ptr<Communicator> comm = nullptr);
   ~LocalExecutor() override;
 
   StatusOr<StepOutput> step(const StepInput& input) override;
@@ -40,10 +43,12 @@ class LocalExecutor final : public Executor {
 
   // Sequences currently held (for tests and stats). Not thread-safe (the driving thread only).
   size_t active_sequences() const { return seqs_.size(); }
+  // The paged KV cache (tests: blocks held and freed). The driving thread only.
+  const KvCache& kv_cache() const { return *kv_; }
 
  private:
   struct SeqState {
-    int slot = -1;
+    int slot = -1;                  // KV cache handle (its block table)
     int32_t length = 0;             // tokens in the KV cache
     std::vector<int32_t> history;   // every token appended (prompt + generated): repetition penalty
     SamplingParams sampling;
@@ -55,6 +60,7 @@ class LocalExecutor final : public Executor {
 
   // Declaration order = destruction in reverse: the model and cache go before the backend they live on.
   std::unique_ptr<Backend> backend_;
+  std::shared_ptr<Communicator> comm_;  // ZeRO-3 group (N > 1): the parameters' all-gathers use it
   std::unique_ptr<CausalLM> model_;
   std::unique_ptr<KvCache> kv_;
   std::unordered_map<uint64_t, SeqState> seqs_;

@@ -21,10 +21,13 @@ void to_proto(const EngineOptions& in, pb::EngineOptions* out) {
   out->set_quant_bits(in.quant_bits);
   out->set_quant_group_size(in.quant_group_size);
   out->set_kv_offload(in.kv_offload);
+  out->set_kv_cache_bytes(in.kv_cache_bytes);
+  out->set_kv_block_size(in.kv_block_size);
   out->set_rank(in.rank);
   out->set_world_size(in.world_size);
   out->set_debug_step_delay_ms(in.debug_step_delay_ms);
   out->set_cpu_threads(in.cpu_threads);
+  out->set_quant_embeddings(in.quant_embeddings);
 }
 
 EngineOptions from_proto(const pb::EngineOptions& in) {
@@ -51,10 +54,13 @@ EngineOptions from_proto(const pb::EngineOptions& in) {
   o.quant_bits = in.quant_bits();
   o.quant_group_size = in.quant_group_size();
   o.kv_offload = in.kv_offload();
+  o.kv_cache_bytes = in.kv_cache_bytes();
+  if (in.kv_block_size() > 0) o.kv_block_size = in.kv_block_size();
   o.rank = in.rank();
   o.world_size = in.world_size();
   o.debug_step_delay_ms = in.debug_step_delay_ms();
   o.cpu_threads = in.cpu_threads();
+  o.quant_embeddings = in.quant_embeddings();
   return o;
 }
 
@@ -69,6 +75,14 @@ void to_proto(const ModelSummary& in, pb::ModelSummary* out) {
   out->set_num_ranks(in.num_ranks);
   for (int32_t id : in.eos_token_ids) out->add_eos_token_ids(id);
   out->set_bos_token_id(in.bos_token_id);
+  out->set_kv_block_size(in.kv_block_size);
+  out->set_kv_num_blocks(in.kv_num_blocks);
+  out->set_quant_bits(in.quant_bits);
+  out->set_quant_group_size(in.quant_group_size);
+  out->set_layer_weight_bytes(in.layer_weight_bytes);
+  for (const std::string& t : in.layer_tiers) out->add_layer_tiers(t);
+  out->set_streamed_bytes_per_step(in.streamed_bytes_per_step);
+  out->set_prefetch_depth(in.prefetch_depth);
 }
 
 ModelSummary from_proto(const pb::ModelSummary& in) {
@@ -83,6 +97,14 @@ ModelSummary from_proto(const pb::ModelSummary& in) {
   s.num_ranks = in.num_ranks();
   s.eos_token_ids.assign(in.eos_token_ids().begin(), in.eos_token_ids().end());
   s.bos_token_id = in.bos_token_id();
+  s.kv_block_size = in.kv_block_size();
+  s.kv_num_blocks = in.kv_num_blocks();
+  s.quant_bits = in.quant_bits();
+  s.quant_group_size = in.quant_group_size();
+  s.layer_weight_bytes = in.layer_weight_bytes();
+  s.layer_tiers.assign(in.layer_tiers().begin(), in.layer_tiers().end());
+  s.streamed_bytes_per_step = in.streamed_bytes_per_step();
+  s.prefetch_depth = in.prefetch_depth();
   return s;
 }
 
@@ -144,9 +166,20 @@ void to_proto(const StepOutput& in, pb::StepReply* out) {
     o->set_logprob(r.logprob);
     o->mutable_logits()->Add(r.logits.begin(), r.logits.end());
   }
-  out->mutable_stats()->set_seconds(in.stats.seconds);
-  out->mutable_stats()->set_prefill_tokens(in.stats.prefill_tokens);
-  out->mutable_stats()->set_decode_tokens(in.stats.decode_tokens);
+  pb::StepStats* st = out->mutable_stats();
+  st->set_seconds(in.stats.seconds);
+  st->set_prefill_tokens(in.stats.prefill_tokens);
+  st->set_decode_tokens(in.stats.decode_tokens);
+  st->set_fetch_bytes(in.stats.fetch_bytes);
+  st->set_nvme_bytes(in.stats.nvme_bytes);
+  st->set_copy_seconds(in.stats.copy_seconds);
+  st->set_nvme_read_seconds(in.stats.nvme_read_seconds);
+  st->set_stall_seconds(in.stats.stall_seconds);
+  st->set_allgather_bytes(in.stats.allgather_bytes);
+  st->set_allgather_seconds(in.stats.allgather_seconds);
+  st->set_rank(in.stats.rank);
+  st->set_device_memory_used_bytes(in.stats.device_memory_used_bytes);
+  st->set_kv_usage_ratio(in.stats.kv_usage_ratio);
 }
 
 StepOutput from_proto(const pb::StepReply& in) {
@@ -160,9 +193,20 @@ StepOutput from_proto(const pb::StepReply& in) {
     r.logits.assign(o.logits().begin(), o.logits().end());
     out.results.push_back(std::move(r));
   }
-  out.stats.seconds = in.stats().seconds();
-  out.stats.prefill_tokens = in.stats().prefill_tokens();
-  out.stats.decode_tokens = in.stats().decode_tokens();
+  const pb::StepStats& st = in.stats();
+  out.stats.seconds = st.seconds();
+  out.stats.prefill_tokens = st.prefill_tokens();
+  out.stats.decode_tokens = st.decode_tokens();
+  out.stats.fetch_bytes = st.fetch_bytes();
+  out.stats.nvme_bytes = st.nvme_bytes();
+  out.stats.copy_seconds = st.copy_seconds();
+  out.stats.nvme_read_seconds = st.nvme_read_seconds();
+  out.stats.stall_seconds = st.stall_seconds();
+  out.stats.allgather_bytes = st.allgather_bytes();
+  out.stats.allgather_seconds = st.allgather_seconds();
+  out.stats.rank = st.rank();
+  out.stats.device_memory_used_bytes = st.device_memory_used_bytes();
+  out.stats.kv_usage_ratio = st.kv_usage_ratio();
   return out;
 }
 

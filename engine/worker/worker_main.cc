@@ -134,6 +134,28 @@ int run_worker(const WorkerArgs& args) {
 
   EngineOptions options = from_proto(init.init().options());
   options.rank = args.rank;
+  if (options.world_size > 1) {
+    // Form the ZeRO-3 group: rank 0 makes the id, the coordinator relays it, everyone joins in create_executor.
+    if (options.rank == 0) {
+      auto id = create_comm_id(options);
+      if (!id.ok()) {
+        send_error(channel, 0, id.status());
+        return 1;
+      }
+      options.comm_id = *id;
+      pb::FromWorker up;
+      up.mutable_comm_id()->set_id(*id);
+      if (!channel.send(up).ok()) return 0;
+    } else {
+      pb::ToWorker down;
+      if (Status s = channel.receive(&down); !s.ok() || !down.has_comm_id()) {
+        ZI_LOG(ERROR) << "worker rank " << args.rank << ": expected the communicator id from the coordinator"
+                      << (s.ok() ? "" : absl::StrCat(": ", s.message()));
+        return s.ok() || s.code() != absl::StatusCode::kUnavailable ? 1 : 0;
+      }
+      options.comm_id = down.comm_id().id();
+    }
+  }
   auto executor_or = create_executor(options);
   if (!executor_or.ok()) {
     // The coordinator reports it (one line); log here only at debug level.

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "engine/comm/communicator.h"
 #include "engine/io/direct_reader.h"
 #include "engine/zero/streamed_parameters.h"
 
@@ -52,6 +53,15 @@ class HostTransport final : public ShardTransport {
     stats_.stall_seconds += secs;  // synchronous: compute waits for every fetch
     stats_.fetch_bytes += shard.partition_bytes;
     ++stats_.fetches;
+    if (shards_.comm && shards_.num_ranks > 1) {
+      // ZeRO-3: the other ranks' partitions of this layer, into the rest of the slot.
+      const auto g0 = std::chrono::steady_clock::now();
+      ZI_RETURN_IF_ERROR(shards_.comm->all_gather(blocks_[slot].data, shard.partition_bytes, nullptr));
+      const double g = std::chrono::duration<double>(std::chrono::steady_clock::now() - g0).count();
+      stats_.allgather_seconds += g;
+      stats_.stall_seconds += g;
+      stats_.allgather_bytes += shard.partition_bytes * (shards_.num_ranks - 1);
+    }
     return absl::OkStatus();
   }
   Status wait(int) override { return absl::OkStatus(); }

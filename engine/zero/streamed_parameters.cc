@@ -105,6 +105,10 @@ void StreamedParameters::release(int layer) {
   if (!s.ok() && deferred_error_.ok()) deferred_error_ = s;
 }
 
+std::string StreamedParameters::layer_tier(int layer) const {
+  return tiers_[layer] == LayerTier::kGpu ? "" : layer_tier_name(tiers_[layer]);
+}
+
 }  // namespace zi
 
 #include <map>
@@ -151,6 +155,9 @@ StatusOr<std::unique_ptr<StreamedParameters>> load_streamed_parameters(
 
   ZI_ASSIGN_OR_RETURN(std::shared_ptr<HostShards> shards,
                       load_host_shards(backend, cfg, arch, checkpoint, dummy_seed, load, host_alloc));
+  shards->comm = load.comm;
+  if (load.num_ranks > 1 && !load.comm)
+    return absl::InvalidArgumentError(absl::StrCat("streaming over ", load.num_ranks, " ranks needs a communicator"));
   ZI_ASSIGN_OR_RETURN(std::unique_ptr<ShardTransport> transport, make_transport(*shards));
   auto p = std::make_unique<StreamedParameters>(cfg, arch, std::move(globals), std::move(layers), load.tiers,
                                                 std::move(shards), std::move(transport), load.prefetch_depth, params,

@@ -27,6 +27,7 @@ namespace zi {
 struct Architecture;
 class Checkpoint;
 class DirectReader;
+class Communicator;
 
 // Memory for host copies of streamed partitions: pinned (CUDA) or plain aligned memory.
 struct HostBlock {
@@ -48,6 +49,7 @@ struct HostShards {
   std::unique_ptr<OffloadStore> store;    // NVMe tier
   uint32_t rank = 0, num_ranks = 1;
   QuantConfig quant;                      // what the layouts' packed weights were made with
+  Communicator* comm = nullptr;           // num_ranks > 1: gathers the other ranks' partitions (not owned)
 };
 
 class ShardTransport {
@@ -89,6 +91,8 @@ class StreamedParameters final : public ParameterSource {
   std::string stored_dtype() const override { return stored_dtype_; }
 
   const std::vector<LayerTier>& tiers() const { return tiers_; }
+  std::string layer_tier(int layer) const override;
+  uint32_t prefetch_depth() const override { return static_cast<uint32_t>(slots_.size()); }
   StreamStats take_stream_stats() override { return transport_->take_stats(); }
   StreamStats take_stats() { return take_stream_stats(); }
 
@@ -123,6 +127,7 @@ struct StreamingLoad {
   std::string store_dir;
   bool verify_checksums = true;
   int load_threads = 0;   // 0 = hardware concurrency
+  Communicator* comm = nullptr;  // num_ranks > 1 (outlives the parameters)
   QuantConfig quant;      // resident and streamed linear weights quantized (the store's identity carries it)
 };
 StatusOr<std::shared_ptr<HostShards>> load_host_shards(Backend& backend, const ModelConfig& cfg,

@@ -45,7 +45,8 @@ ServingMetrics::ServingMetrics(prometheus::Registry& r)
                    .Name("zeroinfer_requests_waiting")
                    .Help("Requests admitted to the queue and not yet running")
                    .Register(r)
-                   .Add({})) {
+                   .Add({})),
+      engine_(r) {
   auto& family = prometheus::BuildCounter()
                      .Name("zeroinfer_requests_total")
                      .Help("Finished requests by how they ended")

@@ -10,6 +10,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "server/metrics/engine_metrics.h"
+
 namespace zi::server {
 
 // requests_total{finish_reason=...}: how each request ended. `rejected` = refused before it ran (bad input,
@@ -31,6 +33,8 @@ class ServingMetrics {
   void count_request(RequestOutcome outcome);
   void set_running(double n) { running_.Set(n); }
   void set_waiting(double n) { waiting_.Set(n); }
+  // The engine rows (per rank) from a step's figures.
+  void observe_step(const StepOutput& out) { engine_.observe_step(out); }
 
  private:
   prometheus::Histogram& ttft_;
@@ -43,6 +47,7 @@ class ServingMetrics {
   prometheus::Counter* outcomes_[6];
   prometheus::Gauge& running_;
   prometheus::Gauge& waiting_;
+  EngineMetrics engine_;
 };
 
 }  // namespace zi::server

@@ -183,6 +183,7 @@ void WorkerPool::on_frame(const std::shared_ptr<Conn>& conn, const std::string& 
     auto frame = worker::encode_frame(init);
     ZI_CHECK(frame.ok());
     send(rank, std::move(*frame));
+    if (rank.index > 0 && !comm_id_.empty()) send_comm_id(rank);
     bool all = std::all_of(ranks_.begin(), ranks_.end(), [](auto& r) { return r->conn != nullptr; });
     if (all) {  // nobody else may connect: close the door and remove the socket file
       boost::system::error_code ec;
@@ -194,6 +195,14 @@ void WorkerPool::on_frame(const std::shared_ptr<Conn>& conn, const std::string& 
   Rank& rank = *ranks_[conn->rank];
   rank.last_seen = Clock::now();
   switch (msg.msg_case()) {
+    case pb::FromWorker::kCommId: {
+      // Rank 0's communicator id: every other rank joins the group with it (now, or once it says Hello).
+      if (rank.index != 0 || !comm_id_.empty()) return on_conn_closed(conn, "sent an unexpected communicator id");
+      comm_id_ = msg.comm_id().id();
+      for (size_t r = 1; r < ranks_.size(); ++r)
+        if (ranks_[r]->conn) send_comm_id(*ranks_[r]);
+      break;
+    }
     case pb::FromWorker::kReady: {
       if (rank.ready) break;
       rank.ready = true;
@@ -233,6 +242,14 @@ void WorkerPool::on_frame(const std::shared_ptr<Conn>& conn, const std::string& 
     default:
       break;  // Heartbeat (last_seen is updated above), or a stray Hello
   }
+}
+
+void WorkerPool::send_comm_id(Rank& rank) {
+  pb::ToWorker msg;
+  msg.mutable_comm_id()->set_id(comm_id_);
+  auto frame = worker::encode_frame(msg);
+  ZI_CHECK(frame.ok());
+  send(rank, std::move(*frame));
 }
 
 void WorkerPool::send(Rank& rank, std::string frame) {
@@ -294,6 +311,16 @@ void WorkerPool::lose(uint32_t index, const std::string& why) {
   std::string how = exit_description(rank, std::chrono::milliseconds(500));
   Status st = absl::UnavailableError(absl::StrCat("worker rank ", index, " (pid ", rank.pid, ") ", why,
                                                   how.empty() ? "" : absl::StrCat("; it ", how)));
+  // ZeRO-3: the other ranks cannot finish a step without this one (they may sit in an all-gather): stop them
+  // now, marked lost first so their exits add no second report.
+  if (ranks_.size() > 1) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& other : ranks_)
+      if (other->index != index && !other->lost && other->pid > 0 && !other->exited) {
+        other->lost = true;
+        kill(other->pid, SIGKILL);
+      }
+  }
   std::function<void(const Status&)> cb;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -427,9 +454,22 @@ StatusOr<StepOutput> WorkerPool::step(const StepInput& input) {
       return absl::InternalError(absl::StrFormat("worker rank %d returned %d results for %d sequences", r,
                                                  part.results.size(), index[r].size()));
     for (size_t k = 0; k < index[r].size(); ++k) out.results[index[r][k]] = std::move(part.results[k]);
-    out.stats.seconds = std::max(out.stats.seconds, part.stats.seconds);
-    out.stats.prefill_tokens += part.stats.prefill_tokens;
-    out.stats.decode_tokens += part.stats.decode_tokens;
+    const StepStats& p = part.stats;
+    StepStats& t = out.stats;
+    t.seconds = std::max(t.seconds, p.seconds);
+    t.prefill_tokens += p.prefill_tokens;
+    t.decode_tokens += p.decode_tokens;
+    t.fetch_bytes += p.fetch_bytes;
+    t.nvme_bytes += p.nvme_bytes;
+    t.copy_seconds = std::max(t.copy_seconds, p.copy_seconds);
+    t.nvme_read_seconds = std::max(t.nvme_read_seconds, p.nvme_read_seconds);
+    t.stall_seconds = std::max(t.stall_seconds, p.stall_seconds);
+    t.allgather_bytes += p.allgather_bytes;
+    t.allgather_seconds = std::max(t.allgather_seconds, p.allgather_seconds);
+    t.device_memory_used_bytes += p.device_memory_used_bytes;
+    t.kv_usage_ratio = std::max(t.kv_usage_ratio, p.kv_usage_ratio);
+    out.rank_stats.push_back(p);
+    out.rank_stats.back().rank = static_cast<uint32_t>(r);
   }
   return out;
 }

@@ -73,6 +73,7 @@ class WorkerPool final : public Executor {
   void read_header(std::shared_ptr<Conn> conn);
   void on_frame(const std::shared_ptr<Conn>& conn, const std::string& payload);
   void send(Rank& rank, std::string frame);
+  void send_comm_id(Rank& rank);
   void write_next(Rank& rank);
   void on_conn_closed(const std::shared_ptr<Conn>& conn, const std::string& why);
   void tick();                          // every 100 ms: reap exits, heartbeat and connect deadlines
@@ -89,6 +90,7 @@ class WorkerPool final : public Executor {
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> acceptor_;
   boost::asio::steady_timer ticker_;
   std::string dir_, socket_path_;
+  std::string comm_id_;  // rank 0's communicator id (N > 1), relayed to the others; I/O thread only
   std::chrono::steady_clock::time_point spawned_at_;
   std::vector<std::unique_ptr<Rank>> ranks_;  // index = rank; members touched on the I/O thread only
                                               // (pid and exit fields also under mu_)

@@ -55,6 +55,14 @@ TEST_F(FastServer, HealthReflectionAndModelInfo) {
   EXPECT_GT(info.parameters(), 0u);
   EXPECT_EQ(info.device(), "cpu");
   EXPECT_EQ(info.num_ranks(), 1u);
+  // Placement: every layer resident on the CPU backend, nothing streamed; 16-bit weights.
+  EXPECT_EQ(info.quant_bits(), 16u);
+  EXPECT_EQ(info.quant_group_size(), 0u);
+  EXPECT_GT(info.layer_weight_bytes(), 0u);
+  EXPECT_GT(info.layer_tiers_size(), 0);
+  for (const std::string& t : info.layer_tiers()) EXPECT_EQ(t, "cpu");
+  EXPECT_EQ(info.streamed_bytes_per_step(), 0u);
+  EXPECT_EQ(info.prefetch_depth(), 0u);
 }
 
 TEST_F(FastServer, GreedyTokensMatchTheFixture) {
@@ -240,6 +248,18 @@ TEST_F(FastServer, MetricsExposeTheServingSeries) {
   EXPECT_EQ(value(after, "zeroinfer_batch_size_count"), value(before, "zeroinfer_batch_size_count") + 5);
   EXPECT_EQ(value(after, "zeroinfer_requests_running"), 0);
   EXPECT_EQ(value(after, "zeroinfer_requests_waiting"), 0);
+  // The engine rows, per rank, from the workers' step replies: 5 steps of that request (one prefill, 4 decode);
+  // nothing streams on the CPU with every layer resident.
+  const std::string prefill = "zeroinfer_step_duration_seconds_count{phase=\"prefill\",rank=\"0\"}";
+  const std::string decode = "zeroinfer_step_duration_seconds_count{phase=\"decode\",rank=\"0\"}";
+  auto count = [](const std::string& text, const std::string& series) { return sample(text, series).value_or(0); };
+  EXPECT_EQ(count(after, prefill) + count(after, decode), count(before, prefill) + count(before, decode) + 5)
+      << after;
+  EXPECT_GE(value(after, decode), 4);
+  EXPECT_EQ(value(after, "zeroinfer_weight_fetch_bytes_total{rank=\"0\",source=\"cpu\"}"), 0);
+  EXPECT_EQ(value(after, "zeroinfer_gpu_memory_used_bytes{rank=\"0\"}"), 0);
+  EXPECT_TRUE(sample(after, "zeroinfer_prefetch_stall_seconds_total{rank=\"0\"}").has_value());
+  EXPECT_TRUE(sample(after, "zeroinfer_kv_cache_usage_ratio{rank=\"0\"}").has_value());
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include "engine/zero/cuda/cuda_executor.h"
 
 #include "engine/backend/cuda/cuda_backend_impl.h"
+#include "engine/comm/communicator.h"
 #include "engine/core/log.h"
 #include "engine/io/safetensors.h"
 #include "engine/model/compute_dtype.h"
@@ -57,8 +58,18 @@ StatusOr<std::unique_ptr<Executor>> create_cuda_executor(const EngineOptions& op
 
   ZI_ASSIGN_OR_RETURN(const QuantConfig quant,
                       make_quant_config(options.quant_bits, options.quant_group_size, options.quant_embeddings));
+  // ZeRO-3 across GPUs: streamed layers are split into N partitions, gathered over NCCL every step. Layers that
+  // stay resident are replicated on every GPU (as DeepSpeed keeps small parameters whole).
+  std::shared_ptr<Communicator> comm;
+  if (options.world_size > 1) {
+    cuda->make_current();
+    ZI_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> c,
+                        connect_nccl_communicator(options.comm_id, static_cast<int>(options.rank),
+                                                  static_cast<int>(options.world_size)));
+    comm = std::move(c);
+  }
 
-  ParamsLoader loader = [options, cuda, quant](Backend& be, const ModelConfig& cfg, const Architecture& arch,
+  ParamsLoader loader = [options, cuda, quant, comm](Backend& be, const ModelConfig& cfg, const Architecture& arch,
                                         const Checkpoint* ckpt,
                                         uint32_t max_context) -> StatusOr<std::unique_ptr<ParameterSource>> {
     const DType wdt = layer_shard_dtype(be, cfg, arch, ckpt);
@@ -97,6 +108,7 @@ StatusOr<std::unique_ptr<Executor>> create_cuda_executor(const EngineOptions& op
     load.num_ranks = options.world_size;
     load.store_dir = options.offload_dir;
     load.quant = quant;
+    load.comm = comm.get();
     auto host_alloc = cuda::make_cuda_host_allocator(options.pin_memory);
     cuda::CudaTransportOptions topts;
     topts.aio_block_size = options.aio_block_size;
@@ -107,7 +119,7 @@ StatusOr<std::unique_ptr<Executor>> create_cuda_executor(const EngineOptions& op
                                  [cuda, topts](const HostShards& s) { return cuda::make_cuda_transport(*cuda, s, topts); }));
     return std::unique_ptr<ParameterSource>(std::move(params));
   };
-  ZI_ASSIGN_OR_RETURN(auto ex, LocalExecutor::Create(options, std::move(backend), loader));
+  ZI_ASSIGN_OR_RETURN(auto ex, LocalExecutor::Create(options, std::move(backend), loader, comm));
   return std::unique_ptr<Executor>(std::move(ex));
 }
 

@@ -5,6 +5,7 @@
 
 #include "engine/backend/cuda/cuda_backend_impl.h"
 #include "engine/backend/cuda/stream.h"
+#include "engine/comm/communicator.h"
 #include "engine/core/log.h"
 #include "engine/io/direct_reader.h"
 
@@ -28,12 +29,14 @@ struct TimedSpan {
 
 class CudaTransport final : public ShardTransport {
  public:
-  CudaTransport(CudaBackend& backend, const HostShards& shards, const CudaTransportOptions& opts, CudaStream copy)
-      : backend_(backend), shards_(shards), opts_(opts), copy_(std::move(copy)) {}
+  CudaTransport(CudaBackend& backend, const HostShards& shards, const CudaTransportOptions& opts, CudaStream copy,
+                CudaStream comm)
+      : backend_(backend), shards_(shards), opts_(opts), copy_(std::move(copy)), comm_(std::move(comm)) {}
 
   ~CudaTransport() override {
     // Queued copies still target the slots and staging buffers: let them finish before freeing anything.
     (void)copy_.synchronize();
+    (void)comm_.synchronize();
     backend_.make_current();
     for (void* p : slots_) cudaFree(p);
   }
@@ -53,8 +56,10 @@ class CudaTransport final : public ShardTransport {
     slots_.push_back(p);
     ZI_ASSIGN_OR_RETURN(CudaEvent ready, CudaEvent::create(backend_.device()));
     ZI_ASSIGN_OR_RETURN(CudaEvent released, CudaEvent::create(backend_.device()));
+    ZI_ASSIGN_OR_RETURN(CudaEvent copied, CudaEvent::create(backend_.device()));
     ready_.push_back(std::move(ready));
     released_.push_back(std::move(released));
+    copied_.push_back(std::move(copied));
     slot_bytes_ = std::max(slot_bytes_, bytes);
     return p;
   }
@@ -80,10 +85,21 @@ class CudaTransport final : public ShardTransport {
     span->bytes = shard.partition_bytes;
     copies_.push_back(span);
     if (staging >= 0) ZI_RETURN_IF_ERROR(staging_done_[staging].record(copy_));
-    ZI_RETURN_IF_ERROR(ready_[slot].record(copy_));
     stats_.fetch_bytes += shard.partition_bytes;
     ++stats_.fetches;
-    return absl::OkStatus();
+    if (!shards_.comm || shards_.num_ranks == 1) return ready_[slot].record(copy_);
+    // ZeRO-3: once this rank's partition is in, gather the others' over NCCL on the communication stream, so the
+    // copy engine is already bringing in the next layer meanwhile.
+    ZI_RETURN_IF_ERROR(copied_[slot].record(copy_));
+    ZI_RETURN_IF_ERROR(comm_.wait(copied_[slot]));
+    ZI_ASSIGN_OR_RETURN(TimedSpan * g, new_span());
+    ZI_RETURN_IF_ERROR(g->start.record(comm_));
+    ZI_RETURN_IF_ERROR(shards_.comm->all_gather(slots_[slot], shard.partition_bytes, comm_.get()));
+    ZI_RETURN_IF_ERROR(g->end.record(comm_));
+    g->bytes = shard.partition_bytes * (shards_.num_ranks - 1);
+    gathers_.push_back(g);
+    stats_.allgather_bytes += g->bytes;
+    return ready_[slot].record(comm_);
   }
 
   Status wait(int slot) override {
@@ -100,10 +116,13 @@ class CudaTransport final : public ShardTransport {
   StreamStats take_stats() override {
     for (TimedSpan* s : copies_) stats_.copy_seconds += elapsed(*s);
     for (TimedSpan* s : stalls_) stats_.stall_seconds += elapsed(*s);
+    for (TimedSpan* s : gathers_) stats_.allgather_seconds += elapsed(*s);
     for (TimedSpan* s : copies_) free_spans_.push_back(s);
     for (TimedSpan* s : stalls_) free_spans_.push_back(s);
+    for (TimedSpan* s : gathers_) free_spans_.push_back(s);
     copies_.clear();
     stalls_.clear();
+    gathers_.clear();
     return std::exchange(stats_, StreamStats{});
   }
 
@@ -166,11 +185,12 @@ class CudaTransport final : public ShardTransport {
   const HostShards& shards_;
   CudaTransportOptions opts_;
   CudaStream copy_;
+  CudaStream comm_;  // NCCL all-gathers (N > 1)
   std::vector<void*> slots_;
   size_t slot_bytes_ = 0;
-  std::vector<CudaEvent> ready_, released_;
+  std::vector<CudaEvent> ready_, released_, copied_;
   std::vector<std::unique_ptr<TimedSpan>> spans_;
-  std::vector<TimedSpan*> free_spans_, copies_, stalls_;
+  std::vector<TimedSpan*> free_spans_, copies_, stalls_, gathers_;
   std::vector<PinnedHostBuffer> staging_;
   std::vector<CudaEvent> staging_done_;
   int staging_next_ = 0;
@@ -185,7 +205,8 @@ StatusOr<std::unique_ptr<ShardTransport>> make_cuda_transport(CudaBackend& backe
                                                               const CudaTransportOptions& options) {
   backend.make_current();
   ZI_ASSIGN_OR_RETURN(CudaStream copy, CudaStream::create(backend.device(), /*high_priority=*/false));
-  return std::unique_ptr<ShardTransport>(new CudaTransport(backend, shards, options, std::move(copy)));
+  ZI_ASSIGN_OR_RETURN(CudaStream comm, CudaStream::create(backend.device(), /*high_priority=*/false));
+  return std::unique_ptr<ShardTransport>(new CudaTransport(backend, shards, options, std::move(copy), std::move(comm)));
 }
 
 std::unique_ptr<HostAllocator> make_cuda_host_allocator(bool pinned) {
