@@ -1,7 +1,7 @@
 // The Backend interface: device memory and the ops the model forwards call. A forward only calls these ops and never
 // touches tensor memory itself, so the same forward runs on the CPU backend (fp32 activations, reference math) and on
 // the CUDA backend (bf16/fp16 activations). Shapes below use T = tokens in the step (all sequences flattened),
-// H = hidden size, nH / nKV = query / key-value heads, D = head dim, V = vocab, S = KV cache slots, C = max context.
+// H = hidden size, nH / nKV = query / key-value heads, D = head dim, V = vocab, NB = KV cache blocks, BS = block size.
 //
 // Conventions: ops allocate and return their outputs (in activation_dtype()) unless named *_inplace; inputs are
 // never modified otherwise. Shape mismatches are bugs in the caller (ZI_CHECK), not user errors. A backend is driven
@@ -92,7 +92,8 @@ struct LinearWeight {
 };
 
 // One sequence's rows in a step: its new tokens are rows [row_begin, row_begin + n_new) of the activations, at
-// positions past_len .. past_len + n_new - 1, and its keys/values live in KV cache slot `slot`.
+// positions past_len .. past_len + n_new - 1. `slot` is the sequence's handle in the KV cache (engine/runtime/
+// kv_cache.h), which supplies its block table; kernels see the table, never the handle.
 struct SeqSlice {
   int32_t slot = 0;
   int32_t row_begin = 0;
@@ -100,16 +101,23 @@ struct SeqSlice {
   int32_t past_len = 0;  // tokens already in the KV cache before this step
 };
 
-// The step's layout, made once per step by the forward (make_attention_batch) and passed to every layer.
+// The step's layout, made once per step (KvCache::prepare_step → make_attention_batch) and passed to every layer.
+// The KV cache is paged: position p of sequence s lives in block block_tables[s][p / block_size], row
+// p % block_size of that block.
 struct AttentionBatch {
   std::vector<SeqSlice> seqs;   // host copy
   Tensor seqs_device;           // int32 [n_seqs, 4] (slot, row_begin, n_new, past_len) on the device
   Tensor positions;             // int32 [T]: absolute position of every row in its sequence
   int64_t total_rows = 0;       // T
   int32_t max_past_plus_new = 0;  // longest attended context in the step (sizes scratch buffers)
+  int32_t block_size = 0;       // tokens per KV block
+  int32_t max_blocks = 0;       // B: columns of the block tables (the longest table in the step)
+  std::vector<int32_t> block_tables_host;  // int32 [n_seqs, B], row s = sequence s's blocks, -1 past its end
+  Tensor block_tables;          // the same on the device
 };
 
-// One layer of the KV cache: keys and values of every slot, [S, C, nKV, D] each, in activation_dtype().
+// One layer of the paged KV cache: keys and values, [num_blocks, block_size, nKV, D] each, in activation_dtype()
+// (in device memory, or, with KV offload on a GPU, in pinned host memory the kernels read over the bus).
 struct KvLayer {
   Tensor k;
   Tensor v;
@@ -135,6 +143,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;           // "cpu" | "cuda"
+  // Device memory in use on this backend's device (all processes; metrics). 0 on the CPU.
+  virtual uint64_t device_memory_used_bytes() const { return 0; }
   virtual DType activation_dtype() const = 0;      // fp32 on the CPU
   // The dtype linear weights are stored in after upload_weight (fp32 on the CPU: converted once at load).
   virtual DType weight_dtype(DType checkpoint_dtype) const = 0;
@@ -166,7 +176,8 @@ class Backend {
   // (i, i + D/2) rotated by angle positions[t] × inv_freq[i]; inv_freq f32 [D/2].
   virtual void rope_inplace(Tensor& x, const Tensor& positions, const Tensor& inv_freq, int n_heads,
                             int head_dim) = 0;
-  // Writes k, v [T, nKV × D] of every sequence's new rows to its slot at positions past_len ...
+  // Writes k, v [T, nKV × D] of every sequence's new rows to its blocks at positions past_len ... (each sequence's
+  // block table covers past_len + n_new positions).
   virtual void kv_write(KvLayer& cache, const AttentionBatch& batch, const Tensor& k, const Tensor& v) = 0;
   // q [T, nH × D] → [T, nH × D]: each new row attends, causally, over its sequence's cached keys/values up to and
   // including its own position (kv_write must have run for this step's rows). Softmax in fp32.
@@ -187,10 +198,24 @@ class Backend {
   virtual Tensor column_slice(const Tensor& x, int64_t group, int64_t offset, int64_t width) = 0;
   // Waits for queued work (no-op on the CPU).
   virtual void synchronize() {}
+
+  // ---- KV cache memory ----
+  // Memory for the KV cache, reserved at load time (out of memory is a Status naming the size, not an abort): device
+  // memory, or with `host` (KV offload) host memory that this backend's kernels read and write over the bus (pinned
+  // and mapped on CUDA). The CPU backend's memory is host memory either way: the same as alloc().
+  virtual StatusOr<Tensor> alloc_kv(DType dtype, std::vector<int64_t> shape, bool host) {
+    (void)host;
+    return alloc(dtype, std::move(shape));
+  }
+  // Device memory free for the KV cache after the weights, streaming ring and other reservations, or -1 when the
+  // backend has no device memory of its own (CPU: the KV cache is sized by a setting).
+  virtual int64_t device_free_bytes() const { return -1; }
 };
 
-// Uploads the step's layout (SeqSlice list and per-row positions) to the backend.
-AttentionBatch make_attention_batch(Backend& backend, std::vector<SeqSlice> seqs);
+// Uploads the step's layout (SeqSlice list, per-row positions and block tables) to the backend. `block_tables[s]`
+// lists sequence s's KV blocks in position order and must cover past_len + n_new positions.
+AttentionBatch make_attention_batch(Backend& backend, std::vector<SeqSlice> seqs, int32_t block_size,
+                                    const std::vector<std::vector<int32_t>>& block_tables);
 
 // The CPU backend; `num_threads` 0 = the machine's cores (or ZI_CPU_THREADS when set).
 std::unique_ptr<Backend> make_cpu_backend(int num_threads = 0);

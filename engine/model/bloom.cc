@@ -125,7 +125,7 @@ StatusOr<Tensor> BloomModel::forward(const ForwardBatch& batch, KvCache& kv) {
   const float eps = static_cast<float>(cfg_.norm_eps);
   const int64_t T = static_cast<int64_t>(batch.tokens.size());
 
-  AttentionBatch step = make_attention_batch(be, batch.seqs);
+  ZI_ASSIGN_OR_RETURN(AttentionBatch step, kv.prepare_step(be, batch.seqs));  // block tables, rows, positions [T]
   // Scores q·k/√D + slope_h·(key_pos − query_pos): transformers adds slope_h·key_pos, which differs by a constant
   // per query row and so gives the same softmax.
   const AttentionParams attn{nH, nH, D, 1.0f / std::sqrt(static_cast<float>(D)), 0, slopes_};
@@ -145,7 +145,7 @@ StatusOr<Tensor> BloomModel::forward(const ForwardBatch& batch, KvCache& kv) {
     Tensor q = be.column_slice(qkv, 3 * D, 0, D);                        // [T, nH·D]
     Tensor k = be.column_slice(qkv, 3 * D, D, D);                        // [T, nH·D]
     Tensor v = be.column_slice(qkv, 3 * D, 2 * D, D);                    // [T, nH·D]
-    KvLayer& cache = kv.layer(l);                                        // [S, C, nH, D] each
+    KvLayer& cache = kv.layer(l);                                        // [NB, BS, nH, D] each (paged)
     be.kv_write(cache, step, k, v);
     Tensor attn_out = be.attention(q, cache, step, attn);                // [T, H]
     Tensor attn_proj = be.linear(attn_out, w->o_proj);                   // [T, H]

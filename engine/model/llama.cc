@@ -173,7 +173,7 @@ StatusOr<Tensor> LlamaModel::forward(const ForwardBatch& batch, KvCache& kv) {
   const float eps = static_cast<float>(cfg_.norm_eps);
   const int64_t T = static_cast<int64_t>(batch.tokens.size());
 
-  AttentionBatch step = make_attention_batch(be, batch.seqs);             // slots, rows, positions [T]
+  ZI_ASSIGN_OR_RETURN(AttentionBatch step, kv.prepare_step(be, batch.seqs));  // block tables, rows, positions [T]
   rope_.begin_step(step);
   const AttentionParams attn{nH, nKV, D, 1.0f / std::sqrt(static_cast<float>(D)), cfg_.sliding_window, Tensor()};
   Tensor ids = be.from_host(DType::kI32, {T}, batch.tokens.data());        // int32 [T]
@@ -191,7 +191,7 @@ StatusOr<Tensor> LlamaModel::forward(const ForwardBatch& batch, KvCache& kv) {
     Tensor v = be.linear(attn_in, w->v_proj);                             // [T, nKV·D]
     rope_.apply(q, step, nH);                                             // [T, nH·D]
     rope_.apply(k, step, nKV);                                            // [T, nKV·D]
-    KvLayer& cache = kv.layer(l);                                         // [S, C, nKV, D] each
+    KvLayer& cache = kv.layer(l);                                         // [NB, BS, nKV, D] each (paged)
     be.kv_write(cache, step, k, v);                                       // new rows → their slots
     Tensor attn_out = be.attention(q, cache, step, attn);                 // [T, nH·D]
     Tensor attn_proj = be.linear(attn_out, w->o_proj);                    // [T, H]

@@ -17,7 +17,7 @@ namespace zi {
 // [seqs[s].row_begin, seqs[s].row_begin + seqs[s].n_new).
 struct ForwardBatch {
   std::vector<int32_t> tokens;      // [T] token ids (validated < vocab by the caller)
-  std::vector<SeqSlice> seqs;       // per sequence: KV slot, rows, tokens already cached
+  std::vector<SeqSlice> seqs;       // per sequence: KV cache handle, rows, tokens already cached
   std::vector<int32_t> logit_rows;  // rows whose logits are wanted, in output order
 };
 

@@ -162,7 +162,7 @@ StatusOr<Tensor> OptModel::forward(const ForwardBatch& batch, KvCache& kv) {
   const int64_t T = static_cast<int64_t>(batch.tokens.size());
 
   ZI_ASSIGN_OR_RETURN(std::vector<int32_t> pos_rows, position_rows(batch.seqs, cfg_.max_position_embeddings));
-  AttentionBatch step = make_attention_batch(be, batch.seqs);
+  ZI_ASSIGN_OR_RETURN(AttentionBatch step, kv.prepare_step(be, batch.seqs));  // block tables, rows, positions [T]
   const AttentionParams attn{nH, nH, D, 1.0f / std::sqrt(static_cast<float>(D)), 0, Tensor()};
   Tensor ids = be.from_host(DType::kI32, {T}, batch.tokens.data());        // int32 [T]
   Tensor pos_ids = be.from_host(DType::kI32, {T}, pos_rows.data());        // int32 [T]
@@ -181,7 +181,7 @@ StatusOr<Tensor> OptModel::forward(const ForwardBatch& batch, KvCache& kv) {
     Tensor q = be.linear(attn_in, w->q_proj);                            // [T, H]
     Tensor k = be.linear(attn_in, w->k_proj);                            // [T, H]
     Tensor v = be.linear(attn_in, w->v_proj);                            // [T, H]
-    KvLayer& cache = kv.layer(l);                                        // [S, C, nH, D] each
+    KvLayer& cache = kv.layer(l);                                        // [NB, BS, nH, D] each (paged)
     be.kv_write(cache, step, k, v);
     Tensor attn_out = be.attention(q, cache, step, attn);                // [T, H]
     Tensor attn_proj = be.linear(attn_out, w->o_proj);                   // [T, H]

@@ -207,8 +207,8 @@ Status LocalExecutor::validate(const StepInput& input) const {
     }
   }
   if (new_seqs > kv_->free_slots() + freed)
-    return absl::ResourceExhaustedError(absl::StrCat("all ", kv_->slots(), " sequences are in use (", new_seqs,
-                                                     " new; max_batch_size ", kv_->slots(), ")"));
+    return absl::ResourceExhaustedError(absl::StrCat("all ", kv_->slots(), " KV cache slots are in use (",
+                                                     new_seqs, " new sequences; max_batch_size ", kv_->slots(), ")"));
   if (needed_blocks > kv_->free_blocks() + freed_blocks)
     return absl::ResourceExhaustedError(absl::StrCat(
         "KV cache out of blocks: the step needs ", needed_blocks, " more, ", kv_->free_blocks() + freed_blocks,

@@ -49,11 +49,15 @@ BENCHMARK(BM_Linear)
 void BM_AttentionDecode(benchmark::State& state) {
   const int ctx = static_cast<int>(state.range(0)), nH = static_cast<int>(state.range(1));
   const int nKV = static_cast<int>(state.range(2)), D = static_cast<int>(state.range(3));
-  const int S = 4;
-  KvLayer cache{random_tensor({S, ctx, nKV, D}, 3), random_tensor({S, ctx, nKV, D}, 4)};
+  const int S = 4, BS = 16, per_seq = (ctx + BS - 1) / BS;
+  KvLayer cache{random_tensor({S * per_seq, BS, nKV, D}, 3), random_tensor({S * per_seq, BS, nKV, D}, 4)};
   std::vector<SeqSlice> seqs;
-  for (int s = 0; s < S; ++s) seqs.push_back({s, s, 1, ctx - 1});
-  AttentionBatch batch = make_attention_batch(backend(), seqs);
+  std::vector<std::vector<int32_t>> tables(S);
+  for (int s = 0; s < S; ++s) {
+    seqs.push_back({s, s, 1, ctx - 1});
+    for (int b = 0; b < per_seq; ++b) tables[s].push_back(s * per_seq + b);
+  }
+  AttentionBatch batch = make_attention_batch(backend(), seqs, BS, tables);
   Tensor q = random_tensor({S, static_cast<int64_t>(nH) * D}, 5);
   AttentionParams p{nH, nKV, D, 0.1f, 0, Tensor()};
   for (auto _ : state) benchmark::DoNotOptimize(backend().attention(q, cache, batch, p).data());

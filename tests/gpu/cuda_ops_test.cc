@@ -202,29 +202,48 @@ TEST_P(CudaOps, GatherRowsAndColumnSlice) {
   expect_close(cpu_->column_slice(x.cpu, 6, 2, 3), gpu_->column_slice(x.gpu, 6, 2, 3), "column_slice groups", 1e-30);
 }
 
-// ---- KV cache and attention ----
+// ---- paged KV cache and attention ----
 
 struct AttnCase {
   std::string name;
-  int nH, nKV, D, S, C;
+  int nH, nKV, D, S, C;        // S sequences of at most C positions each
   std::vector<SeqSlice> seqs;  // the step; rows contiguous in order
 };
 
 class CudaAttention : public CudaOps {
  protected:
-  // Fills both caches with each sequence's history (past_len rows), writes the step's rows with kv_write and runs
-  // attention on both backends for every window / ALiBi combination.
-  void run(const AttnCase& c) {
+  // Fills both paged caches with each sequence's history (past_len rows), writes the step's rows with kv_write and
+  // runs attention on both backends for every window / ALiBi combination, for blocks of `block_size` tokens that
+  // every sequence's table scatters over the cache in reverse order (so no two neighbours are adjacent). With
+  // `host`, the GPU cache is KV-offloaded: pinned host memory the kernels reach over the bus.
+  void run(const AttnCase& c, int block_size = 16, bool host = false) {
     int T = 0;
     for (const SeqSlice& s : c.seqs) T += s.n_new;
     const int row = c.nKV * c.D;
+    const int per_seq = (c.C + block_size - 1) / block_size, NB = c.S * per_seq + 3;
+    std::vector<std::vector<int32_t>> tables;  // by SeqSlice::slot
+    for (int s = 0; s < c.S; ++s) {
+      std::vector<int32_t> t;
+      for (int b = 0; b < per_seq; ++b) t.push_back(NB - 1 - (b * c.S + s));
+      tables.push_back(t);
+    }
+    auto tables_of = [&](const std::vector<SeqSlice>& ss) {
+      std::vector<std::vector<int32_t>> out;
+      for (const SeqSlice& s : ss) out.push_back(tables[s.slot]);
+      return out;
+    };
     std::vector<float> slopes(c.nH);
     for (int h = 0; h < c.nH; ++h) slopes[h] = std::pow(2.0f, -8.0f * (h + 1) / c.nH);
     for (int window : {0, 3, 40}) {
       for (bool alibi : {false, true}) {
-        const std::string tag = c.name + " window " + std::to_string(window) + (alibi ? " alibi" : "");
-        Pair kc{cpu_->alloc(DType::kF32, {c.S, c.C, c.nKV, c.D}), gpu_->alloc(act(), {c.S, c.C, c.nKV, c.D})};
-        Pair vc{cpu_->alloc(DType::kF32, {c.S, c.C, c.nKV, c.D}), gpu_->alloc(act(), {c.S, c.C, c.nKV, c.D})};
+        const std::string tag = c.name + " bs " + std::to_string(block_size) + (host ? " host" : "") + " window " +
+                                std::to_string(window) + (alibi ? " alibi" : "");
+        const std::vector<int64_t> dims = {NB, block_size, c.nKV, c.D};
+        auto kg = gpu_->alloc_kv(act(), dims, host);
+        auto vg = gpu_->alloc_kv(act(), dims, host);
+        ASSERT_TRUE(kg.ok() && vg.ok()) << tag;
+        Pair kc{cpu_->alloc(DType::kF32, dims), *kg};
+        Pair vc{cpu_->alloc(DType::kF32, dims), *vg};
         cpu_->fill_zero(kc.cpu);
         cpu_->fill_zero(vc.cpu);
         gpu_->fill_zero(kc.gpu);
@@ -241,11 +260,13 @@ class CudaAttention : public CudaOps {
         if (hrows > 0) {
           Pair hk = act_tensor({hrows, row}, randn(size_t(hrows) * row, 100));
           Pair hv = act_tensor({hrows, row}, randn(size_t(hrows) * row, 101));
-          AttentionBatch bc = make_attention_batch(*cpu_, hist), bg = make_attention_batch(*gpu_, hist);
+          AttentionBatch bc = make_attention_batch(*cpu_, hist, block_size, tables_of(hist));
+          AttentionBatch bg = make_attention_batch(*gpu_, hist, block_size, tables_of(hist));
           cpu_->kv_write(cache_c, bc, hk.cpu, hv.cpu);
           gpu_->kv_write(cache_g, bg, hk.gpu, hv.gpu);
         }
-        AttentionBatch bc = make_attention_batch(*cpu_, c.seqs), bg = make_attention_batch(*gpu_, c.seqs);
+        AttentionBatch bc = make_attention_batch(*cpu_, c.seqs, block_size, tables_of(c.seqs));
+        AttentionBatch bg = make_attention_batch(*gpu_, c.seqs, block_size, tables_of(c.seqs));
         Pair k = act_tensor({T, row}, randn(size_t(T) * row, 200));
         Pair v = act_tensor({T, row}, randn(size_t(T) * row, 201));
         cpu_->kv_write(cache_c, bc, k.cpu, v.cpu);
@@ -266,24 +287,36 @@ class CudaAttention : public CudaOps {
 
 TEST_P(CudaAttention, PrefillDecodeAndChunkMixedWithGqa) {
   // A fresh prefill, a decode row after 9 cached tokens, a chunk of 3 after 4 (the CPU test's batch), odd head dim.
-  run({"mixed D=5", 6, 2, 5, 3, 16, {{2, 0, 5, 0}, {0, 5, 1, 9}, {1, 6, 3, 4}}});
+  const AttnCase c{"mixed D=5", 6, 2, 5, 3, 16, {{2, 0, 5, 0}, {0, 5, 1, 9}, {1, 6, 3, 4}}};
+  run(c);
+  run(c, 4);  // blocks smaller than the step: chunks and decode rows cross block boundaries
+  run(c, 1);
 }
 
 TEST_P(CudaAttention, DecodeOnlyBatchesUseLongContexts) {
   // Every sequence adds one row: the decode kernel; contexts from 1 to the cache's end, several warps' chunks.
   run({"decode D=128", 8, 2, 128, 4, 600, {{0, 0, 1, 300}, {3, 1, 1, 0}, {1, 2, 1, 598}, {2, 3, 1, 37}}});
-  run({"decode D=96 MHA", 2, 2, 96, 2, 100, {{1, 0, 1, 64}, {0, 1, 1, 5}}});
-  run({"decode D=8 GQA 4", 8, 2, 8, 1, 40, {{0, 0, 1, 33}}});
+  run({"decode D=96 MHA", 2, 2, 96, 2, 100, {{1, 0, 1, 64}, {0, 1, 1, 5}}}, 7);
+  run({"decode D=8 GQA 4", 8, 2, 8, 1, 40, {{0, 0, 1, 33}}}, 5);
 }
 
 TEST_P(CudaAttention, LongPrefillSpansManyTilesNextToADecodeRow) {
   // 70 new rows (5 row tiles) after 30 cached ones, beside a decode row at position 200.
   run({"prefill D=64", 4, 4, 64, 2, 300, {{1, 0, 70, 30}, {0, 70, 1, 200}}});
+  run({"prefill D=64", 4, 4, 64, 2, 300, {{1, 0, 70, 30}, {0, 70, 1, 200}}}, 32);
 }
 
 TEST_P(CudaAttention, LargestHeadDim) {
   run({"prefill D=256", 2, 1, 256, 1, 64, {{0, 0, 20, 10}}});
   run({"decode D=256", 2, 1, 256, 2, 64, {{0, 0, 1, 10}, {1, 1, 1, 50}}});
+}
+
+TEST_P(CudaAttention, KvOffloadedToPinnedHostMemory) {
+  // KV offload: the same kernels over mapped pinned host memory give the CPU's results.
+  run({"offload mixed D=5", 6, 2, 5, 3, 16, {{2, 0, 5, 0}, {0, 5, 1, 9}, {1, 6, 3, 4}}}, 4, /*host=*/true);
+  run({"offload decode D=128", 8, 2, 128, 4, 600, {{0, 0, 1, 300}, {3, 1, 1, 0}, {1, 2, 1, 598}, {2, 3, 1, 37}}}, 16,
+      /*host=*/true);
+  run({"offload prefill D=64", 4, 4, 64, 2, 300, {{1, 0, 70, 30}, {0, 70, 1, 200}}}, 16, /*host=*/true);
 }
 
 const auto kDtypes = ::testing::Values(DType::kBF16, DType::kF16, DType::kF32);

@@ -127,22 +127,21 @@ TEST_P(CpuOps, RopeRotatesHalvesByPositionTimesInvFreq) {
   for (int i = 0; i < nH * D; ++i) EXPECT_FLOAT_EQ(got[i], x[i]);
 }
 
-// Reference attention: every sequence's keys = its cached prefix + this step's rows.
-TEST_P(CpuOps, AttentionOverCacheWithGqaWindowAndAlibi) {
-  const int nH = 6, nKV = 2, D = 5, S = 3, C = 16;
+// Reference attention over the paged cache: every sequence's keys = its cached prefix + this step's rows, stored in
+// blocks of 4 positions that its block table scatters over the cache (out of order, interleaved with the others').
+TEST_P(CpuOps, AttentionOverPagedCacheWithGqaWindowAndAlibi) {
+  const int nH = 6, nKV = 2, D = 5, BS = 4, NB = 12;
   // Three sequences: a fresh prefill, a decode step after 9 cached tokens, a chunk of 3 after 4 cached.
   std::vector<SeqSlice> seqs = {{2, 0, 5, 0}, {0, 5, 1, 9}, {1, 6, 3, 4}};
+  const std::vector<std::vector<int32_t>> tables = {{7, 2}, {11, 0, 5}, {3, 9}};
   const int T = 9;
+  auto at = [&](size_t s, int p) { return (tables[s][p / BS] * BS + p % BS) * nKV * D; };
   for (int window : {0, 3}) {
     for (bool alibi : {false, true}) {
       // Full per-sequence K/V histories (cached + new), [len, nKV, D].
       std::vector<std::vector<float>> kh, vh;
-      Tensor kc = be_->alloc(DType::kF32, {S, C, nKV, D});
-      Tensor vc = be_->alloc(DType::kF32, {S, C, nKV, D});
-      be_->fill_zero(kc);
-      be_->fill_zero(vc);
       std::vector<float> knew(T * nKV * D), vnew(T * nKV * D);
-      std::vector<float> kcache(S * C * nKV * D, 0.0f), vcache(S * C * nKV * D, 0.0f);
+      std::vector<float> kcache(NB * BS * nKV * D, 0.0f), vcache(NB * BS * nKV * D, 0.0f);
       for (size_t s = 0; s < seqs.size(); ++s) {
         const int len = seqs[s].past_len + seqs[s].n_new;
         kh.push_back(randn(len * nKV * D, 100 + s));
@@ -151,18 +150,23 @@ TEST_P(CpuOps, AttentionOverCacheWithGqaWindowAndAlibi) {
           for (int e = 0; e < nKV * D; ++e) {
             float kv = kh[s][p * nKV * D + e], vv = vh[s][p * nKV * D + e];
             if (p < seqs[s].past_len) {
-              kcache[(seqs[s].slot * C + p) * nKV * D + e] = kv;
-              vcache[(seqs[s].slot * C + p) * nKV * D + e] = vv;
+              kcache[at(s, p) + e] = kv;
+              vcache[at(s, p) + e] = vv;
             } else {
               knew[(seqs[s].row_begin + p - seqs[s].past_len) * nKV * D + e] = kv;
               vnew[(seqs[s].row_begin + p - seqs[s].past_len) * nKV * D + e] = vv;
             }
           }
       }
-      KvLayer cache{be_->from_host(DType::kF32, {S, C, nKV, D}, kcache.data()),
-                    be_->from_host(DType::kF32, {S, C, nKV, D}, vcache.data())};
-      AttentionBatch batch = make_attention_batch(*be_, seqs);
+      KvLayer cache{be_->from_host(DType::kF32, {NB, BS, nKV, D}, kcache.data()),
+                    be_->from_host(DType::kF32, {NB, BS, nKV, D}, vcache.data())};
+      AttentionBatch batch = make_attention_batch(*be_, seqs, BS, tables);
       be_->kv_write(cache, batch, f32({T, nKV * D}, knew), f32({T, nKV * D}, vnew));
+      // kv_write put every new row where the block table says.
+      auto kc = be_->to_host_f32(cache.k);
+      for (size_t s = 0; s < seqs.size(); ++s)
+        for (int p = seqs[s].past_len; p < seqs[s].past_len + seqs[s].n_new; ++p)
+          for (int e = 0; e < nKV * D; ++e) ASSERT_EQ(kc[at(s, p) + e], kh[s][p * nKV * D + e]);
       auto q = randn(T * nH * D, 300);
       std::vector<float> slopes = {0.5f, 0.25f, 0.125f, 0.0625f, 0.03125f, 0.015625f};
       AttentionParams p{nH, nKV, D, 0.37f, window, alibi ? f32({nH}, slopes) : Tensor()};

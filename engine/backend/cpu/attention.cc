@@ -1,5 +1,6 @@
-// Attention of a step's new rows over the KV cache on the CPU: one task per (row, head); scores and softmax in fp32
-// (max-subtracted), GQA by mapping query head h to kv head h / (nH / nKV).
+// Attention of a step's new rows over the paged KV cache on the CPU: one task per (row, head); scores and softmax in
+// fp32 (max-subtracted), GQA by mapping query head h to kv head h / (nH / nKV). Keys and values are read through each
+// sequence's block table (position p → block table[p / BS], row p % BS).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -10,15 +11,29 @@
 
 namespace zi::cpu {
 
+namespace {
+
+// Offset (in floats) of position `pos` of sequence `s` in a layer's cache: the start of its token row.
+inline int64_t token_offset(const KvGeometry& g, size_t s, int64_t pos, int64_t kv_row) {
+  const int32_t block = g.tables[static_cast<int64_t>(s) * g.max_blocks + pos / g.block_size];
+  ZI_CHECK(block >= 0 && block < g.num_blocks);
+  return (static_cast<int64_t>(block) * g.block_size + pos % g.block_size) * kv_row;
+}
+
+}  // namespace
+
 void kv_write_f32(const std::vector<SeqSlice>& seqs, const KvGeometry& g, const float* k, const float* v,
                   float* k_cache, float* v_cache) {
   const int64_t row = static_cast<int64_t>(g.n_kv_heads) * g.head_dim;  // floats per token
-  for (const SeqSlice& s : seqs) {
-    ZI_CHECK(s.slot >= 0 && s.slot < g.slots && s.past_len >= 0 && s.past_len + s.n_new <= g.context);
-    const int64_t dst = (static_cast<int64_t>(s.slot) * g.context + s.past_len) * row;
-    const int64_t src = static_cast<int64_t>(s.row_begin) * row;
-    std::memcpy(k_cache + dst, k + src, sizeof(float) * row * s.n_new);
-    std::memcpy(v_cache + dst, v + src, sizeof(float) * row * s.n_new);
+  for (size_t si = 0; si < seqs.size(); ++si) {
+    const SeqSlice& s = seqs[si];
+    ZI_CHECK(s.past_len >= 0 && s.n_new >= 0 && s.past_len + s.n_new <= g.max_blocks * g.block_size);
+    for (int32_t i = 0; i < s.n_new; ++i) {
+      const int64_t dst = token_offset(g, si, s.past_len + i, row);
+      const int64_t src = static_cast<int64_t>(s.row_begin + i) * row;
+      std::memcpy(k_cache + dst, k + src, sizeof(float) * row);
+      std::memcpy(v_cache + dst, v + src, sizeof(float) * row);
+    }
   }
 }
 
@@ -26,8 +41,10 @@ namespace {
 
 struct HeadTask {
   const float* q;        // [D] this row's query head
-  const float* k_base;   // key of position 0 for this kv head; position j at k_base + j·kv_row
-  const float* v_base;
+  const float* k_cache;  // the layer's caches, offset to this kv head
+  const float* v_cache;
+  const KvGeometry* g;
+  size_t seq;            // index of the row's sequence in the step (its block table row)
   int64_t kv_row;        // floats per cached token
   int64_t first;         // first attended position
   int64_t pos;           // this row's position (last attended)
@@ -36,14 +53,17 @@ struct HeadTask {
   float* out;            // [D]
 };
 
-// softmax(q·Kᵀ·scale + alibi)·V for one (row, head), with `scores` and `acc` as scratch.
+// softmax(q·Kᵀ·scale + alibi)·V for one (row, head), with `scores`, `offsets` and `acc` as scratch.
 ZI_CPU_CLONES
-void attend_one(const HeadTask& t, int D, std::vector<float>& scores, std::vector<float>& acc) {
+void attend_one(const HeadTask& t, int D, std::vector<float>& scores, std::vector<int64_t>& offsets,
+                std::vector<float>& acc) {
   const int64_t n = t.pos - t.first + 1;
   scores.resize(n);
+  offsets.resize(n);
   float max_score = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < n; ++j) {
-    float sc = dot(t.q, t.k_base + (t.first + j) * t.kv_row, D) * t.scale;
+    offsets[j] = token_offset(*t.g, t.seq, t.first + j, t.kv_row);
+    float sc = dot(t.q, t.k_cache + offsets[j], D) * t.scale;
     if (t.alibi_slope != 0.0f) sc += t.alibi_slope * static_cast<float>(t.first + j - t.pos);
     scores[j] = sc;
     max_score = std::max(max_score, sc);
@@ -54,7 +74,7 @@ void attend_one(const HeadTask& t, int D, std::vector<float>& scores, std::vecto
     denom += scores[j];
   }
   std::fill(acc.begin(), acc.end(), 0.0f);
-  for (int64_t j = 0; j < n; ++j) axpy(scores[j], t.v_base + (t.first + j) * t.kv_row, acc.data(), D);
+  for (int64_t j = 0; j < n; ++j) axpy(scores[j], t.v_cache + offsets[j], acc.data(), D);
   const float inv = 1.0f / denom;
   for (int d = 0; d < D; ++d) t.out[d] = acc[d] * inv;
 }
@@ -75,6 +95,7 @@ void attention_f32(ThreadPool& pool, const std::vector<SeqSlice>& seqs, int64_t 
 
   pool.parallel_for(T * n_heads, 4, [&](int64_t task0, int64_t task1) {
     std::vector<float> scores;
+    std::vector<int64_t> offsets;
     std::vector<float> acc(D);
     for (int64_t task = task0; task < task1; ++task) {
       const int64_t t = task / n_heads;
@@ -86,15 +107,16 @@ void attention_f32(ThreadPool& pool, const std::vector<SeqSlice>& seqs, int64_t 
       ht.pos = s.past_len + (t - s.row_begin);
       ht.first = sliding_window > 0 ? std::max<int64_t>(0, ht.pos - sliding_window + 1) : 0;
       const int kvh = h / group;
-      const int64_t slot_base = static_cast<int64_t>(s.slot) * g.context * kv_row + static_cast<int64_t>(kvh) * D;
       ht.q = q + t * q_row + static_cast<int64_t>(h) * D;
-      ht.k_base = k_cache + slot_base;
-      ht.v_base = v_cache + slot_base;
+      ht.k_cache = k_cache + static_cast<int64_t>(kvh) * D;
+      ht.v_cache = v_cache + static_cast<int64_t>(kvh) * D;
+      ht.g = &g;
+      ht.seq = static_cast<size_t>(si);
       ht.kv_row = kv_row;
       ht.scale = scale;
       ht.alibi_slope = alibi_slopes ? alibi_slopes[h] : 0.0f;
       ht.out = out + t * q_row + static_cast<int64_t>(h) * D;
-      attend_one(ht, D, scores, acc);
+      attend_one(ht, D, scores, offsets, acc);
     }
   });
 }

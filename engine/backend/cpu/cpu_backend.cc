@@ -140,7 +140,7 @@ class CpuBackend final : public Backend {
   }
 
   void kv_write(KvLayer& cache, const AttentionBatch& batch, const Tensor& k, const Tensor& v) override {
-    const cpu::KvGeometry g = geometry(cache);
+    const cpu::KvGeometry g = geometry(cache, batch);
     ZI_CHECK(same_shape(k, v) && k.rank() == 2 && k.dim(0) == batch.total_rows &&
              k.dim(1) == static_cast<int64_t>(g.n_kv_heads) * g.head_dim);
     cpu::kv_write_f32(batch.seqs, g, k.data_as<float>(), v.data_as<float>(), cache.k.data_as<float>(),
@@ -149,7 +149,7 @@ class CpuBackend final : public Backend {
 
   Tensor attention(const Tensor& q, const KvLayer& cache, const AttentionBatch& batch,
                    const AttentionParams& p) override {
-    const cpu::KvGeometry g = geometry(cache);
+    const cpu::KvGeometry g = geometry(cache, batch);
     ZI_CHECK(p.n_kv_heads == g.n_kv_heads && p.head_dim == g.head_dim && p.n_heads % p.n_kv_heads == 0);
     ZI_CHECK(q.rank() == 2 && q.dim(0) == batch.total_rows && q.dim(1) == static_cast<int64_t>(p.n_heads) * p.head_dim);
     ZI_CHECK(!p.alibi_slopes.defined() || p.alibi_slopes.numel() == p.n_heads);
@@ -214,10 +214,12 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  static cpu::KvGeometry geometry(const KvLayer& cache) {
+  static cpu::KvGeometry geometry(const KvLayer& cache, const AttentionBatch& batch) {
     ZI_CHECK(cache.k.rank() == 4 && same_shape(cache.k, cache.v) && cache.k.dtype() == DType::kF32);
+    ZI_CHECK(batch.block_size == cache.k.dim(1) &&
+             batch.block_tables_host.size() == batch.seqs.size() * static_cast<size_t>(batch.max_blocks));
     return cpu::KvGeometry{cache.k.dim(0), cache.k.dim(1), static_cast<int>(cache.k.dim(2)),
-                           static_cast<int>(cache.k.dim(3))};
+                           static_cast<int>(cache.k.dim(3)), batch.block_tables_host.data(), batch.max_blocks};
   }
 
   ThreadPool pool_;

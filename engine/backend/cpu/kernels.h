@@ -28,19 +28,22 @@ void layer_norm_f32(ThreadPool& pool, const float* x, int64_t T, int64_t H, cons
 void rope_f32(ThreadPool& pool, float* x, int64_t T, int n_heads, int head_dim, const int32_t* positions,
               const float* inv_freq);
 
-// Cache geometry of one layer: [S, C, nKV, D].
+// Paged cache geometry of one layer, [NB, BS, nKV, D], and the step's block tables: int32 [n_seqs, max_blocks],
+// row s = sequence s's blocks in position order (position p → block tables[s·max_blocks + p / BS], row p % BS).
 struct KvGeometry {
-  int64_t slots = 0;
-  int64_t context = 0;
+  int64_t num_blocks = 0;
+  int64_t block_size = 0;
   int n_kv_heads = 0;
   int head_dim = 0;
+  const int32_t* tables = nullptr;
+  int64_t max_blocks = 0;
 };
 
-// Writes k/v rows [T, nKV × D] of each sequence to its slot at positions past_len ...
+// Writes k/v rows [T, nKV × D] of each sequence to its blocks at positions past_len ...
 void kv_write_f32(const std::vector<SeqSlice>& seqs, const KvGeometry& g, const float* k, const float* v,
                   float* k_cache, float* v_cache);
 
-// out [T, nH × D]: causal attention of each new row over its slot's cache (see Backend::attention).
+// out [T, nH × D]: causal attention of each new row over its sequence's cached blocks (see Backend::attention).
 // alibi_slopes: nH floats or null.
 void attention_f32(ThreadPool& pool, const std::vector<SeqSlice>& seqs, int64_t T, const KvGeometry& g,
                    const float* q, const float* k_cache, const float* v_cache, int n_heads, float scale,

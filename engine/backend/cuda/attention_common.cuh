@@ -1,4 +1,4 @@
-// Pieces shared by the prefill and decode attention kernels: the per-sequence view of the KV cache and the online
+// Pieces shared by the prefill and decode attention kernels: the per-sequence view of the paged KV cache and the online
 // (streaming) softmax update that both apply to a 32-key chunk, one key per lane.
 #pragma once
 
@@ -12,20 +12,27 @@ namespace zi::cuda {
 // Head dims up to 32 × kChunks, accumulated 32 lanes wide: lane l owns dims l, l + 32, ...
 inline int attention_chunks(int head_dim) { return head_dim <= 32 ? 1 : head_dim <= 64 ? 2 : head_dim <= 128 ? 4 : 8; }
 
-// One sequence's slot in the cache, for one KV head.
+// One sequence of the step, as the kernels see it: its rows and its block table.
 struct SeqView {
-  int32_t slot, row_begin, n_new, past;
-  int64_t kv_stride;  // elements between consecutive positions: nKV × D
+  int32_t row_begin, n_new, past;
+  int64_t kv_stride;      // elements between consecutive positions of a block: nKV × D
+  const int32_t* table;   // its blocks in position order
 };
 
 __device__ __forceinline__ SeqView load_seq(const KvArgs& kv, int s) {
   SeqView v;
-  v.slot = kv.seqs[4 * s];
   v.row_begin = kv.seqs[4 * s + 1];
   v.n_new = kv.seqs[4 * s + 2];
   v.past = kv.seqs[4 * s + 3];
   v.kv_stride = int64_t{kv.n_kv_heads} * kv.head_dim;
+  v.table = kv.tables + int64_t{s} * kv.max_blocks;
   return v;
+}
+
+// Element offset of position p of the sequence (the start of its nKV × D row) in a layer's paged cache.
+__device__ __forceinline__ int64_t kv_offset(const KvArgs& kv, const SeqView& sv, int p) {
+  const int b = sv.table[p / kv.block_size];
+  return (int64_t{b} * kv.block_size + p % kv.block_size) * sv.kv_stride;
 }
 
 // First key position a query at position p sees: everything before it, or the last `window` positions.

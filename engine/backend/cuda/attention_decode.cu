@@ -1,4 +1,5 @@
-// Decode attention: every sequence adds one row, which attends over its whole cached context. One block per
+// Decode attention: every sequence adds one row, which attends over its whole cached context (paged: keys and values
+// are found through the sequence's block table, attention_common.cuh). One block per
 // (sequence, query head); its four warps split the context into 32-key chunks (warp w takes chunks w, w + 4, ...),
 // each keeping its own online softmax (lane j scores key j straight from global memory, then all lanes fold the
 // chunk's value rows into their slice of the head dims), and the warps' partial results are merged at the end.
@@ -40,8 +41,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int D = kv.head_dim;
   const int kvh = h / (a.n_heads / kv.n_kv_heads);
   const int64_t q_stride = int64_t{a.n_heads} * D;
-  const T* kbase = static_cast<const T*>(kv.k_cache) + int64_t{sv.slot} * kv.context * sv.kv_stride + int64_t{kvh} * D;
-  const T* vbase = static_cast<const T*>(kv.v_cache) + int64_t{sv.slot} * kv.context * sv.kv_stride + int64_t{kvh} * D;
+  const T* kbase = static_cast<const T*>(kv.k_cache) + int64_t{kvh} * D;  // + kv_offset(position)
+  const T* vbase = static_cast<const T*>(kv.v_cache) + int64_t{kvh} * D;
   const int p = sv.past;  // the new row's position (n_new == 1)
 
   extern __shared__ float smem[];
@@ -61,12 +62,14 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int c0 = first_visible(p, a.sliding_window) + warp * 32; c0 <= p; c0 += kWarps * 32) {
     const int kp = c0 + lane;
     float score = -INFINITY;
-    if (kp <= p) score = dot_key<T, kVec>(qs, kbase + int64_t{kp} * sv.kv_stride, D) + slope * static_cast<float>(kp - p);
+    if (kp <= p) score = dot_key<T, kVec>(qs, kbase + kv_offset(kv, sv, kp), D) + slope * static_cast<float>(kp - p);
     const float pj = online_softmax_step(score, m, l, o);  // lane 0's key (c0 ≤ p) is always visible
     const int nj = min(32, p - c0 + 1);
+    // Lane j's key row offset, shared so that every lane reads value row j through the block table once.
+    const int64_t my_off = kp <= p ? kv_offset(kv, sv, kp) : 0;
     for (int j = 0; j < nj; ++j) {
       const float pjj = __shfl_sync(0xffffffffu, pj, j);
-      const T* vr = vbase + int64_t{c0 + j} * sv.kv_stride;
+      const T* vr = vbase + __shfl_sync(0xffffffffu, my_off, j);
 #pragma unroll
       for (int c = 0; c < kChunks; ++c) {
         const int d = lane + 32 * c;

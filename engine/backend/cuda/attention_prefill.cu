@@ -1,6 +1,7 @@
 // Causal attention for a step with new rows of any count per sequence (prefill, prefill chunks, or a mix with
 // decode rows). Grid (row tiles of the longest n_new, sequence, head); a block takes 16 consecutive new rows of one
-// sequence and one query head, streams that sequence's cached keys/values through shared memory 32 at a time and
+// sequence and one query head, streams that sequence's cached keys/values (found through its block table: the cache
+// is paged, attention_common.cuh) through shared memory 32 at a time and
 // keeps an online softmax per row (fp32 throughout). Four warps, four rows each; in a chunk, lane j scores key j
 // against the row, then every lane folds the 32 value rows into its slice of the head dims.
 // GQA reads kv head h / (nH / nKV); the sliding window and ALiBi are applied per (row, key).
@@ -31,8 +32,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int D = kv.head_dim;
   const int kvh = h / (a.n_heads / kv.n_kv_heads);
   const int64_t q_stride = int64_t{a.n_heads} * D;
-  const T* kbase = static_cast<const T*>(kv.k_cache) + int64_t{sv.slot} * kv.context * sv.kv_stride + int64_t{kvh} * D;
-  const T* vbase = static_cast<const T*>(kv.v_cache) + int64_t{sv.slot} * kv.context * sv.kv_stride + int64_t{kvh} * D;
+  const T* kbase = static_cast<const T*>(kv.k_cache) + int64_t{kvh} * D;  // + kv_offset(position)
+  const T* vbase = static_cast<const T*>(kv.v_cache) + int64_t{kvh} * D;
 
   extern __shared__ float smem[];
   float* qs = smem;                  // [kBQ][D], pre-scaled
@@ -63,8 +64,9 @@ __global__ void __launch_bounds__(kWarps * 32)
       const int kp = k0 + j;
       float kx = 0.0f, vx = 0.0f;
       if (kp <= p_last) {
-        kx = to_f32(kbase[int64_t{kp} * sv.kv_stride + d]);
-        vx = to_f32(vbase[int64_t{kp} * sv.kv_stride + d]);
+        const int64_t off = kv_offset(kv, sv, kp);
+        kx = to_f32(kbase[off + d]);
+        vx = to_f32(vbase[off + d]);
       }
       ks[j * (D + 1) + d] = kx;
       vs[j * D + d] = vx;

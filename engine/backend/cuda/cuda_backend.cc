@@ -1,6 +1,7 @@
 // CudaBackend: creation, memory and host transfers. The ops are in cuda_ops.cc, linear in gemm.cc.
 #include "engine/backend/cuda/cuda_backend_impl.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -94,6 +95,29 @@ StatusOr<Tensor> CudaBackend::try_alloc(DType dtype, std::vector<int64_t> shape)
   return Tensor(dtype, std::move(shape), data, std::move(block));
 }
 
+StatusOr<Tensor> CudaBackend::alloc_kv(DType dtype, std::vector<int64_t> shape, bool host) {
+  if (!host) return try_alloc(dtype, std::move(shape));
+  make_current();
+  const size_t bytes = std::max<size_t>(1, static_cast<size_t>(numel_of(shape)) * dtype_size(dtype));
+  void* ptr = nullptr;
+  const cudaError_t err = cudaHostAlloc(&ptr, bytes, cudaHostAllocMapped | cudaHostAllocPortable);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return absl::ResourceExhaustedError(absl::StrCat("cannot pin ", bytes, " bytes of host memory for the KV cache (",
+                                                     cudaGetErrorString(err), "); lower kv_cache.max_bytes"));
+  }
+  void* dev = nullptr;
+  ZI_CUDA_CHECK(cudaHostGetDevicePointer(&dev, ptr, 0));
+  std::shared_ptr<void> storage(ptr, [](void* p) { cudaFreeHost(p); });
+  return Tensor(dtype, std::move(shape), dev, std::move(storage));
+}
+
+int64_t CudaBackend::device_free_bytes() const {
+  make_current();
+  allocator_->release_cached();
+  return static_cast<int64_t>(memory_info().device_free);
+}
+
 Tensor CudaBackend::output(DType dtype, std::vector<int64_t> shape) {
   StatusOr<Tensor> t = try_alloc(dtype, std::move(shape));
   if (!t.ok()) {
@@ -136,7 +160,8 @@ Tensor CudaBackend::upload_weight(DType src_dtype, std::vector<int64_t> shape, c
 void CudaBackend::copy_to_host(const Tensor& t, void* dst) {
   make_current();
   if (t.nbytes() > 0)
-    ZI_CUDA_CHECK(cudaMemcpyAsync(dst, t.data(), t.nbytes(), cudaMemcpyDeviceToHost, compute_.get()));
+    // cudaMemcpyDefault: the tensor may be mapped pinned host memory (a KV-offloaded cache) as well as device memory.
+    ZI_CUDA_CHECK(cudaMemcpyAsync(dst, t.data(), t.nbytes(), cudaMemcpyDefault, compute_.get()));
   ZI_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
 }
 

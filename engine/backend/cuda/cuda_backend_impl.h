@@ -64,6 +64,10 @@ class CudaBackend final : public Backend {
   Tensor gather_rows(const Tensor& x, const std::vector<int32_t>& rows) override;
   Tensor column_slice(const Tensor& x, int64_t group, int64_t offset, int64_t width) override;
   void synchronize() override;
+  // Device memory through try_alloc, or pinned mapped host memory (cudaHostAllocMapped) for KV offload.
+  StatusOr<Tensor> alloc_kv(DType dtype, std::vector<int64_t> shape, bool host) override;
+  // cudaMemGetInfo's free bytes after returning this backend's cached blocks to the device.
+  int64_t device_free_bytes() const override;
 
   // ---- CUDA specifics ----
   int device() const { return device_; }
@@ -73,6 +77,10 @@ class CudaBackend final : public Backend {
   // reservations: weights, KV cache, streaming slots) instead of an abort.
   StatusOr<Tensor> try_alloc(DType dtype, std::vector<int64_t> shape);
   MemoryInfo memory_info() const;
+  uint64_t device_memory_used_bytes() const override {
+    const MemoryInfo mi = memory_info();
+    return mi.device_total > mi.device_free ? mi.device_total - mi.device_free : 0;
+  }
   // Makes this backend's device current on the calling thread (ops do it themselves).
   void make_current() const;
 

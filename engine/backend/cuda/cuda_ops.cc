@@ -60,22 +60,34 @@ void CudaBackend::rope_inplace(Tensor& x, const Tensor& positions, const Tensor&
 KvArgs CudaBackend::kv_args(const KvLayer& cache, const AttentionBatch& batch, int n_kv_heads, int head_dim) const {
   const Tensor& kc = cache.k;
   ZI_CHECK(kc.dtype() == act_ && cache.v.dtype() == act_ && kc.rank() == 4 && kc.shape() == cache.v.shape());
-  ZI_CHECK(kc.dim(2) == n_kv_heads && kc.dim(3) == head_dim);
+  ZI_CHECK(kc.dim(2) == n_kv_heads && kc.dim(3) == head_dim && kc.dim(1) == batch.block_size);
   ZI_CHECK(batch.seqs_device.dtype() == DType::kI32 &&
            batch.seqs_device.numel() == 4 * static_cast<int64_t>(batch.seqs.size()));
+  ZI_CHECK(batch.block_tables.dtype() == DType::kI32 &&
+           batch.block_tables.numel() == int64_t{batch.max_blocks} * static_cast<int64_t>(batch.seqs.size()) &&
+           batch.block_tables_host.size() == static_cast<size_t>(batch.block_tables.numel()));
   KvArgs kv;
   kv.k_cache = kc.data();
   kv.v_cache = cache.v.data();
-  kv.slots = kc.dim(0);
-  kv.context = kc.dim(1);
+  kv.num_blocks = kc.dim(0);
+  kv.block_size = static_cast<int>(kc.dim(1));
   kv.n_kv_heads = n_kv_heads;
   kv.head_dim = head_dim;
   kv.seqs = batch.seqs_device.data_as<int32_t>();
+  kv.tables = batch.block_tables.data_as<int32_t>();
+  kv.max_blocks = batch.max_blocks;
   kv.n_seqs = static_cast<int>(batch.seqs.size());
-  for (const SeqSlice& s : batch.seqs) {
-    ZI_CHECK(s.slot >= 0 && s.slot < kv.slots && s.past_len >= 0 && s.n_new >= 0 &&
-             int64_t{s.past_len} + s.n_new <= kv.context && s.row_begin >= 0 &&
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    const SeqSlice& s = batch.seqs[i];
+    ZI_CHECK(s.past_len >= 0 && s.n_new >= 0 && s.row_begin >= 0 &&
              int64_t{s.row_begin} + s.n_new <= batch.total_rows);
+    // Every block the kernels will touch exists: the table covers past_len + n_new positions.
+    const int64_t nb = (int64_t{s.past_len} + s.n_new + kv.block_size - 1) / kv.block_size;
+    ZI_CHECK(nb <= batch.max_blocks);
+    for (int64_t b = 0; b < nb; ++b) {
+      const int32_t blk = batch.block_tables_host[i * batch.max_blocks + b];
+      ZI_CHECK(blk >= 0 && blk < kv.num_blocks);
+    }
     kv.max_new = std::max(kv.max_new, s.n_new);
   }
   return kv;

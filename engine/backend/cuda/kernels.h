@@ -47,20 +47,24 @@ void launch_add(DType type, const void* a, const void* b, int64_t n, void* y, cu
 void launch_bias_add(DType type, void* y, int64_t T, int64_t out, DType b_type, const void* bias,
                      cudaStream_t stream);
 
-// One layer's KV cache [S, C, nKV, D] and the step's sequences as kernels read them.
+// One layer's paged KV cache [NB, BS, nKV, D] and the step's sequences as kernels read them. Position p of sequence
+// s lives in block tables[s · max_blocks + p / BS], row p % BS. The cache may be mapped pinned host memory (KV
+// offload): kernels then read and write it over the bus.
 struct KvArgs {
   void* k_cache = nullptr;
   void* v_cache = nullptr;
-  int64_t slots = 0;     // S
-  int64_t context = 0;   // C
+  int64_t num_blocks = 0;  // NB
+  int block_size = 0;      // BS
   int n_kv_heads = 0;
   int head_dim = 0;
-  const int32_t* seqs = nullptr;  // device int32 [n_seqs, 4]: slot, row_begin, n_new, past_len
+  const int32_t* seqs = nullptr;    // device int32 [n_seqs, 4]: slot (unused), row_begin, n_new, past_len
+  const int32_t* tables = nullptr;  // device int32 [n_seqs, max_blocks]
+  int max_blocks = 0;
   int n_seqs = 0;
   int max_new = 0;       // largest n_new in the step (sizes the grid)
 };
 
-// kv_write.cu: cache[slot, past_len + i] = k/v[row_begin + i] for every sequence; k, v [T, nKV × D].
+// kv_write.cu: cache[block of (s, past_len + i)] = k/v[row_begin + i] for every sequence; k, v [T, nKV × D].
 void launch_kv_write(DType type, const KvArgs& kv, const void* k, const void* v, cudaStream_t stream);
 
 struct AttentionArgs {

@@ -82,9 +82,12 @@ StatusOr<std::unique_ptr<Executor>> create_cuda_executor(const EngineOptions& op
     arch.global_weights(cfg, gw, gspecs);
     in.global_bytes = bytes_of(gspecs, wdt);
     const size_t act_size = dtype_size(be.activation_dtype());
-    in.kv_cache_bytes = options.kv_offload ? 0
-                                           : kv_cache_bytes(cfg.num_layers, options.max_batch_size, max_context,
-                                                            cfg.num_kv_heads, cfg.head_dim, act_size);
+    // The paged KV cache takes kv_cache.max_bytes when set (else up to max_batch_size full contexts of what is left:
+    // LocalExecutor sizes it after the weights are placed).
+    in.kv_cache_bytes = options.kv_offload       ? 0
+                        : options.kv_cache_bytes ? options.kv_cache_bytes
+                                                 : kv_cache_bytes(cfg.num_layers, options.max_batch_size, max_context,
+                                                                  cfg.num_kv_heads, cfg.head_dim, act_size);
     in.activation_bytes = activation_bytes(cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size,
                                            options.max_batch_size, max_context, act_size);
     const uint64_t free_bytes = cuda->memory_info().device_free;
