@@ -60,13 +60,15 @@ StatusOr<BenchReport> run_benchmark(Executor& ex, const BenchConfig& c) {
       t.copy_seconds += out.stats.copy_seconds;
       t.nvme_read_seconds += out.stats.nvme_read_seconds;
       t.stall_seconds += out.stats.stall_seconds;
+      t.allgather_bytes += out.stats.allgather_bytes;
+      t.allgather_seconds += out.stats.allgather_seconds;
       ++L.decode_steps;
     }
     L.decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ZI_RETURN_IF_ERROR(ex.step({{}, ids}).status());
     r.loops.push_back(L);
   }
-  std::vector<double> pre, step, fetch, copy, stall, nvb, nvs;
+  std::vector<double> pre, step, fetch, copy, stall, nvb, nvs, agb, ags;
   const size_t first = r.loops.size() > 1 ? 1 : 0;
   for (size_t i = first; i < r.loops.size(); ++i) {
     const BenchLoop& L = r.loops[i];
@@ -78,6 +80,8 @@ StatusOr<BenchReport> run_benchmark(Executor& ex, const BenchConfig& c) {
     stall.push_back(L.decode_totals.stall_seconds / n);
     nvb.push_back(L.decode_totals.nvme_bytes / n);
     nvs.push_back(L.decode_totals.nvme_read_seconds / n);
+    agb.push_back(L.decode_totals.allgather_bytes / n);
+    ags.push_back(L.decode_totals.allgather_seconds / n);
   }
   r.prefill_seconds = median(pre);
   r.decode_step_seconds = median(step);
@@ -86,6 +90,8 @@ StatusOr<BenchReport> run_benchmark(Executor& ex, const BenchConfig& c) {
   r.stall_seconds_per_step = median(stall);
   r.nvme_bytes_per_step = median(nvb);
   r.nvme_read_seconds_per_step = median(nvs);
+  r.allgather_bytes_per_step = median(agb);
+  r.allgather_seconds_per_step = median(ags);
   if (r.decode_step_seconds > 0) r.decode_tokens_per_second = c.batch_size / r.decode_step_seconds;
   const double total = r.prefill_seconds + r.decode_step_seconds * (c.gen_len - 1);
   if (total > 0) r.e2e_tokens_per_second = static_cast<double>(c.batch_size) * c.gen_len / total;

@@ -39,6 +39,9 @@ struct BenchReport {
   double stall_seconds_per_step = 0;
   double nvme_bytes_per_step = 0;
   double nvme_read_seconds_per_step = 0;
+  // ZeRO-3 (N > 1): bytes all ranks gathered per decode step, and the slowest rank's all-gather time.
+  double allgather_bytes_per_step = 0;
+  double allgather_seconds_per_step = 0;
 };
 
 // Runs the benchmark on `ex` (its max batch and context must hold batch_size × (prompt_len + gen_len)).

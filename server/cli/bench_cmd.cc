@@ -13,6 +13,7 @@
 #include "engine/zero/placement.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
+#include "server/worker_pool/worker_pool.h"
 #if defined(ZI_WITH_CUDA)
 #include "engine/backend/cuda/device_probe.h"
 #include "engine/zero/cuda/probes.h"
@@ -34,6 +35,23 @@ struct BenchFlags {
   std::optional<uint32_t> aio_queue_depth;
   EngineFlags engine;
 };
+
+// One rank in-process; N ranks as `serve` runs them: N worker processes driven through the worker pool, each
+// with its own micro-batch of batch_size sequences (the batch below is then N × batch_size).
+StatusOr<std::unique_ptr<Executor>> make_bench_executor(const EngineOptions& o) {
+  if (o.world_size <= 1) return create_executor(o);
+  server::WorkerPoolOptions po;
+  static const char* kNames[] = {"debug", "info", "warning", "error"};
+  po.log_level = kNames[static_cast<int>(log_level())];
+  ZI_ASSIGN_OR_RETURN(std::unique_ptr<server::WorkerPool> pool, server::WorkerPool::Spawn(o, po));
+  for (;;) {
+    std::optional<Status> ready = pool->wait_ready(std::chrono::seconds(5));
+    if (!ready) continue;
+    if (!ready->ok()) return *ready;
+    break;
+  }
+  return std::unique_ptr<Executor>(std::move(pool));
+}
 
 int run(const BenchFlags& f) {
   EngineOptions o;
@@ -78,7 +96,7 @@ int run(const BenchFlags& f) {
     else ZI_LOG(WARNING) << "disk probe failed: " << r.status();
   }
   const auto t0 = std::chrono::steady_clock::now();
-  auto ex = create_executor(o);
+  auto ex = make_bench_executor(o);
   if (!ex.ok()) {
     std::fprintf(stderr, "zeroinfer: %s\n", std::string(ex.status().message()).c_str());
     return 1;
@@ -95,7 +113,9 @@ int run(const BenchFlags& f) {
     if (r.ok()) disk = *r;
     else ZI_LOG(WARNING) << "disk probe failed: " << r.status();
   }
-  auto rep = run_benchmark(**ex, f.bench);
+  BenchConfig bc = f.bench;
+  bc.batch_size *= static_cast<int>(o.world_size);  // --batch-size is per rank
+  auto rep = run_benchmark(**ex, bc);
   if (!rep.ok()) {
     std::fprintf(stderr, "zeroinfer: %s\n", std::string(rep.status().message()).c_str());
     return absl::IsInvalidArgument(rep.status()) ? 2 : 1;
@@ -133,7 +153,16 @@ int run(const BenchFlags& f) {
        {"odirect_read_bytes_per_second", disk},
        {"nvme_over_disk", disk > 0 && rep->nvme_read_seconds_per_step > 0
                               ? rep->nvme_bytes_per_step / rep->nvme_read_seconds_per_step / disk : 0},
-       {"pinning_bytes_per_second", pin_rate}};
+       {"pinning_bytes_per_second", pin_rate},
+       {"num_ranks", o.world_size},
+       {"fetch_bytes_per_rank_per_step", rep->fetch_bytes_per_step / o.world_size},
+       {"pcie_achieved_bytes_per_second_per_rank", bw / o.world_size},
+       {"allgather_bytes_per_step", rep->allgather_bytes_per_step},
+       {"allgather_seconds_per_step", rep->allgather_seconds_per_step},
+       {"step_floor_per_rank_seconds", probe > 0 ? rep->fetch_bytes_per_step / o.world_size / probe : 0},
+       {"step_over_rank_floor", probe > 0 && rep->fetch_bytes_per_step > 0
+                                    ? rep->decode_step_seconds / (rep->fetch_bytes_per_step / o.world_size / probe)
+                                    : 0}};
   if (f.json) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
@@ -155,6 +184,14 @@ int run(const BenchFlags& f) {
   if (bw > 0 || probe > 0)
     std::printf("PCIe         achieved %.2f GB/s, probe %.2f GB/s (%.1f%%), nominal %.1f GB/s (%.1f%%)\n", bw / 1e9,
                 probe / 1e9, probe > 0 ? 100 * bw / probe : 0, kNominalPcie / 1e9, 100 * bw / kNominalPcie);
+  if (o.world_size > 1)
+    std::printf("ranks        %u: %s per rank per step over its PCIe link (%.2f GB/s), all-gather %s in %.4f s per "
+                "step, step %.3f× the per-rank floor\n",
+                o.world_size, format_bytes(rep->fetch_bytes_per_step / o.world_size).c_str(), bw / o.world_size / 1e9,
+                format_bytes(rep->allgather_bytes_per_step).c_str(), rep->allgather_seconds_per_step,
+                probe > 0 && rep->fetch_bytes_per_step > 0
+                    ? rep->decode_step_seconds / (rep->fetch_bytes_per_step / o.world_size / probe)
+                    : 0.0);
   if (rep->nvme_bytes_per_step > 0 && disk > 0)
     std::printf("NVMe/disk    %.3f× the O_DIRECT probe of the store\n",
                 rep->nvme_bytes_per_step / std::max(1e-9, rep->nvme_read_seconds_per_step) / disk);
