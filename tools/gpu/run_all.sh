@@ -11,6 +11,13 @@ zi=/tmp/gpu/bin/zeroinfer
 m7=config/examples/models/llama-2-7b
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version,pcie.link.gen.max --format=csv,noheader; nproc; free -g | head -2; } > "$out/device.txt" 2>&1
 has() { [[ " $stages " == *" $1 "* ]]; }
+if has gputests; then
+  # Every gpu-labelled test binary carried in the bundle (ctest files hold the build machine's paths).
+  for t in /tmp/gpu/bin/*_test; do
+    echo "== $t"; ZI_TEST_DATA=$PWD/tests/data timeout 240 "$t" 2>&1 | grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|Failure|error|OK \]" | tail -40
+    echo "rc=${PIPESTATUS[0]}"
+  done > "$out/gputests.log" 2>&1
+fi
 if has check; then
   timeout 150 python3 tools/gpu/streaming_check.py "$zi" tests/data > "$out/check.log" 2>&1; echo "check rc=$?" >> "$out/check.log"
 fi
@@ -95,8 +102,43 @@ if has serve; then
     addr=$(grep -o "listening on [0-9.:]*" /tmp/serve.err | head -1 | awk '{print $3}')
     echo "server at $addr"
     timeout 60 $zi client --server "$addr" --max-new-tokens 40 "In the beginning"; echo " [client rc=$?]"
+    maddr=$(grep -o "metrics on http://[0-9.:]*" /tmp/serve.err | head -1 | sed 's|metrics on http://||')
+    echo "== /metrics engine rows ($maddr)"
+    python3 -c "import urllib.request,sys; print(urllib.request.urlopen('http://$maddr/metrics').read().decode())" \
+      | grep -E "^zeroinfer_(weight_fetch|pcie|prefetch_stall|step_duration_seconds_(count|sum)|gpu_memory|kv_cache|allgather)"
     kill -TERM $pid; wait $pid; echo "serve exit $?"
     grep -E "placement|streaming|listening|loaded" /tmp/serve.err | head
   } > "$out/serve.log" 2>&1
+fi
+if has zero3; then
+  # Issue 9: ZeRO-3 over N GPUs of this host, Llama-2-13B shape, every layer streamed from pinned CPU memory,
+  # batch 16 per rank; N = 1 on the same machine as the baseline.
+  m13=config/examples/models/llama-2-13b
+  for n in 1 2; do
+    echo "== $zi bench --model $m13 --dummy --cpu-offload --gpu-weights-budget 1 --num-gpus $n --batch-size 16 --prompt-len 512 --gen-len 32 --loops 2"
+    NCCL_NVLS_ENABLE=0 timeout 280 $zi bench --model $m13 --dummy --cpu-offload --gpu-weights-budget 1 --num-gpus $n \
+      --batch-size 16 --prompt-len 512 --gen-len 32 --loops 2 --json 2>&1 | grep -v "^I "
+  done > "$out/zero3.log" 2>&1
+fi
+if has kill; then
+  {
+    # A worker SIGKILLed while streams run: the clients get an error, health goes NOT_SERVING, SIGTERM exits 0.
+    # Steps slowed to 20 ms (debug.step_delay_ms) so the stream is still running when the worker dies.
+    { cat config/default.yaml; echo "debug: {step_delay_ms: 20}"; } > config/kill-run.yaml
+    echo "== serve --config config/kill-run.yaml (default.yaml + debug.step_delay_ms 20) --device cuda --num-gpus 2 --cpu-offload --gpu-weights-budget 1"
+    NCCL_NVLS_ENABLE=0 $zi serve --config config/kill-run.yaml --device cuda --num-gpus 2 --cpu-offload --gpu-weights-budget 1 \
+      --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 > /tmp/k.out 2> /tmp/k.err &
+    pid=$!
+    for i in $(seq 120); do grep -q "listening on" /tmp/k.err && break; sleep 0.5; done
+    addr=$(grep -o "listening on [0-9.:]*" /tmp/k.err | head -1 | awk '{print $3}')
+    timeout 60 $zi client --server "$addr" --max-new-tokens 8 "In the beginning"; echo " [warm-up client rc=$?]"
+    (timeout 60 $zi client --server "$addr" --max-new-tokens 150 --ignore-eos "And God said"; echo " [client rc=$?]") > /tmp/k.client 2>&1 &
+    cpid=$!
+    sleep 1
+    w=$(pgrep -f "zeroinfer worker --rank 1" | head -1); echo "killing worker rank 1 pid $w"; t0=$(date +%s.%N)
+    kill -KILL $w; wait $cpid; t1=$(date +%s.%N); cat /tmp/k.client; echo "client ended $(echo "$t1 - $t0" | bc) s after the kill"
+    kill -TERM $pid; wait $pid; echo "serve exit $?"
+    grep -E "worker rank|NOT_SERVING|lost|placement|NCCL|communicator" /tmp/k.err | head -20
+  } > "$out/kill.log" 2>&1
 fi
 ls -la "$out"
