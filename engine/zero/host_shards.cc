@@ -157,9 +157,19 @@ StatusOr<std::shared_ptr<HostShards>> load_host_shards(Backend& backend, const M
     ZI_ASSIGN_OR_RETURN(StoreIdentity id, model_store_identity(cfg, dtype, load.num_ranks, load.quant));
     auto store = OffloadStore::Open(load.store_dir, id);
     if (!store.ok() && absl::IsNotFound(store.status())) {
-      ZI_LOG(INFO) << load.store_dir << ": no offload store yet";
-      ZI_RETURN_IF_ERROR(write_offload_store(cfg, arch, checkpoint, dummy_seed, dtype, id, load.store_dir));
-      store = OffloadStore::Open(load.store_dir, id);
+      if (load.rank == 0) {
+        ZI_LOG(INFO) << load.store_dir << ": no offload store yet";
+        ZI_RETURN_IF_ERROR(write_offload_store(cfg, arch, checkpoint, dummy_seed, dtype, id, load.store_dir));
+      } else {
+        // Rank 0 writes every rank's file (its manifest last); the others wait for it rather than race.
+        ZI_LOG(INFO) << load.store_dir << ": waiting for rank 0 to write the offload store";
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::hours(6);
+        while (absl::IsNotFound(store.status()) && std::chrono::steady_clock::now() < deadline) {
+          std::this_thread::sleep_for(std::chrono::seconds(1));
+          store = OffloadStore::Open(load.store_dir, id);
+        }
+      }
+      if (load.rank == 0) store = OffloadStore::Open(load.store_dir, id);
     }
     if (!store.ok()) return store.status();
     shards->store = std::move(store).value();

@@ -2,6 +2,9 @@
 // layer is split into N partitions and all-gathered each step. Greedy tokens must equal one rank's on every model
 // family; a rank with no sequences steps with an empty micro-batch and the others keep running; the summary says
 // where the layers live.
+#include <unistd.h>
+
+#include <filesystem>
 #include <thread>
 #include <vector>
 
@@ -18,8 +21,14 @@ namespace {
 const std::vector<std::vector<int32_t>> kPrompts = {{1, 15, 27, 99, 4}, {1, 8, 200, 31}, {1, 77, 5}};
 constexpr int kNewTokens = 6;
 
+std::string g_offload_dir;  // set: the NVMe tier, every layer read from this store (one file per rank)
+
 EngineOptions options_for(const std::string& model, int rank, int world, const std::string& comm_id) {
   EngineOptions o;
+  if (!g_offload_dir.empty()) {
+    o.offload_tier = OffloadTier::kNvme;
+    o.offload_dir = g_offload_dir + "/" + std::to_string(world);
+  }
   o.model_dir = std::string(ZI_TEST_DATA) + "/models/" + model;
   o.device = "cpu";
   o.max_batch_size = 4;
@@ -71,7 +80,7 @@ std::vector<std::vector<int32_t>> run_ranks(const std::string& model, int world,
       if (r == 0 && world > 1) {
         const ModelSummary& s = (*ex)->summary();
         EXPECT_EQ(s.num_ranks, static_cast<uint32_t>(world));
-        EXPECT_THAT(s.layer_tiers, ::testing::Each(std::string("cpu")));
+        EXPECT_THAT(s.layer_tiers, ::testing::Each(std::string(g_offload_dir.empty() ? "cpu" : "nvme")));
         EXPECT_GT(s.streamed_bytes_per_step, 0u);
       }
       auto out = drive(**ex, assignment[r]);
@@ -97,6 +106,18 @@ TEST_P(Zero3Cpu, TwoAndThreeRanksGiveOneRanksGreedyTokens) {
   // Three ranks, one of them idle for the whole run: it must keep stepping so the others can gather.
   const auto three = run_ranks(model, 3, {{1}, {}, {0, 2}});
   EXPECT_EQ(three, reference) << model << ", 3 ranks with an idle one";
+}
+
+// The NVMe tier over two ranks: rank 0 writes the store (one file per rank) while rank 1 waits for it, then each
+// reads its own partitions and gathers the other's.
+TEST(Zero3CpuNvme, TwoRanksReadTheirOwnStoreFiles) {
+  g_offload_dir = ::testing::TempDir() + "zero3-nvme-" + std::to_string(getpid());
+  const auto reference = run_ranks("llama_mha", 1, {{0, 1, 2}});
+  EXPECT_EQ(run_ranks("llama_mha", 2, {{0}, {1, 2}}), reference);
+  EXPECT_TRUE(std::filesystem::exists(g_offload_dir + "/2/rank-0-of-2.bin"));
+  EXPECT_TRUE(std::filesystem::exists(g_offload_dir + "/2/rank-1-of-2.bin"));
+  std::filesystem::remove_all(g_offload_dir);
+  g_offload_dir.clear();
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, Zero3Cpu, ::testing::Values("llama_mha", "mistral", "opt", "bloom"));
