@@ -111,7 +111,7 @@ TEST_P(QuantCuda, DequantizeEqualsTheCpuReferenceBitForBit) {
 TEST_P(QuantCuda, LinearMatchesTheCpuQuantizedLinear) {
   for (int bits : {8, 4})
     for (const Shape& s : kShapes)
-      for (int64_t T : {1, 2, 5, 8, 9, 33}) {
+      for (int64_t T : {1, 2, 5, 8, 9, 16, 17, 33}) {
         const std::vector<float> w = randn(s.out * s.in, s.out * 7 + bits, 0.05f);
         auto [lc, lg] = quantized(w, s, bits);
         const bool bias = s.out % 2 == 1;

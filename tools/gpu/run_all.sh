@@ -85,6 +85,9 @@ fi
 if has quant; then
   {
     [ -x /tmp/gpu/bin/quant_cuda_test ] && ZI_TEST_DATA=$PWD/tests/data timeout 120 /tmp/gpu/bin/quant_cuda_test 2>&1 | tail -25
+    echo "== 4-bit batch 16 with the fused GEMV off (ZI_QUANT_GEMV_MAX_ROWS=0: dequantize + GEMM, the path before T ≤ 16)"
+    ZI_QUANT_GEMV_MAX_ROWS=0 timeout 120 $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 1 --batch-size 16 \
+      --prompt-len 512 --gen-len 16 --loops 2 --quant_bits 4 --quant_group_size 64 --json 2>&1 | grep -v "^I "
     for b in 1 16; do for q in 16 8 4; do
       echo "== $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 1 --batch-size $b --prompt-len 512 --gen-len 16 --loops 2 --quant_bits $q --quant_group_size 64"
       timeout 120 $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 1 --batch-size $b --prompt-len 512 \
