@@ -132,7 +132,10 @@ int run_coordinator(const ServeConfig& config, const std::string& executable) {
   sopts.max_queue = config.max_queue;
   sopts.max_batch_size = config.max_batch_size;
   sopts.eos_token_ids = summary.eos_token_ids;
-  auto scheduler = std::make_unique<Scheduler>(pool->get(), tokenizer->get(), sopts, &metrics);
+  sopts.max_num_batched_tokens = config.max_num_batched_tokens;
+  auto policy = make_policy(config.scheduler_policy);
+  if (!policy.ok()) return fail(policy.status());
+  auto scheduler = std::make_unique<Scheduler>(pool->get(), tokenizer->get(), sopts, &metrics, std::move(*policy));
   grpc::Server* srv = server.get();
   auto on_lost = [srv, sched = scheduler.get()](const Status& st) {
     set_health(srv, false);

@@ -19,6 +19,9 @@ void add_engine_flags(CLI::App* cmd, EngineFlags* f) {
   cmd->add_option("--quant-group-size", f->quant_group_size, "Weights per quantization group")
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_flag("--kv-offload", f->kv_offload, "Keep the KV cache in pinned CPU memory");
+  cmd->add_option("--kv-cache-bytes", f->kv_cache_bytes,
+                  "KV cache size, e.g. 8GiB (kv_cache.max_bytes; default: GPU memory left, or max_batch_size "
+                  "full contexts in host memory)");
   cmd->add_option("--num-gpus", f->num_gpus, "Ranks (GPU workers, or CPU workers on the CPU backend)")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--device", f->device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
@@ -43,6 +46,9 @@ Status apply_engine_flags(const EngineFlags& e, EngineOptions* o) {
   if (e.quant_bits) o->quant_bits = static_cast<uint32_t>(*e.quant_bits);
   if (e.quant_group_size) o->quant_group_size = static_cast<uint32_t>(*e.quant_group_size);
   if (e.kv_offload) o->kv_offload = true;
+  if (e.kv_cache_bytes) {
+    ZI_ASSIGN_OR_RETURN(o->kv_cache_bytes, parse_bytes(*e.kv_cache_bytes, "--kv-cache-bytes"));
+  }
   if (e.num_gpus) o->world_size = static_cast<uint32_t>(*e.num_gpus);
   if (e.device) o->device = *e.device;
   if (e.max_context) o->max_context = static_cast<uint32_t>(*e.max_context);

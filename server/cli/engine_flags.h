@@ -21,6 +21,7 @@ struct EngineFlags {
   std::optional<int> quant_bits;            // --quant_bits 4|8|16
   std::optional<int> quant_group_size;      // --quant_group_size N
   bool kv_offload = false;                  // --kv-offload
+  std::optional<std::string> kv_cache_bytes;  // --kv-cache-bytes SIZE → kv_cache.max_bytes
   std::optional<int> num_gpus;              // --num_gpus N
   std::optional<std::string> device;        // --device auto|cpu|cuda
   std::optional<int> max_context;           // --max-context N

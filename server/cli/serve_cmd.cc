@@ -32,6 +32,7 @@ StatusOr<server::ConfigOverrides> overrides_from(const ServeFlags& f) {
   if (e.quant_bits) o.quant_bits = static_cast<uint32_t>(*e.quant_bits);
   if (e.quant_group_size) o.quant_group_size = static_cast<uint32_t>(*e.quant_group_size);
   if (e.kv_offload) o.kv_offload = true;
+  o.kv_cache_bytes = e.kv_cache_bytes;
   if (e.num_gpus) o.num_gpus = static_cast<uint32_t>(*e.num_gpus);
   o.device = e.device;
   o.listen = f.listen;

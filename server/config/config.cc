@@ -294,7 +294,15 @@ StatusOr<ServeConfig> parse_config(std::string_view yaml_text, const std::string
     }
     return v.read_uint("group_size", 1, 1 << 20, &c.quant_group_size);
   }));
-  ZI_RETURN_IF_ERROR(top.nested("kv_cache", [&](Section& v) { return v.read_bool("offload", &c.kv_offload); }));
+  ZI_RETURN_IF_ERROR(top.nested("kv_cache", [&](Section& v) -> Status {
+    ZI_RETURN_IF_ERROR(v.read_bool("offload", &c.kv_offload));
+    ZI_RETURN_IF_ERROR(v.read_size("max_bytes", 0, UINT64_MAX, &c.kv_cache_bytes));
+    return v.read_uint("block_size", 1, 1024, &c.kv_block_size);
+  }));
+  ZI_RETURN_IF_ERROR(top.nested("scheduler", [&](Section& v) -> Status {
+    ZI_RETURN_IF_ERROR(v.read_choice("policy", {"continuous", "static"}, &c.scheduler_policy));
+    return v.read_uint("max_num_batched_tokens", 1, 1u << 24, &c.max_num_batched_tokens);
+  }));
   ZI_RETURN_IF_ERROR(top.nested("logging", [&](Section& v) {
     return v.read_choice("level", {"debug", "info", "warning", "error"}, &c.log_level);
   }));
@@ -356,6 +364,11 @@ Status apply_overrides(const ConfigOverrides& o, ServeConfig* c) {
     c->quant_group_size = *o.quant_group_size;
   }
   if (o.kv_offload) c->kv_offload = *o.kv_offload;
+  if (o.kv_cache_bytes) {
+    auto bytes = parse_size(*o.kv_cache_bytes);
+    if (!bytes.ok()) return flag_err("--kv-cache-bytes", bytes.status().message());
+    c->kv_cache_bytes = *bytes;
+  }
   if (o.num_gpus) {
     if (*o.num_gpus < 1 || *o.num_gpus > 64) return flag_err("--num-gpus", "must be 1..64");
     c->num_gpus = *o.num_gpus;
@@ -401,6 +414,8 @@ EngineOptions engine_options(const ServeConfig& c) {
   o.quant_bits = c.quant_bits;
   o.quant_group_size = c.quant_group_size;
   o.kv_offload = c.kv_offload;
+  o.kv_cache_bytes = c.kv_cache_bytes;
+  o.kv_block_size = c.kv_block_size;
   o.world_size = c.num_gpus;
   o.debug_step_delay_ms = c.debug_step_delay_ms;
   return o;

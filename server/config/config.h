@@ -48,6 +48,11 @@ struct ServeConfig {
   uint32_t quant_group_size = 64;
   // kv_cache
   bool kv_offload = false;
+  uint64_t kv_cache_bytes = 0;         // kv_cache.max_bytes; 0 = derived (engine_options.h)
+  uint32_t kv_block_size = 16;         // kv_cache.block_size: tokens per block
+  // scheduler
+  std::string scheduler_policy = "continuous";  // continuous|static
+  uint32_t max_num_batched_tokens = 8192;       // tokens per step (decodes + prefill chunks)
   // logging
   std::string log_level = "info";      // debug|info|warning|error
   // debug (tests only): sleep this long in every engine step
@@ -64,6 +69,7 @@ struct ConfigOverrides {
   std::optional<uint32_t> quant_bits;             // --quant_bits
   std::optional<uint32_t> quant_group_size;       // --quant_group_size
   std::optional<bool> kv_offload;                 // --kv-offload
+  std::optional<std::string> kv_cache_bytes;      // --kv-cache-bytes SIZE
   std::optional<uint32_t> num_gpus;               // --num_gpus
   std::optional<std::string> device;              // --device
   std::optional<std::string> listen;              // --listen

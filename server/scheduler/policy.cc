@@ -1,16 +1,53 @@
 #include "server/scheduler/policy.h"
 
 namespace zi::server {
+namespace {
 
-ScheduleDecision FcfsPolicy::schedule(const std::vector<WaitingView>& waiting, size_t running,
-                                      size_t max_batch_size) const {
+bool fits_blocks(const WaitingView& w, int64_t free_blocks) { return free_blocks < 0 || w.kv_blocks <= free_blocks; }
+
+}  // namespace
+
+ScheduleDecision ContinuousPolicy::schedule(const std::vector<WaitingView>& waiting, const BatchView& batch) const {
   ScheduleDecision d;
-  size_t free_slots = running < max_batch_size ? max_batch_size - running : 0;
+  size_t slots = batch.running < batch.max_batch_size ? batch.max_batch_size - batch.running : 0;
+  int64_t blocks = batch.free_kv_blocks;
+  size_t tokens = batch.free_step_tokens;
+  bool open = true;
   for (const WaitingView& w : waiting) {
-    if (d.scheduled.size() < free_slots) d.scheduled.push_back(w.seq_id);
-    else d.deferred.push_back(w.seq_id);
+    if (open && slots > 0 && tokens > 0 && fits_blocks(w, blocks)) {
+      d.scheduled.push_back(w.seq_id);
+      --slots;
+      if (blocks >= 0) blocks -= w.kv_blocks;
+      tokens -= std::min(tokens, w.prompt_tokens);  // its first chunk takes what is left, up to the whole prompt
+    } else {
+      open = false;  // first come, first served: nobody overtakes the head
+      d.deferred.push_back(w.seq_id);
+    }
   }
   return d;
+}
+
+ScheduleDecision StaticPolicy::schedule(const std::vector<WaitingView>& waiting, const BatchView& batch) const {
+  ScheduleDecision d;
+  int64_t blocks = batch.free_kv_blocks;
+  bool open = batch.running == 0;  // a batch runs to its end before the next one forms
+  for (const WaitingView& w : waiting) {
+    if (open && d.scheduled.size() < batch.max_batch_size && fits_blocks(w, blocks)) {
+      d.scheduled.push_back(w.seq_id);
+      if (blocks >= 0) blocks -= w.kv_blocks;
+    } else {
+      open = false;
+      d.deferred.push_back(w.seq_id);
+    }
+  }
+  return d;
+}
+
+StatusOr<std::unique_ptr<SchedulingPolicy>> make_policy(const std::string& name) {
+  if (name == "continuous") return std::unique_ptr<SchedulingPolicy>(std::make_unique<ContinuousPolicy>());
+  if (name == "static") return std::unique_ptr<SchedulingPolicy>(std::make_unique<StaticPolicy>());
+  return absl::InvalidArgumentError(
+      absl::StrCat("scheduler.policy must be continuous or static, got '", name, "'"));
 }
 
 }  // namespace zi::server

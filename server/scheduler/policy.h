@@ -1,10 +1,16 @@
-// Scheduling policies: which waiting requests join the running batch at this step boundary.
-// A policy is a small pure function of the queue and the batch; the Scheduler applies its decision.
+// Scheduling policies: which waiting requests join the batch at this step boundary. A policy is a small pure
+// function of the queue and the batch's free room (sequences, KV blocks, step tokens); the Scheduler applies its
+// decision, and builds each step (decodes first, then prefill chunks under scheduler.max_num_batched_tokens).
+// Chosen in YAML: scheduler.policy = continuous | static.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
+
+#include "engine/core/status.h"
 
 namespace zi::server {
 
@@ -12,26 +18,48 @@ namespace zi::server {
 struct WaitingView {
   uint64_t seq_id = 0;
   size_t prompt_tokens = 0;
+  int64_t kv_blocks = 0;        // KV blocks it reserves for its life (prompt + max_new_tokens)
+};
+
+// The batch at this step boundary.
+struct BatchView {
+  size_t running = 0;           // sequences in the batch (prefilling or decoding)
+  size_t max_batch_size = 0;
+  int64_t free_kv_blocks = -1;  // blocks not reserved by running sequences; -1 = not counted
+  size_t free_step_tokens = 0;  // of max_num_batched_tokens, what this step's decodes and prefill chunks leave
 };
 
 struct ScheduleDecision {
-  std::vector<uint64_t> scheduled;  // join the batch this step (prefill), in this order
+  std::vector<uint64_t> scheduled;  // join the batch this step, in this order
   std::vector<uint64_t> deferred;   // stay in the queue
 };
 
 class SchedulingPolicy {
  public:
   virtual ~SchedulingPolicy() = default;
-  // `waiting` in arrival order; `running` sequences already hold slots of `max_batch_size`.
-  virtual ScheduleDecision schedule(const std::vector<WaitingView>& waiting, size_t running,
-                                    size_t max_batch_size) const = 0;
+  virtual const char* name() const = 0;
+  // `waiting` in arrival order.
+  virtual ScheduleDecision schedule(const std::vector<WaitingView>& waiting, const BatchView& batch) const = 0;
 };
 
-// First come, first served: fills the free slots from the head of the queue; never overtakes.
-class FcfsPolicy final : public SchedulingPolicy {
+// Continuous batching (iteration-level, as Orca / vLLM): at every step, first come first served, a request joins
+// while a sequence slot, its KV blocks and step tokens for (a first chunk of) its prompt are free. Never overtakes:
+// a head that does not fit yet holds the queue (a long request is not starved by short ones).
+class ContinuousPolicy final : public SchedulingPolicy {
  public:
-  ScheduleDecision schedule(const std::vector<WaitingView>& waiting, size_t running,
-                            size_t max_batch_size) const override;
+  const char* name() const override { return "continuous"; }
+  ScheduleDecision schedule(const std::vector<WaitingView>& waiting, const BatchView& batch) const override;
 };
+
+// Static batching, the baseline (ZeRO-Inference, FlexGen, HF generate): a batch of up to max_batch_size requests is
+// admitted together into an empty batch and runs until its longest member finishes; nothing joins meanwhile.
+class StaticPolicy final : public SchedulingPolicy {
+ public:
+  const char* name() const override { return "static"; }
+  ScheduleDecision schedule(const std::vector<WaitingView>& waiting, const BatchView& batch) const override;
+};
+
+// "continuous" | "static"; an error names the value and the choices.
+StatusOr<std::unique_ptr<SchedulingPolicy>> make_policy(const std::string& name);
 
 }  // namespace zi::server

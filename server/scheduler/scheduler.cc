@@ -14,8 +14,7 @@ struct Scheduler::Sequence {
         sink(std::move(s)),
         detok(tok, /*skip_special_tokens=*/true),
         stop(req.stop),
-        criteria{req.max_new_tokens, {}, req.ignore_eos},
-        next_tokens(req.prompt) {}
+        criteria{req.max_new_tokens, {}, req.ignore_eos} {}
 
   uint64_t seq_id;
   GenerationRequest req;
@@ -23,7 +22,9 @@ struct Scheduler::Sequence {
   IncrementalDetokenizer detok;
   StopStringMatcher stop;
   TokenStopCriteria criteria;       // EOS ids filled in by the scheduler
-  std::vector<int32_t> next_tokens;  // appended by the next step: the prompt, then the last sampled token
+  std::vector<int32_t> next_tokens;  // decoding: the last sampled token, appended by the next step
+  size_t prefilled = 0;              // prompt tokens handed to the executor so far (chunked prefill)
+  int64_t kv_blocks = 0;             // KV blocks reserved for its life while admitted
   bool sent = false;                 // the executor holds state for it (release it when done)
   bool done = false;                 // its sink got its last call
   bool admitted = false;             // joined the running batch (counted in running_count_)
@@ -50,7 +51,27 @@ Scheduler::Scheduler(Executor* executor, const Tokenizer* tokenizer, SchedulerOp
       options_(std::move(options)),
       metrics_(metrics),
       policy_(std::move(policy)),
-      thread_([this] { loop(); }) {}
+      thread_() {
+  const ModelSummary& m = executor_->summary();
+  max_context_ = m.max_context;
+  step_tokens_ = std::max<size_t>({options_.max_num_batched_tokens, options_.max_batch_size, 1});
+  if (m.kv_num_blocks > 0 && m.kv_block_size > 0) {
+    kv_block_size_ = m.kv_block_size;
+    kv_total_ = static_cast<int64_t>(m.kv_num_blocks);
+    if (m.num_ranks > 1) {
+      // The worker pool places sequences by count, not blocks. When every rank holds full contexts for its share
+      // of the batch, blocks can never run out; otherwise count one rank's blocks (safe whatever the placement).
+      const int64_t per_rank = (options_.max_batch_size + m.num_ranks - 1) / m.num_ranks;
+      const int64_t full = per_rank * ((max_context_ + kv_block_size_ - 1) / kv_block_size_);
+      if (kv_total_ >= full) kv_total_ = -1;
+    }
+  }
+  ZI_LOG(INFO) << "scheduler: policy " << policy_->name() << ", max_batch_size " << options_.max_batch_size
+               << ", max_num_batched_tokens " << step_tokens_ << ", KV "
+               << (kv_total_ < 0 ? std::string("not counted")
+                                 : absl::StrCat(kv_total_, " blocks of ", kv_block_size_, " tokens"));
+  thread_ = std::thread([this] { loop(); });
+}
 
 Scheduler::~Scheduler() {
   {
@@ -98,6 +119,19 @@ void Scheduler::submit(Reservation reservation, GenerationRequest request, std::
     publish_waiting_locked();
     lock.unlock();
     if (metrics_) metrics_->count_request(RequestOutcome::kError);
+    sink->fail(st);
+    return;
+  }
+  if (const int64_t need = kv_blocks_for(request); kv_total_ >= 0 && need > kv_total_) {
+    // Could never run, even alone: refuse now rather than hold the queue forever.
+    Status st = absl::InvalidArgumentError(absl::StrFormat(
+        "prompt (%u tokens) + max_new_tokens (%u) needs %d KV cache blocks of %d tokens; the KV cache holds %d "
+        "(%d tokens; kv_cache.max_bytes)",
+        request.prompt.size(), request.max_new_tokens, need, kv_block_size_, kv_total_, kv_total_ * kv_block_size_));
+    --in_flight_;
+    publish_waiting_locked();
+    lock.unlock();
+    if (metrics_) metrics_->count_request(RequestOutcome::kRejected);
     sink->fail(st);
     return;
   }
@@ -177,15 +211,23 @@ void Scheduler::loop() {
     if (fail_status.ok() && !waiting_.empty()) {
       std::vector<WaitingView> views;
       views.reserve(waiting_.size());
-      for (auto& s : waiting_) views.push_back({s->seq_id, s->req.prompt.size()});
-      size_t live = std::count_if(running_.begin(), running_.end(), [](auto& s) { return !s->done; });
-      ScheduleDecision d = policy_->schedule(views, live, options_.max_batch_size);
+      for (auto& s : waiting_) views.push_back({s->seq_id, s->req.prompt.size(), kv_blocks_for(s->req)});
+      BatchView batch;
+      batch.running = std::count_if(running_.begin(), running_.end(), [](auto& s) { return !s->done; });
+      batch.max_batch_size = options_.max_batch_size;
+      batch.free_kv_blocks = kv_total_ < 0 ? -1 : std::max<int64_t>(0, kv_total_ - kv_reserved_.load());
+      const size_t taken = running_step_tokens();
+      batch.free_step_tokens = taken < step_tokens_ ? step_tokens_ - taken : 0;
+      ScheduleDecision d = policy_->schedule(views, batch);
       for (uint64_t id : d.scheduled) {
         auto it = std::find_if(waiting_.begin(), waiting_.end(), [id](auto& s) { return s->seq_id == id; });
         ZI_CHECK(it != waiting_.end());
+        (*it)->kv_blocks = kv_blocks_for((*it)->req);
+        kv_reserved_ += (*it)->kv_blocks;
         admitted.push_back(std::move(*it));
         waiting_.erase(it);
       }
+      ZI_CHECK(kv_total_ < 0 || kv_reserved_.load() <= kv_total_);  // the policy never overcommits
     }
     publish_waiting_locked();
     lock.unlock();
@@ -226,23 +268,49 @@ void Scheduler::run_step(std::vector<std::unique_ptr<Sequence>> admitted) {
   }
   if (running_.empty()) return;  // finished sequences' releases ride along with the next real step
 
+  // The step: every decoding sequence's next token, then prompt chunks in admission order while tokens last.
   StepInput input;
   input.release = std::move(to_release_);
   to_release_.clear();
   input.seqs.reserve(running_.size());
+  std::vector<Sequence*> stepped;
+  stepped.reserve(running_.size());
+  size_t budget = step_tokens_;
   for (auto& s : running_) {
+    if (s->prefilled < s->req.prompt.size()) continue;
     SeqStep st;
     st.seq_id = s->seq_id;
     st.tokens = s->next_tokens;
+    st.sample = true;
+    budget -= std::min(budget, st.tokens.size());
+    input.seqs.push_back(std::move(st));
+    stepped.push_back(s.get());
+  }
+  for (auto& s : running_) {
+    const size_t left = s->req.prompt.size() - s->prefilled;
+    if (left == 0 || budget == 0) continue;
+    const size_t n = std::min(left, budget);
+    SeqStep st;
+    st.seq_id = s->seq_id;
+    st.tokens.assign(s->req.prompt.begin() + static_cast<std::ptrdiff_t>(s->prefilled),
+                     s->req.prompt.begin() + static_cast<std::ptrdiff_t>(s->prefilled + n));
     st.first = !s->sent;
     if (st.first) st.sampling = s->req.sampling;
-    st.sample = true;
+    st.sample = n == left;  // the prompt's last chunk samples the first new token
     s->sent = true;
+    s->prefilled += n;
+    budget -= n;
     input.seqs.push_back(std::move(st));
+    stepped.push_back(s.get());
+  }
+  if (input.seqs.empty()) {  // cannot happen (the budget covers at least every decode); keep the releases
+    to_release_ = std::move(input.release);
+    return;
   }
   if (metrics_) metrics_->observe_batch_size(static_cast<double>(input.seqs.size()));
 
   StatusOr<StepOutput> out = executor_->step(input);
+  if (metrics_ && out.ok()) metrics_->observe_step(*out);
   if (out.ok() && out->results.size() != input.seqs.size())
     out = absl::InternalError(absl::StrFormat("engine step returned %u results for %u sequences",
                                               out->results.size(), input.seqs.size()));
@@ -273,16 +341,34 @@ void Scheduler::run_step(std::vector<std::unique_ptr<Sequence>> admitted) {
     return;
   }
   const Clock::time_point done_at = Clock::now();
-  for (size_t i = 0; i < running_.size(); ++i) {
-    Sequence& s = *running_[i];
+  for (size_t i = 0; i < stepped.size(); ++i) {
+    Sequence& s = *stepped[i];
     const SeqResult& r = out->results[i];
     if (r.seq_id != s.seq_id) {
       end_with_error(s, absl::InternalError("engine step returned results out of order"), RequestOutcome::kError);
       continue;
     }
-    handle_token(s, r, done_at);
+    if (input.seqs[i].sample) handle_token(s, r, done_at);
   }
   std::erase_if(running_, [](auto& s) { return s->done; });
+}
+
+int64_t Scheduler::kv_blocks_for(const GenerationRequest& r) const {
+  if (kv_total_ < 0) return 0;
+  // The cache holds the prompt and every generated token but the last (which is never appended).
+  int64_t tokens = static_cast<int64_t>(r.prompt.size()) + std::max<int64_t>(r.max_new_tokens, 1) - 1;
+  if (max_context_ > 0) tokens = std::min(tokens, max_context_);
+  return (tokens + kv_block_size_ - 1) / kv_block_size_;
+}
+
+size_t Scheduler::running_step_tokens() const {
+  size_t n = 0;
+  for (const auto& s : running_) {
+    if (s->done) continue;
+    const size_t left = s->req.prompt.size() - s->prefilled;
+    n += left > 0 ? left : 1;
+  }
+  return n;
 }
 
 void Scheduler::handle_token(Sequence& s, const SeqResult& r, Clock::time_point now) {
@@ -344,6 +430,7 @@ void Scheduler::retire(Sequence& s, RequestOutcome outcome) {
   s.done = true;
   if (s.sent) to_release_.push_back(s.seq_id);
   if (s.admitted) count_running(-1);
+  kv_reserved_ -= std::exchange(s.kv_blocks, 0);  // the next step frees its blocks before allocating any
   --in_flight_;
   if (metrics_) {
     metrics_->observe_request_duration(std::chrono::duration<double>(Clock::now() - s.req.arrival).count());

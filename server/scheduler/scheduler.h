@@ -1,7 +1,15 @@
 // Iteration-level scheduler: the one thread that drives the executor. Each step it releases finished
-// sequences, drops cancelled / expired ones, lets a SchedulingPolicy admit waiting requests into the free
-// slots of the batch (their prefill runs in the same step as the running sequences' decode), runs
-// Executor::step, and turns each sampled token into streamed text (IncrementalDetokenizer + stop strings).
+// sequences, drops cancelled / expired ones, lets a SchedulingPolicy admit waiting requests (policy.h), builds the
+// step — every decoding sequence's next token first, then prompt chunks of prefilling sequences in admission order
+// while scheduler.max_num_batched_tokens lasts, so a long prompt is prefilled over several steps beside running
+// decodes — runs Executor::step, and turns each sampled token into streamed text (IncrementalDetokenizer + stop
+// strings).
+//
+// KV cache: when the executor reports a paged cache (ModelSummary::kv_num_blocks), each admitted request reserves
+// the blocks its prompt + max_new_tokens can ever need, and admission waits while they are not free (the executor
+// allocates blocks as tokens arrive, within the reservation, so it never runs out); a finished or cancelled sequence
+// gives its reservation back at once (its blocks are freed by the next step, before anything new is allocated).
+// A request that could not fit even in an empty cache is refused (INVALID_ARGUMENT naming the limit).
 //
 // Thread-safety: reserve(), submit(), wake(), start_draining(), fail_all(), counters: any thread.
 // The Executor is driven from the scheduler thread only.
@@ -27,6 +35,8 @@ namespace zi::server {
 struct SchedulerOptions {
   uint32_t max_queue = 256;       // requests reserved/waiting before RESOURCE_EXHAUSTED
   uint32_t max_batch_size = 16;   // sequences per step
+  // Tokens per step (decodes + prefill chunks); raised to max_batch_size if below it (every decode runs).
+  uint32_t max_num_batched_tokens = 8192;
   std::vector<int32_t> eos_token_ids;
 };
 
@@ -50,8 +60,9 @@ class Reservation {
 class Scheduler {
  public:
   // `executor` and `tokenizer` are borrowed and must outlive the scheduler; `metrics` may be null.
+  // The executor's summary() must be valid (its model loaded).
   Scheduler(Executor* executor, const Tokenizer* tokenizer, SchedulerOptions options, ServingMetrics* metrics,
-            std::unique_ptr<SchedulingPolicy> policy = std::make_unique<FcfsPolicy>());
+            std::unique_ptr<SchedulingPolicy> policy = std::make_unique<ContinuousPolicy>());
   // Fails whatever is still queued or running with UNAVAILABLE and joins the thread.
   ~Scheduler();
 
@@ -75,6 +86,10 @@ class Scheduler {
   // Requests reserved, queued or running: 0 once a drain has finished.
   size_t in_flight() const { return in_flight_.load(); }
   size_t running() const { return running_count_.load(); }
+  // KV blocks the scheduler counts (-1: the executor reports no paged cache) and those reserved by running
+  // sequences now.
+  int64_t kv_blocks_total() const { return kv_total_; }
+  int64_t kv_blocks_reserved() const { return kv_reserved_.load(); }
   // Steady-clock time of the loop's last turn (the systemd watchdog checks it).
   Clock::time_point last_turn() const { return Clock::time_point(Clock::duration(last_turn_.load())); }
 
@@ -86,6 +101,10 @@ class Scheduler {
   void loop();
   // Steps the running batch once; returns false when there was nothing to do.
   void run_step(std::vector<std::unique_ptr<Sequence>> admitted);
+  // KV blocks `request` reserves for its life (0 when blocks are not counted).
+  int64_t kv_blocks_for(const GenerationRequest& request) const;
+  // Step tokens this step's running sequences take (their decodes and what is left of their prompts).
+  size_t running_step_tokens() const;
   // Ends `seq` (not yet finished) with an error; its slot is released with the next step.
   void end_with_error(Sequence& seq, const Status& status, RequestOutcome outcome);
   void handle_token(Sequence& seq, const SeqResult& result, Clock::time_point now);
@@ -113,9 +132,16 @@ class Scheduler {
   uint64_t next_seq_id_ = 1;                        // guarded by mu_
   std::function<void(const Status&)> on_executor_lost_;  // guarded by mu_
 
+  // KV accounting (see the top of this file); fixed at construction.
+  int64_t kv_total_ = -1;                           // blocks the scheduler may reserve; -1 = not counted
+  int64_t kv_block_size_ = 0;
+  int64_t max_context_ = 0;
+  size_t step_tokens_ = 0;                          // max_num_batched_tokens, at least max_batch_size
+
   // Scheduler-thread state.
-  std::vector<std::unique_ptr<Sequence>> running_;
+  std::vector<std::unique_ptr<Sequence>> running_;  // in admission order
   std::vector<uint64_t> to_release_;
+  std::atomic<int64_t> kv_reserved_{0};             // written by the scheduler thread
 
   std::atomic<size_t> in_flight_{0};
   std::atomic<size_t> running_count_{0};

@@ -2,6 +2,8 @@
 // stopping (EOS, length, stop strings), cancellation, deadlines, draining, a lost executor, and its metrics.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <prometheus/registry.h>
 
 #include "server/scheduler/policy.h"
@@ -38,6 +40,10 @@ class RecordingSink final : public ResponseSink {
   bool wait() {
     std::unique_lock<std::mutex> lock(mu_);
     return cv_.wait_for(lock, 30s, [this] { return done_; });
+  }
+  bool wait_for_done(std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, d, [this] { return done_; });
   }
   void wait_chunks(size_t n) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -107,11 +113,22 @@ double metric(prometheus::Registry& reg, const std::string& name, const std::str
   return -1;
 }
 
+// A paged KV cache the scripted executor reports (blocks = 0: none).
+struct KvSetup {
+  uint64_t blocks = 0;
+  uint32_t block_size = 4;
+};
+
 struct Harness {
-  explicit Harness(SchedulerOptions opts = {}, ScriptedExecutor::TokenFn fn = letters)
+  explicit Harness(SchedulerOptions opts = {}, ScriptedExecutor::TokenFn fn = letters, KvSetup kv = {},
+                   const std::string& policy = "continuous")
       : executor(std::move(fn)), metrics(registry) {
     if (opts.eos_token_ids.empty()) opts.eos_token_ids = {CharTokenizer::kEos};
-    scheduler = std::make_unique<Scheduler>(&executor, &tokenizer, opts, &metrics);
+    executor.mutable_summary().kv_num_blocks = kv.blocks;
+    executor.mutable_summary().kv_block_size = kv.blocks ? kv.block_size : 0;
+    auto p = make_policy(policy);
+    EXPECT_TRUE(p.ok()) << p.status();
+    scheduler = std::make_unique<Scheduler>(&executor, &tokenizer, opts, &metrics, std::move(*p));
   }
   std::shared_ptr<RecordingSink> submit(GenerationRequest req) {
     auto sink = std::make_shared<RecordingSink>();
@@ -417,15 +434,228 @@ TEST(Scheduler, MetricsCountTokensOutcomesAndBatches) {
   EXPECT_EQ(metric(h.registry, "zeroinfer_requests_waiting"), 0);
 }
 
-TEST(FcfsPolicy, FillsFreeSlotsFromTheHeadOfTheQueue) {
-  FcfsPolicy p;
-  std::vector<WaitingView> w = {{1, 5}, {2, 5}, {3, 5}};
-  auto d = p.schedule(w, 2, 4);
+// A request whose prompt is `len` letters.
+GenerationRequest long_request(uint64_t seed, size_t len, uint32_t max_new_tokens) {
+  GenerationRequest r = make_request(seed, max_new_tokens);
+  r.prompt.assign(len, CharTokenizer::id_of('x'));
+  return r;
+}
+
+TEST(Scheduler, ChunkedPrefillSplitsALongPromptBesideRunningDecodes) {
+  SchedulerOptions opts;
+  opts.max_batch_size = 4;
+  opts.max_num_batched_tokens = 5;
+  Harness h(opts);
+  h.executor.hold();
+  auto a = h.submit(make_request(0, 8));  // prompt of 3: one step
+  h.executor.allow(1);
+  h.executor.wait_steps(1);
+  auto b = h.submit(long_request(3, 11, 3));  // 11 prompt tokens: chunks while A decodes
+  h.executor.release_hold();
+  ASSERT_TRUE(a->wait());
+  ASSERT_TRUE(b->wait());
+  EXPECT_EQ(a->text(), "abcdefgh");
+  EXPECT_EQ(b->text(), "def");
+  auto steps = h.executor.steps();
+  const uint64_t b_id = steps[0].seq_ids[0] + 1;
+  std::vector<size_t> b_chunks;
+  std::vector<bool> b_samples;
+  for (auto& st : steps) {
+    size_t tokens = 0;
+    for (size_t i = 0; i < st.seq_ids.size(); ++i) {
+      tokens += st.n_tokens[i];
+      if (st.seq_ids[i] == b_id && (b_chunks.empty() || b_samples.back() == false)) {
+        b_chunks.push_back(st.n_tokens[i]);
+        b_samples.push_back(st.sample[i]);
+      }
+    }
+    EXPECT_LE(tokens, 5u) << "a step holds at most max_num_batched_tokens";
+  }
+  // A's decode takes 1 token of each step's 5: B's prompt goes in chunks of 4, 4, 3; only the last samples.
+  EXPECT_EQ(b_chunks, (std::vector<size_t>{4, 4, 3}));
+  EXPECT_EQ(b_samples, (std::vector<bool>{false, false, true}));
+  EXPECT_TRUE(h.executor.protocol_errors().empty());
+}
+
+TEST(Scheduler, AdmissionWaitsForKvBlocksAndNeverOvercommits) {
+  SchedulerOptions opts;
+  opts.max_batch_size = 8;
+  // 5 blocks of 4 tokens: a prompt of 3 + 8 new tokens holds up to 10 positions = 3 blocks; two cannot share.
+  Harness h(opts, letters, {5, 4});
+  EXPECT_EQ(h.scheduler->kv_blocks_total(), 5);
+  h.executor.hold();
+  auto a = h.submit(make_request(0, 8));
+  auto b = h.submit(make_request(1, 8));
+  auto c = h.submit(make_request(2, 2));  // 1 block, but it may not overtake B
+  h.executor.allow(1);
+  h.executor.wait_steps(1);
+  EXPECT_EQ(h.scheduler->kv_blocks_reserved(), 3);  // A alone (the scheduler also checks it never overcommits)
+  h.executor.release_hold();
+  ASSERT_TRUE(a->wait());
+  ASSERT_TRUE(b->wait());
+  ASSERT_TRUE(c->wait());
+  EXPECT_EQ(b->text(), "bcdefghi");
+  // B's first step comes after A's last: its reservation waited for A's blocks.
+  auto steps = h.executor.steps();
+  const uint64_t a_id = steps[0].seq_ids[0];
+  size_t a_last = 0, b_first = SIZE_MAX, c_first = SIZE_MAX;
+  for (size_t k = 0; k < steps.size(); ++k)
+    for (size_t i = 0; i < steps[k].seq_ids.size(); ++i) {
+      if (steps[k].seq_ids[i] == a_id) a_last = k;
+      if (steps[k].seq_ids[i] == a_id + 1) b_first = std::min(b_first, k);
+      if (steps[k].seq_ids[i] == a_id + 2) c_first = std::min(c_first, k);
+    }
+  EXPECT_GT(b_first, a_last);
+  EXPECT_GE(c_first, b_first) << "first come, first served";
+  EXPECT_EQ(h.scheduler->kv_blocks_reserved(), 0);
+}
+
+TEST(Scheduler, ARequestThatCanNeverFitTheKvCacheIsRefusedNamingTheLimit) {
+  Harness h({}, letters, {5, 4});
+  auto a = h.submit(make_request(0, 30));  // 3 + 29 positions = 8 blocks > 5
+  ASSERT_TRUE(a->wait());
+  EXPECT_EQ(a->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(a->status().message(),
+            "prompt (3 tokens) + max_new_tokens (30) needs 8 KV cache blocks of 4 tokens; the KV cache holds 5 "
+            "(20 tokens; kv_cache.max_bytes)");
+  EXPECT_EQ(h.scheduler->in_flight(), 0u);
+  auto b = h.submit(make_request(0, 17));  // 3 + 16 = 19 positions = 5 blocks: fits exactly
+  ASSERT_TRUE(b->wait());
+  EXPECT_TRUE(b->status().ok());
+  EXPECT_EQ(b->tokens().size(), 17u);
+}
+
+TEST(Scheduler, CancelledSequenceGivesItsKvBlocksBackAtOnce) {
+  SchedulerOptions opts;
+  opts.max_batch_size = 4;
+  Harness h(opts, letters, {4, 4});  // room for one request of 3 + 12
+  h.executor.hold();
+  auto a = h.submit(make_request(0, 12));
+  auto b = h.submit(make_request(2, 3));
+  h.executor.allow(2);
+  a->wait_chunks(2);
+  EXPECT_EQ(h.scheduler->kv_blocks_reserved(), 4);
+  a->cancel();
+  h.scheduler->wake();
+  h.executor.release_hold();
+  ASSERT_TRUE(a->wait());
+  ASSERT_TRUE(b->wait());
+  EXPECT_EQ(b->text(), "cde");
+  auto steps = h.executor.steps();
+  const uint64_t a_id = steps[0].seq_ids[0];
+  // The step that starts B also releases A.
+  bool together = false;
+  for (auto& st : steps)
+    if (!st.seq_ids.empty() && st.seq_ids[0] == a_id + 1 && st.first[0])
+      together = std::count(st.release.begin(), st.release.end(), a_id) == 1;
+  EXPECT_TRUE(together) << "B starts in the step that frees A's blocks";
+  EXPECT_EQ(h.scheduler->kv_blocks_reserved(), 0);
+  EXPECT_TRUE(h.executor.protocol_errors().empty());
+}
+
+TEST(Scheduler, StaticPolicyAdmitsInBatchesAndNothingJoinsARunningBatch) {
+  SchedulerOptions opts;
+  opts.max_batch_size = 2;
+  Harness h(opts, letters, {}, "static");
+  h.executor.hold();
+  std::vector<std::shared_ptr<RecordingSink>> sinks;
+  for (uint64_t i = 0; i < 5; ++i) sinks.push_back(h.submit(make_request(i, i % 2 ? 6 : 2)));  // short, long, ...
+  h.executor.release_hold();
+  for (auto& s : sinks) ASSERT_TRUE(s->wait());
+  for (uint64_t i = 0; i < 5; ++i) EXPECT_EQ(sinks[i]->tokens().size(), i % 2 ? 6u : 2u);
+  // Batches = sequences that start in the same step. A batch starts only after every earlier one has ended.
+  auto steps = h.executor.steps();
+  std::map<uint64_t, size_t> first, last;
+  for (size_t k = 0; k < steps.size(); ++k)
+    for (uint64_t id : steps[k].seq_ids) {
+      if (!first.count(id)) first[id] = k;
+      last[id] = k;
+    }
+  ASSERT_EQ(first.size(), 5u);
+  std::map<size_t, int> batch_sizes;
+  for (auto& [id, k] : first) {
+    ++batch_sizes[k];
+    for (auto& [other, k2] : first)
+      if (k2 < k) EXPECT_GT(k, last[other]) << "sequence " << id << " joined while " << other << " ran";
+  }
+  bool full = false;
+  for (auto& [k, n] : batch_sizes) {
+    EXPECT_LE(n, 2);
+    full = full || n == 2;
+  }
+  EXPECT_TRUE(full) << "requests waiting together are admitted together";
+}
+
+TEST(Scheduler, TheQueueNeverExceedsItsBound) {
+  SchedulerOptions opts;
+  opts.max_queue = 5;
+  opts.max_batch_size = 2;
+  Harness h(opts);
+  h.executor.hold();
+  std::vector<std::shared_ptr<RecordingSink>> accepted;
+  int refused = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto res = h.scheduler->reserve();
+    if (!res.ok()) {
+      EXPECT_EQ(res.status().code(), absl::StatusCode::kResourceExhausted);
+      ++refused;
+      continue;
+    }
+    auto sink = std::make_shared<RecordingSink>();
+    h.scheduler->submit(std::move(*res), make_request(i, 3), sink);
+    accepted.push_back(sink);
+    EXPECT_LE(metric(h.registry, "zeroinfer_requests_waiting"), 5);
+  }
+  // Two may have left the queue for the batch before the executor held them; never more than 5 wait.
+  EXPECT_LE(accepted.size(), 5u + 2u);
+  EXPECT_GE(refused, 13);
+  h.executor.release_hold();
+  for (auto& s : accepted) ASSERT_TRUE(s->wait());
+  EXPECT_EQ(h.scheduler->in_flight(), 0u);
+}
+
+TEST(ContinuousPolicy, FillsFreeSlotsFromTheHeadOfTheQueue) {
+  ContinuousPolicy p;
+  std::vector<WaitingView> w = {{1, 5, 0}, {2, 5, 0}, {3, 5, 0}};
+  auto d = p.schedule(w, {2, 4, -1, 100});
   EXPECT_EQ(d.scheduled, (std::vector<uint64_t>{1, 2}));
   EXPECT_EQ(d.deferred, (std::vector<uint64_t>{3}));
-  d = p.schedule(w, 4, 4);
+  d = p.schedule(w, {4, 4, -1, 100});
   EXPECT_TRUE(d.scheduled.empty());
   EXPECT_EQ(d.deferred.size(), 3u);
+}
+
+TEST(ContinuousPolicy, WaitsForKvBlocksAndStepTokensWithoutOvertaking) {
+  ContinuousPolicy p;
+  std::vector<WaitingView> w = {{1, 5, 3}, {2, 5, 6}, {3, 5, 1}};
+  // Blocks: 1 fits (3 of 8), 2 does not (6 of 5 left) and 3, though small, may not overtake it.
+  auto d = p.schedule(w, {0, 8, 8, 100});
+  EXPECT_EQ(d.scheduled, (std::vector<uint64_t>{1}));
+  EXPECT_EQ(d.deferred, (std::vector<uint64_t>{2, 3}));
+  // Tokens: the first prompt takes the step's last 4 tokens; nobody else joins this step.
+  d = p.schedule(w, {0, 8, -1, 4});
+  EXPECT_EQ(d.scheduled, (std::vector<uint64_t>{1}));
+  d = p.schedule(w, {0, 8, -1, 0});
+  EXPECT_TRUE(d.scheduled.empty());
+}
+
+TEST(StaticPolicy, AdmitsABatchOnlyIntoAnEmptyBatch) {
+  StaticPolicy p;
+  std::vector<WaitingView> w = {{1, 5, 2}, {2, 5, 2}, {3, 5, 2}};
+  auto d = p.schedule(w, {0, 2, -1, 0});  // step tokens do not matter: prefill is chunked by the scheduler
+  EXPECT_EQ(d.scheduled, (std::vector<uint64_t>{1, 2}));
+  d = p.schedule(w, {1, 2, -1, 100});     // one member still running: nothing joins
+  EXPECT_TRUE(d.scheduled.empty());
+  d = p.schedule(w, {0, 4, 5, 100});      // KV blocks bound the batch too
+  EXPECT_EQ(d.scheduled, (std::vector<uint64_t>{1, 2}));
+}
+
+TEST(MakePolicy, NamesTheChoices) {
+  EXPECT_STREQ((*make_policy("continuous"))->name(), "continuous");
+  EXPECT_STREQ((*make_policy("static"))->name(), "static");
+  auto bad = make_policy("fifo");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), "scheduler.policy must be continuous or static, got 'fifo'");
 }
 
 }  // namespace

@@ -75,6 +75,7 @@ class ScriptedExecutor final : public Executor {
     std::vector<uint64_t> seq_ids;
     std::vector<bool> first;
     std::vector<size_t> n_tokens;
+    std::vector<bool> sample;
     std::vector<uint64_t> release;
   };
 
@@ -102,6 +103,7 @@ class ScriptedExecutor final : public Executor {
       rec.seq_ids.push_back(s.seq_id);
       rec.first.push_back(s.first);
       rec.n_tokens.push_back(s.tokens.size());
+      rec.sample.push_back(s.sample);
       if (s.first) {
         if (live_.count(s.seq_id) || released_.count(s.seq_id))
           protocol_errors_.push_back("first step twice for seq " + std::to_string(s.seq_id));
@@ -113,6 +115,10 @@ class ScriptedExecutor final : public Executor {
       auto& st = live_[s.seq_id];
       SeqResult r;
       r.seq_id = s.seq_id;
+      if (!s.sample) {  // a prompt chunk that is not the last: no token
+        out.results.push_back(r);
+        continue;
+      }
       r.token = fn_(st.sampling, st.generated++);
       r.logprob = -0.5f * static_cast<float>(st.generated);
       out.results.push_back(r);
@@ -122,6 +128,8 @@ class ScriptedExecutor final : public Executor {
     return out;
   }
   const ModelSummary& summary() const override { return summary_; }
+  // Before a scheduler is built over it (e.g. a paged KV cache: kv_block_size, kv_num_blocks).
+  ModelSummary& mutable_summary() { return summary_; }
 
   // Steps block until allow(n) lets n of them through.
   void hold() {
