@@ -1,6 +1,7 @@
 // `zeroinfer bench`: prefill latency, decode step time, tokens/s, bytes streamed per step, stall time and the
 // achieved PCIe bandwidth against a probe it runs itself (1 GiB pinned host→device, best of 5) and the card's
 // nominal 54.9 GB/s. `--dummy` makes random weights from config.json alone, so large shapes need no weight files.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include "engine/runtime/benchmark.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/zero/placement.h"
+#include "server/cli/bench_workload.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
 #include "server/worker_pool/worker_pool.h"
@@ -34,7 +36,58 @@ struct BenchFlags {
   std::optional<std::string> aio_block_size;
   std::optional<uint32_t> aio_queue_depth;
   EngineFlags engine;
+  // --workload: mixed traffic through the scheduler (bench_workload.h).
+  std::optional<std::string> workload;
+  WorkloadOptions workload_opts;
 };
+
+StatusOr<std::unique_ptr<Executor>> make_bench_executor(const EngineOptions& o);
+
+// `bench --workload`: the executor sized for the file's longest request, then the replay.
+int run_workload_bench(const BenchFlags& f, EngineOptions o) {
+  auto reqs = load_workload(*f.workload);
+  if (!reqs.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(reqs.status().message()).c_str());
+    return 2;
+  }
+  if (!f.engine.max_context) {
+    uint32_t longest = 0;
+    for (const WorkloadRequest& r : *reqs) longest = std::max(longest, r.prompt_tokens + r.output_tokens);
+    o.max_context = longest;
+  }
+  auto ex = make_bench_executor(o);
+  if (!ex.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(ex.status().message()).c_str());
+    return 1;
+  }
+  WorkloadOptions wo = f.workload_opts;
+  wo.max_batch_size = o.max_batch_size * o.world_size;
+  auto rep = run_workload(**ex, *reqs, wo);
+  if (!rep.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(rep.status().message()).c_str());
+    return 1;
+  }
+  (*rep)["model"] = (*ex)->summary().name;
+  (*rep)["device"] = (*ex)->summary().device;
+  (*rep)["kv_offload"] = o.kv_offload;
+  (*rep)["kv_cache_bytes"] = o.kv_cache_bytes;
+  (*rep)["gpu_weights_budget"] = o.gpu_weights_budget;
+  (*rep)["workload"] = *f.workload;
+  if (f.json) {
+    std::printf("%s\n", rep->dump().c_str());
+  } else {
+    const nlohmann::json& j = *rep;
+    std::printf("workload %s: %zu requests, policy %s, max_batch_size %u: %.2f s, %.1f generated tokens/s "
+                "(%.1f with prompts); TTFT p50 %.3f s p90 %.3f s p99 %.3f s; inter-token p50 %.4f s p90 %.4f s "
+                "p99 %.4f s\n",
+                f.workload->c_str(), reqs->size(), wo.policy.c_str(), wo.max_batch_size, j["seconds"].get<double>(),
+                j["tokens_per_second"].get<double>(), j["total_tokens_per_second"].get<double>(),
+                j["ttft_p50_seconds"].get<double>(), j["ttft_p90_seconds"].get<double>(),
+                j["ttft_p99_seconds"].get<double>(), j["itl_p50_seconds"].get<double>(),
+                j["itl_p90_seconds"].get<double>(), j["itl_p99_seconds"].get<double>());
+  }
+  return 0;
+}
 
 // One rank in-process; N ranks as `serve` runs them: N worker processes driven through the worker pool, each
 // with its own micro-batch of batch_size sequences (the batch below is then N × batch_size).
@@ -73,6 +126,7 @@ int run(const BenchFlags& f) {
     std::fprintf(stderr, "zeroinfer: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  if (f.workload) return run_workload_bench(f, o);
   nlohmann::json j;
   double probe = 0, pin_rate = 0, disk = 0;
 #if defined(ZI_WITH_CUDA)
@@ -215,6 +269,17 @@ void register_bench(CLI::App& app, int* rc) {
   cmd->add_option("--gen-len", f->bench.gen_len, "New tokens per sequence")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--loops", f->bench.loops, "Repetitions (the first is warm-up when > 1)")->check(CLI::Range(1, 1000));
   cmd->add_option("--prefetch-depth", f->prefetch_depth, "Streaming ring slots")->check(CLI::Range(1, 16));
+  cmd->add_option("--workload", f->workload,
+                  "Replay a JSONL workload ({\"prompt_tokens\": N, \"output_tokens\": M} a line) through the "
+                  "scheduler; --batch-size is then server.max_batch_size");
+  cmd->add_option("--policy", f->workload_opts.policy, "With --workload: scheduler.policy")
+      ->check(CLI::IsMember({"continuous", "static"}));
+  cmd->add_option("--max-num-batched-tokens", f->workload_opts.max_num_batched_tokens,
+                  "With --workload: scheduler.max_num_batched_tokens")
+      ->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--request-rate", f->workload_opts.request_rate,
+                  "With --workload: Poisson arrivals per second (0 = every request at once)")
+      ->check(CLI::Range(0.0, 1e6));
   cmd->add_option("--aio-block-size", f->aio_block_size, "NVMe tier: bytes per read request (offload.aio.block_size)");
   cmd->add_option("--aio-queue-depth", f->aio_queue_depth, "NVMe tier: reads in flight (offload.aio.queue_depth)")
       ->check(CLI::Range(1, 4096));

@@ -144,4 +144,36 @@ if has kill; then
     grep -E "worker rank|NOT_SERVING|lost|placement|NCCL|communicator" /tmp/k.err | head -20
   } > "$out/kill.log" 2>&1
 fi
+if has batching; then
+  # Issue 10: mixed workload (prompts uniform 128-1024, outputs 16-256) through the scheduler, Llama-2-7B shape, CPU
+  # tier, 2 GiB of resident weights, the same 8 GiB GPU KV cache for both policies (the KV cache, not max_batch_size,
+  # bounds the batch). POLICIES="continuous" or "static" runs one (each takes minutes); REQUESTS sizes the file.
+  python3 tools/make_workload.py --requests "${REQUESTS:-128}" --seed 0 --out /tmp/mixed.jsonl
+  for p in ${POLICIES:-continuous static}; do
+    echo "== $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 2GiB --prefetch-depth 4 --kv-cache-bytes 8GiB --batch-size 128 --max-num-batched-tokens 8192 --workload mixed(${REQUESTS:-128}, seed 0) --policy $p"
+    timeout 290 $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 2GiB --prefetch-depth 4 \
+      --kv-cache-bytes 8GiB --batch-size 128 --max-num-batched-tokens 8192 --workload /tmp/mixed.jsonl --policy "$p" \
+      --json 2>&1 | grep -v "^I "; echo "rc=${PIPESTATUS[0]}"
+  done > "$out/batching-${POLICIES:-all}.log" 2>&1
+fi
+if has kvoffload; then
+  # Issue 10: KV offload. One batch of B requests (prompt 512, output 32; static policy: all admitted together),
+  # Llama-2-7B shape, CPU tier, 2 GiB resident weights. GPU KV 8 GiB holds 30 such sequences (8 GiB / (543 tokens x
+  # 512 KiB)); 64 GiB of pinned host KV holds 241. GPU_BATCHES / HOST_BATCHES choose the batches.
+  {
+    for b in ${GPU_BATCHES:-16 30}; do
+      python3 tools/make_workload.py --requests "$b" --prompt-min 512 --prompt-max 512 --output-min 32 --output-max 32 --out /tmp/fixed-$b.jsonl
+      echo "== GPU KV: $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 2GiB --prefetch-depth 4 --kv-cache-bytes 8GiB --batch-size $b --workload fixed($b x 512/32) --policy static"
+      timeout 200 $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 2GiB --prefetch-depth 4 \
+        --kv-cache-bytes 8GiB --batch-size "$b" --workload /tmp/fixed-$b.jsonl --policy static --json 2>&1 | grep -v "^I "
+    done
+    for b in ${HOST_BATCHES:-120 240}; do
+      python3 tools/make_workload.py --requests "$b" --prompt-min 512 --prompt-max 512 --output-min 32 --output-max 32 --out /tmp/fixed-$b.jsonl
+      echo "== host KV: $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 2GiB --prefetch-depth 4 --kv-offload --kv-cache-bytes 64GiB --batch-size $b --workload fixed($b x 512/32) --policy static"
+      timeout 280 $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 2GiB --prefetch-depth 4 \
+        --kv-offload --kv-cache-bytes 64GiB --batch-size "$b" --workload /tmp/fixed-$b.jsonl --policy static --json 2>&1 \
+        | grep -v "^I "
+    done
+  } > "$out/kvoffload.log" 2>&1
+fi
 ls -la "$out"
