@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -120,9 +121,24 @@ Status write_offload_store(const ModelConfig& cfg, const Architecture& arch, con
     layouts.push_back(layer_layout(cfg, arch, l, shard_dtype, id.num_ranks, quant));
   ZI_LOG(INFO) << dir << ": writing the offload store (" << layouts.size() << " layer shards, " << id.num_ranks
                << " rank file(s))";
+  uint64_t total = 0, on_disk = 0;
+  for (const auto& s : layouts) {
+    total += s.bytes;
+    on_disk += s.partition_bytes * id.num_ranks;
+  }
+  // Refuse up front, naming the sizes, rather than fail with ENOSPC halfway through a long write.
+  {
+    std::error_code ec;
+    std::filesystem::path probe = std::filesystem::absolute(dir, ec);
+    while (!probe.empty() && !std::filesystem::exists(probe, ec) && probe != probe.parent_path())
+      probe = probe.parent_path();
+    const auto space = std::filesystem::space(probe, ec);
+    if (!ec && space.available < on_disk)
+      return absl::ResourceExhaustedError(absl::StrCat(
+          dir, ": the offload store needs ", format_bytes(on_disk), " but ", probe.string(), " has ",
+          format_bytes(space.available), " free; free space or point offload.dir (--offload-dir) at a larger disk"));
+  }
   ZI_ASSIGN_OR_RETURN(auto writer, OffloadStoreWriter::Create(dir, id));
-  uint64_t total = 0;
-  for (const auto& s : layouts) total += s.bytes;
   Progress progress(absl::StrCat("writing ", dir), total);
   std::vector<char> buf;
   for (size_t l = 0; l < layouts.size(); ++l) {

@@ -40,9 +40,9 @@ struct QuantArgs {
 // out [rows, cols] in `out_type` (F32 / F16 / BF16) = the dequantized matrix, rounded once to out_type.
 void launch_dequantize(const QuantArgs& q, DType out_type, void* out, cudaStream_t stream);
 
-// Largest T the fused GEMV handles. 16 covers batch-16 decode: reading the packed weights once and keeping 16
-// accumulators per lane beats dequantizing every matrix to 16 bits and running a GEMM (measured: docs/QUANTIZATION.md).
-inline constexpr int kQuantGemvMaxRows = 16;
+// Largest T the fused GEMV handles. Beyond it, dequantize + GEMM: at batch 16 the two paths measured the same
+// (a 16-row GEMV, 0.0704 s vs 0.0701 s per 4-bit Llama-2-7B step, H200, docs/BENCHMARKS.md), so 8 it stays.
+inline constexpr int kQuantGemvMaxRows = 8;
 // Whether launch_quant_gemv takes this matrix (alignment and group conditions above; x and y 16-byte aligned).
 bool quant_gemv_supported(const QuantArgs& q, const void* x);
 // y [T, rows] = x [T, cols] · Wᵀ, x and y in `type` (the activation dtype), 1 ≤ T ≤ kQuantGemvMaxRows. No bias.
