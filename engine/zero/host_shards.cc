@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -44,6 +45,18 @@ StatusOr<StoreIdentity> model_store_identity(const ModelConfig& cfg, DType shard
 }
 
 namespace {
+
+// MemAvailable from /proc/meminfo in bytes (0 when unknown).
+uint64_t host_memory_available() {
+  FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return 0;
+  char line[256];
+  uint64_t kb = 0;
+  while (std::fgets(line, sizeof(line), f))
+    if (std::sscanf(line, "MemAvailable: %lu kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb * 1024;
+}
 
 // Progress for long loads: bytes, percent and ETA every few seconds (one log line each: readable under systemd).
 class Progress {
@@ -151,6 +164,22 @@ Status write_offload_store(const ModelConfig& cfg, const Architecture& arch, con
     progress.add(s.bytes);
   }
   return writer->finish();
+}
+
+Status check_host_tier_fits(const ModelConfig& cfg, const Architecture& arch, DType dtype,
+                            const StreamingLoad& load) {
+  uint64_t cpu_bytes = 0;
+  for (int l = 0; l < static_cast<int>(load.tiers.size()); ++l)
+    if (load.tiers[l] == LayerTier::kCpu)
+      cpu_bytes += layer_layout(cfg, arch, l, dtype, load.num_ranks, load.quant).partition_bytes;
+  // Refuse before loading or pinning anything when the host cannot hold this rank's partitions (pinning most of
+  // memory away would take the machine down with it, not just this process).
+  if (const uint64_t avail = host_memory_available(); avail > 0 && cpu_bytes > avail)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the CPU tier needs ", format_bytes(cpu_bytes), " of host memory for this rank's streamed layers but ",
+        format_bytes(avail), " is available; use offload.tier nvme (--disk-offload), fewer bits "
+        "(quantization.bits), more ranks (parallel.num_gpus) or a larger offload.gpu_weights_budget"));
+  return absl::OkStatus();
 }
 
 StatusOr<std::shared_ptr<HostShards>> load_host_shards(Backend& backend, const ModelConfig& cfg,

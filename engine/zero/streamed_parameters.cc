@@ -124,6 +124,7 @@ StatusOr<std::unique_ptr<StreamedParameters>> load_streamed_parameters(
   const int L = static_cast<int>(cfg.num_layers);
   if (static_cast<int>(load.tiers.size()) != L)
     return absl::InvalidArgumentError(absl::StrCat("placement has ", load.tiers.size(), " layers, the model ", L));
+  ZI_RETURN_IF_ERROR(check_host_tier_fits(cfg, arch, layer_shard_dtype(backend, cfg, arch, checkpoint), load));
   GlobalWeights globals;
   std::vector<LayerWeights> layers(L);
   std::vector<WeightSpec> resident_specs, all_specs;

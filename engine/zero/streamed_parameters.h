@@ -135,6 +135,10 @@ StatusOr<std::shared_ptr<HostShards>> load_host_shards(Backend& backend, const M
                                                        uint64_t dummy_seed, const StreamingLoad& load,
                                                        HostAllocator& host_alloc);
 
+// Refuses (needed, available and what to change) when this rank's CPU-tier partitions exceed the host's available
+// memory. load_streamed_parameters calls it before loading anything.
+Status check_host_tier_fits(const ModelConfig& cfg, const Architecture& arch, DType dtype, const StreamingLoad& load);
+
 // The dtype layer shards hold on `backend`: what it stores weights in for the checkpoint's (or, for dummy
 // weights, config.json's) dtype.
 DType layer_shard_dtype(Backend& backend, const ModelConfig& cfg, const Architecture& arch,

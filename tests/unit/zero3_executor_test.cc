@@ -4,6 +4,7 @@
 // where the layers live.
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <thread>
 #include <vector>
@@ -118,6 +119,39 @@ TEST(Zero3CpuNvme, TwoRanksReadTheirOwnStoreFiles) {
   EXPECT_TRUE(std::filesystem::exists(g_offload_dir + "/2/rank-1-of-2.bin"));
   std::filesystem::remove_all(g_offload_dir);
   g_offload_dir.clear();
+}
+
+// A CPU tier larger than the host's available memory is refused before anything loads, naming both sizes and the
+// settings to change (Llama-2-70B's shape: 140 GB per rank of two in the CPU backend's fp32).
+TEST(Zero3CpuErrors, ACpuTierLargerThanHostMemoryIsRefusedUpFront) {
+  if (std::FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    unsigned long kb = 0;
+    while (std::fgets(line, sizeof(line), f) && std::sscanf(line, "MemAvailable: %lu kB", &kb) != 1) {
+    }
+    std::fclose(f);
+    if (kb > (120ul << 20)) GTEST_SKIP() << "this host could hold the partitions (" << (kb >> 20) << " GiB available)";
+  }
+  auto id = create_shm_comm_id(2);
+  ASSERT_TRUE(id.ok());
+  std::vector<Status> results(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      EngineOptions o = options_for("llama_mha", r, 2, *id);
+      o.model_dir = std::string(ZI_SOURCE_DIR) + "/config/examples/models/llama-2-70b";
+      o.dummy_weights = true;
+      o.max_context = 64;
+      auto ex = create_executor(o);
+      results[r] = ex.status();
+    });
+  for (auto& t : threads) t.join();
+  for (const Status& s : results) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+    EXPECT_THAT(s.message(), ::testing::HasSubstr("the CPU tier needs"));
+    EXPECT_THAT(s.message(), ::testing::HasSubstr("is available"));
+    EXPECT_THAT(s.message(), ::testing::HasSubstr("--disk-offload"));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, Zero3Cpu, ::testing::Values("llama_mha", "mistral", "opt", "bloom"));
