@@ -209,6 +209,11 @@ int run(const BenchFlags& f) {
                               ? rep->nvme_bytes_per_step / rep->nvme_read_seconds_per_step / disk : 0},
        {"pinning_bytes_per_second", pin_rate},
        {"num_ranks", o.world_size},
+       {"quant_bits", m.quant_bits},
+       {"quant_group_size", m.quant_group_size},
+       {"layer_weight_bytes", m.layer_weight_bytes},
+       {"streamed_layers", std::count_if(m.layer_tiers.begin(), m.layer_tiers.end(),
+                                         [](const std::string& t) { return t == "cpu" || t == "nvme"; })},
        {"fetch_bytes_per_rank_per_step", rep->fetch_bytes_per_step / o.world_size},
        {"pcie_achieved_bytes_per_second_per_rank", bw / o.world_size},
        {"allgather_bytes_per_step", rep->allgather_bytes_per_step},
@@ -224,6 +229,9 @@ int run(const BenchFlags& f) {
   std::printf("model        %s (%s, %.2f B parameters, %s%s) on %s\n", m.name.c_str(), m.architecture.c_str(),
               m.parameters / 1e9, m.dtype.c_str(), f.dummy ? ", dummy weights" : "", m.device.c_str());
   std::printf("load         %.2f s\n", load_s);
+  if (m.quant_bits < 16)
+    std::printf("weights      %u-bit, groups of %u, %s per layer\n", m.quant_bits, m.quant_group_size,
+                format_bytes(m.layer_weight_bytes).c_str());
   std::printf("shape        batch %d, prompt %d, gen %d, %d loops (medians; first loop dropped when > 1)\n",
               f.bench.batch_size, f.bench.prompt_len, f.bench.gen_len, f.bench.loops);
   std::printf("prefill      %.4f s\n", rep->prefill_seconds);
