@@ -58,11 +58,17 @@ bundle: build
 PREFIX     ?= /usr/local
 SYSCONFDIR ?= /etc
 UNITDIR    ?= /etc/systemd/system
+DATADIR    ?= $(PREFIX)/share/zeroinfer
+# The example config serves the demo model, installed beside it under DATADIR (its relative path is rewritten).
 install: build
 	install -D -m 0755 $(BUILD)/zeroinfer $(DESTDIR)$(PREFIX)/bin/zeroinfer
 	install -D -m 0644 deploy/systemd/zeroinfer.service $(DESTDIR)$(UNITDIR)/zeroinfer.service
-	[ -e $(DESTDIR)$(SYSCONFDIR)/zeroinfer/config.yaml ] || \
-	  install -D -m 0644 config/examples/cpu-demo.yaml $(DESTDIR)$(SYSCONFDIR)/zeroinfer/config.yaml
+	install -d $(DESTDIR)$(DATADIR)/models/kjv-llama
+	install -m 0644 tools/demo_model/kjv-llama/*.json tools/demo_model/kjv-llama/*.safetensors \
+	  $(DESTDIR)$(DATADIR)/models/kjv-llama/
+	[ -e $(DESTDIR)$(SYSCONFDIR)/zeroinfer/config.yaml ] || { install -d $(DESTDIR)$(SYSCONFDIR)/zeroinfer && \
+	  sed 's|path: ../../tools/demo_model/kjv-llama|path: $(DATADIR)/models/kjv-llama|' config/examples/cpu-demo.yaml \
+	    > $(DESTDIR)$(SYSCONFDIR)/zeroinfer/config.yaml; }
 	[ -e $(DESTDIR)$(SYSCONFDIR)/default/zeroinfer ] || \
 	  install -D -m 0644 deploy/systemd/zeroinfer.env $(DESTDIR)$(SYSCONFDIR)/default/zeroinfer
 

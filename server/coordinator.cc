@@ -12,6 +12,7 @@
 #include "engine/core/log.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/grpc/generation_service.h"
+#include "server/grpc/security.h"
 #include "server/metrics/metrics_http.h"
 #include "server/metrics/serving_metrics.h"
 #include "server/scheduler/scheduler.h"
@@ -29,17 +30,99 @@ std::string join_host_port(const std::string& host, int port) {
   return host.find(':') != std::string::npos ? absl::StrCat("[", host, "]:", port) : absl::StrCat(host, ":", port);
 }
 
-// Waits up to `timeout` for SIGINT/SIGTERM (blocked in every thread); SIGHUP is logged and ignored.
-// Returns the signal number, or 0 on timeout.
+// Waits up to `timeout` for SIGINT/SIGTERM/SIGHUP (blocked in every thread). Returns the signal number, or 0 on
+// timeout.
 int wait_signal(const sigset_t& set, milliseconds timeout) {
   timespec ts{static_cast<time_t>(timeout.count() / 1000), static_cast<long>(timeout.count() % 1000) * 1000000L};
   int sig = sigtimedwait(&set, nullptr, &ts);
-  if (sig == SIGHUP) {
-    ZI_LOG(WARNING) << "SIGHUP: configuration reload is not supported; restart the server to apply changes";
-    return 0;
-  }
   return sig > 0 ? sig : 0;
 }
+
+// What a SIGHUP may change while serving (see diff_configs): the config as it now runs, and where each reloadable
+// key takes effect.
+class Reloader {
+ public:
+  Reloader(const ServeConfig& config, ConfigReloader reload, GenerationService* service, ServingRuntime* runtime,
+           std::optional<std::string> token)
+      : running_(config), startup_max_queue_(config.max_queue), reload_(std::move(reload)), service_(service),
+        runtime_(runtime), token_(std::move(token)) {}
+
+  const ServeConfig& running() const { return running_; }
+
+  // Re-reads the file (the command line's flags still override it), applies what can change now and logs each
+  // key that takes a restart. A file that no longer loads changes nothing.
+  void reload() {
+    if (!reload_) {
+      ZI_LOG(WARNING) << "SIGHUP: this server has no configuration file to reload";
+      return;
+    }
+    StatusOr<ServeConfig> next = reload_();
+    StatusOr<std::optional<std::string>> token =
+        next.ok() ? load_auth_token(*next) : StatusOr<std::optional<std::string>>(next.status());
+    if (!token.ok()) {
+      ZI_LOG(ERROR) << "SIGHUP: " << token.status().message() << "; the running configuration is unchanged";
+      return;
+    }
+    int applied = 0, restart = 0;
+    for (const ConfigChange& ch : diff_configs(running_, *next)) {
+      if (!ch.reloadable) {
+        ZI_LOG(WARNING) << "SIGHUP: " << ch.key << " changed (" << ch.before << " -> " << ch.after
+                        << ") but takes a restart; still " << ch.before;
+        ++restart;
+        continue;
+      }
+      if (ch.key == "server.max_queue" && next->max_queue > startup_max_queue_) {
+        ZI_LOG(WARNING) << "SIGHUP: server.max_queue changed (" << ch.before << " -> " << ch.after
+                        << ") but above its start-up value " << startup_max_queue_ << " it takes a restart; now "
+                        << startup_max_queue_;
+        running_.max_queue = startup_max_queue_;
+        service_->set_max_queue(0);
+        ++restart;
+        continue;
+      }
+      ZI_LOG(INFO) << "SIGHUP: " << ch.key << ": " << ch.before << " -> " << ch.after;
+      ++applied;
+    }
+    if (token_.has_value() != token->has_value() || (token_ && *token_ != **token)) {
+      ZI_LOG(INFO) << "SIGHUP: bearer token " << (!token->has_value() ? "removed: RPCs need no token now"
+                                                  : !token_.has_value() ? "set: every RPC but health needs it now"
+                                                                        : "replaced");
+      token_ = *token;
+      service_->set_auth_token(token_);
+      ++applied;
+    }
+    // Apply the reloadable keys (running_ keeps the start-up value of every other key).
+    running_.log_level = next->log_level;
+    LogLevel level;
+    if (parse_log_level(running_.log_level, &level)) set_log_level(level);
+    if (next->max_queue <= startup_max_queue_) {
+      running_.max_queue = next->max_queue;
+      service_->set_max_queue(next->max_queue < startup_max_queue_ ? next->max_queue : 0);
+    }
+    running_.max_new_tokens_default = next->max_new_tokens_default;
+    running_.max_prompt_tokens = next->max_prompt_tokens;
+    running_.shutdown_grace_seconds = next->shutdown_grace_seconds;
+    running_.auth_token_file = next->auth_token_file;
+    if (runtime_) {
+      runtime_->limits.max_prompt_tokens = running_.max_prompt_tokens;
+      runtime_->limits.max_new_tokens_default = running_.max_new_tokens_default;
+      service_->set_limits(runtime_->limits);
+    }
+    ZI_LOG(INFO) << "SIGHUP: reloaded " << running_.source << ": " << applied << " change" << (applied == 1 ? "" : "s")
+                 << " applied, " << restart << " waiting for a restart";
+  }
+
+  // The model is up: request limits now live in `runtime`.
+  void set_runtime(ServingRuntime* runtime) { runtime_ = runtime; }
+
+ private:
+  ServeConfig running_;
+  const uint32_t startup_max_queue_;
+  ConfigReloader reload_;
+  GenerationService* service_;
+  ServingRuntime* runtime_;
+  std::optional<std::string> token_;
+};
 
 void set_health(grpc::Server* server, bool serving) {
   grpc::HealthCheckServiceInterface* h = server->GetHealthCheckService();
@@ -56,7 +139,7 @@ int fail(const Status& st) {
 
 }  // namespace
 
-int run_coordinator(const ServeConfig& config, const std::string& executable) {
+int run_coordinator(const ServeConfig& config, const std::string& executable, ConfigReloader reload) {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -64,6 +147,13 @@ int run_coordinator(const ServeConfig& config, const std::string& executable) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // inherited by every thread started from here on
   signal(SIGPIPE, SIG_IGN);
+
+  // Transport security first: a plaintext public port, or a certificate that cannot be read, stops here.
+  if (Status st = check_transport_security(config); !st.ok()) return fail(st);
+  auto credentials = make_server_credentials(config);
+  if (!credentials.ok()) return fail(credentials.status());
+  auto token = load_auth_token(config);
+  if (!token.ok()) return fail(token.status());
 
   // Metrics first: a port clash is reported before anything heavy starts.
   auto registry = std::make_shared<prometheus::Registry>();
@@ -81,6 +171,8 @@ int run_coordinator(const ServeConfig& config, const std::string& executable) {
 
   boost::asio::thread_pool intake(2);  // tokenization and validation, off the reactor threads
   GenerationService service(&intake, &metrics);
+  service.set_auth_token(*token);
+  Reloader reloader(config, std::move(reload), &service, nullptr, *token);
   auto hp = parse_host_port(config.listen);
   if (!hp.ok()) return fail(absl::InvalidArgumentError(absl::StrCat("server.listen: ", hp.status().message())));
   grpc::EnableDefaultHealthCheckService(true);
@@ -89,13 +181,18 @@ int run_coordinator(const ServeConfig& config, const std::string& executable) {
   int port = 0;
   // No SO_REUSEPORT: a second server on a taken port must fail, not share it.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(config.listen, *credentials, &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0)
     return fail(absl::UnavailableError(absl::StrCat("server.listen: cannot listen on ", config.listen)));
   set_health(server.get(), false);  // the built-in service starts SERVING; nothing is loaded yet
-  ZI_LOG(INFO) << "listening on " << join_host_port(hp->host, port);
+  ZI_LOG(INFO) << "listening on " << join_host_port(hp->host, port)
+               << (!config.tls.enabled()                  ? " (plaintext)"
+                   : config.tls.require_client_cert        ? " (TLS, client certificate required)"
+                   : !config.tls.client_ca_file.empty()    ? " (TLS, client certificates verified)"
+                                                           : " (TLS)")
+               << (token->has_value() ? ", bearer token required" : "");
 
   auto tokenizer = Tokenizer::FromDir(config.model_path);
   if (!tokenizer.ok()) return fail(tokenizer.status());
@@ -107,10 +204,16 @@ int run_coordinator(const ServeConfig& config, const std::string& executable) {
   auto pool = WorkerPool::Spawn(engine_options(config), pool_options);
   if (!pool.ok()) return fail(pool.status());
   std::optional<Status> started;
+  bool reload_pending = false;
   for (auto last = std::chrono::steady_clock::now(); !started;) {
     started = (*pool)->wait_ready(milliseconds(100));
     if (started) break;
     if (int sig = wait_signal(signals, milliseconds(1))) {
+      if (sig == SIGHUP) {
+        ZI_LOG(INFO) << "SIGHUP while loading: reloading once the model is up";
+        reload_pending = true;
+        continue;
+      }
       ZI_LOG(INFO) << strsignal(sig) << " while loading: stopping";
       (*pool)->shutdown(seconds(2));
       server->Shutdown(std::chrono::system_clock::now() + seconds(1));
@@ -153,6 +256,8 @@ int run_coordinator(const ServeConfig& config, const std::string& executable) {
   rt.limits.max_prompt_tokens = config.max_prompt_tokens;
   rt.limits.max_new_tokens_default = config.max_new_tokens_default;
   service.set_runtime(rt);
+  reloader.set_runtime(&rt);
+  if (reload_pending) reloader.reload();
   set_health(server.get(), true);
   sd_notify(0, "READY=1");
   ZI_LOG(INFO) << "serving " << summary.name << " (" << summary.architecture << ", " << summary.parameters
@@ -163,7 +268,8 @@ int run_coordinator(const ServeConfig& config, const std::string& executable) {
   const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
   auto last_ping = std::chrono::steady_clock::now();
   int sig = 0;
-  while (!(sig = wait_signal(signals, milliseconds(200)))) {
+  while ((sig = wait_signal(signals, milliseconds(200))) == 0 || sig == SIGHUP) {
+    if (sig == SIGHUP) reloader.reload();
     auto now = std::chrono::steady_clock::now();
     if (watchdog && now - last_ping > std::chrono::microseconds(watchdog_usec / 2) &&
         now - scheduler->last_turn() < std::chrono::microseconds(watchdog_usec)) {
@@ -173,23 +279,28 @@ int run_coordinator(const ServeConfig& config, const std::string& executable) {
   }
 
   // Drain.
+  const double grace_seconds = reloader.running().shutdown_grace_seconds;
   ZI_LOG(INFO) << strsignal(sig) << ": draining (" << scheduler->in_flight() << " requests in flight, grace "
-               << config.shutdown_grace_seconds << " s)";
+               << grace_seconds << " s)";
   sd_notify(0, "STOPPING=1");
   scheduler->start_draining();  // first: once health says NOT_SERVING, new requests are refused
   if (auto* h = server->GetHealthCheckService()) h->Shutdown();  // NOT_SERVING for good
   const auto grace_end = std::chrono::steady_clock::now() +
-                         std::chrono::duration_cast<milliseconds>(std::chrono::duration<double>(config.shutdown_grace_seconds));
+                         std::chrono::duration_cast<milliseconds>(std::chrono::duration<double>(grace_seconds));
   while (scheduler->in_flight() > 0 && std::chrono::steady_clock::now() < grace_end) {
-    if (wait_signal(signals, milliseconds(20))) {
+    if (int again = wait_signal(signals, milliseconds(20))) {
+      if (again == SIGHUP) {
+        ZI_LOG(INFO) << "SIGHUP while draining: ignored";
+        continue;
+      }
       ZI_LOG(INFO) << "second signal: cutting the grace period short";
       break;
     }
   }
   if (scheduler->in_flight() > 0) {
-    ZI_LOG(WARNING) << "stopping " << scheduler->in_flight() << " unfinished requests";
-    scheduler->fail_all(absl::UnavailableError("server shutting down: the request did not finish within "
-                                               "server.shutdown_grace_seconds"));
+    ZI_LOG(WARNING) << "cancelling " << scheduler->in_flight() << " unfinished requests";
+    scheduler->fail_all(absl::CancelledError("server shutting down: the request did not finish within "
+                                             "server.shutdown_grace_seconds"));
     for (int i = 0; i < 500 && scheduler->in_flight() > 0; ++i) std::this_thread::sleep_for(milliseconds(10));
   }
   server->Shutdown(std::chrono::system_clock::now() + seconds(2));

@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
       prometheus-cpp-dev libyaml-cpp-dev libboost-dev libgtest-dev libgmock-dev libbenchmark-dev
-      liburing-dev libsystemd-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev)
+      liburing-dev libsystemd-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev
+      openssl)  # openssl: the CLI makes the TLS tests' throw-away CA and certificates
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,10 +1,15 @@
 // `zeroinfer client [--server HOST:PORT] [--max-new-tokens N] [--temperature T] [--seed S] PROMPT`: streams the
 // generated text to stdout as it arrives; a summary (tokens, time to first token, tokens/s) goes to stderr.
+// Against a TLS server: --tls-ca CA.pem (and --tls-cert/--tls-key for mTLS); a bearer token: --token or
+// $ZEROINFER_AUTH_TOKEN.
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -12,6 +17,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "engine/core/status.h"
 #include "server/cli/commands.h"
 #include "zeroinfer/v1/generate.grpc.pb.h"
 
@@ -32,7 +38,37 @@ struct ClientFlags {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   double timeout = 0;
+  // Transport: TLS when --tls or any --tls-* flag is given; a bearer token from --token or $ZEROINFER_AUTH_TOKEN.
+  bool tls = false;
+  std::string tls_ca, tls_cert, tls_key, tls_server_name;
+  std::optional<std::string> token;
 };
+
+StatusOr<std::string> read_file(const std::string& flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read '", path, "'"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Insecure credentials, or TLS with the given CA (default: the system's roots) and client certificate.
+StatusOr<std::shared_ptr<grpc::ChannelCredentials>> channel_credentials(const ClientFlags& f) {
+  const bool tls = f.tls || !f.tls_ca.empty() || !f.tls_cert.empty() || !f.tls_key.empty() ||
+                   !f.tls_server_name.empty();
+  if (!tls) return grpc::InsecureChannelCredentials();
+  if (f.tls_cert.empty() != f.tls_key.empty())
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together (the client certificate and its key)");
+  grpc::SslCredentialsOptions o;
+  if (!f.tls_ca.empty()) {
+    ZI_ASSIGN_OR_RETURN(o.pem_root_certs, read_file("--tls-ca", f.tls_ca));
+  }
+  if (!f.tls_cert.empty()) {
+    ZI_ASSIGN_OR_RETURN(o.pem_cert_chain, read_file("--tls-cert", f.tls_cert));
+    ZI_ASSIGN_OR_RETURN(o.pem_private_key, read_file("--tls-key", f.tls_key));
+  }
+  return grpc::SslCredentials(o);
+}
 
 const char* reason_name(pb::FinishReason r) {
   switch (r) {
@@ -74,9 +110,22 @@ int run(const ClientFlags& f) {
   for (const auto& s : f.stop) req.mutable_stopping()->add_stop(s);
   req.mutable_stopping()->set_ignore_eos(f.ignore_eos);
 
-  auto channel = grpc::CreateChannel(f.server, grpc::InsecureChannelCredentials());
+  auto creds = channel_credentials(f);
+  if (!creds.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(creds.status().message()).c_str());
+    return 2;
+  }
+  grpc::ChannelArguments args;
+  if (!f.tls_server_name.empty()) args.SetSslTargetNameOverride(f.tls_server_name);
+  auto channel = grpc::CreateCustomChannel(f.server, *creds, args);
   auto stub = pb::Generation::NewStub(channel);
   grpc::ClientContext ctx;
+  std::optional<std::string> token = f.token;
+  if (!token) {
+    const char* env = std::getenv("ZEROINFER_AUTH_TOKEN");
+    if (env != nullptr && *env != '\0') token = env;
+  }
+  if (token) ctx.AddMetadata("authorization", "Bearer " + *token);
   if (f.timeout > 0)
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(f.timeout)));
@@ -138,6 +187,14 @@ void register_client(CLI::App& app, int* rc) {
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_flag("--ignore-eos", f->ignore_eos, "Keep generating past EOS");
   cmd->add_option("--timeout", f->timeout, "Deadline in seconds (0 = none)");
+  cmd->add_flag("--tls", f->tls, "Connect over TLS (implied by the --tls-* flags); without --tls-ca the system's CAs");
+  cmd->add_option("--tls-ca", f->tls_ca, "PEM CA bundle that signs the server's certificate");
+  cmd->add_option("--tls-cert", f->tls_cert, "PEM client certificate (mTLS; with --tls-key)");
+  cmd->add_option("--tls-key", f->tls_key, "PEM private key of --tls-cert");
+  cmd->add_option("--tls-server-name", f->tls_server_name,
+                  "Name to check the server's certificate against (default: the host of --server)");
+  cmd->add_option("--token", f->token,
+                  "Bearer token sent as 'authorization: Bearer TOKEN' (default: $ZEROINFER_AUTH_TOKEN)");
   cmd->callback([f, rc] { *rc = run(*f); });
 }
 

@@ -18,6 +18,8 @@ void add_engine_flags(CLI::App* cmd, EngineFlags* f) {
       ->check(CLI::IsMember({4, 8, 16}));
   cmd->add_option("--quant-group-size", f->quant_group_size, "Weights per quantization group")
       ->check(CLI::Range(1, 1 << 20));
+  cmd->add_flag("--quant-embeddings", f->quant_embeddings,
+                "Quantize the LM head too, with --quant-bits (quantization.embeddings: true)");
   cmd->add_flag("--kv-offload", f->kv_offload, "Keep the KV cache in pinned CPU memory");
   cmd->add_option("--kv-cache-bytes", f->kv_cache_bytes,
                   "KV cache size, e.g. 8GiB (kv_cache.max_bytes; default: GPU memory left, or max_batch_size "
@@ -45,6 +47,7 @@ Status apply_engine_flags(const EngineFlags& e, EngineOptions* o) {
   }
   if (e.quant_bits) o->quant_bits = static_cast<uint32_t>(*e.quant_bits);
   if (e.quant_group_size) o->quant_group_size = static_cast<uint32_t>(*e.quant_group_size);
+  if (e.quant_embeddings) o->quant_embeddings = true;
   if (e.kv_offload) o->kv_offload = true;
   if (e.kv_cache_bytes) {
     ZI_ASSIGN_OR_RETURN(o->kv_cache_bytes, parse_bytes(*e.kv_cache_bytes, "--kv-cache-bytes"));

@@ -20,6 +20,7 @@ struct EngineFlags {
   std::optional<std::string> gpu_weights_budget;  // --gpu-weights-budget SIZE (e.g. 2GiB)
   std::optional<int> quant_bits;            // --quant_bits 4|8|16
   std::optional<int> quant_group_size;      // --quant_group_size N
+  bool quant_embeddings = false;            // --quant-embeddings → quantization.embeddings: true
   bool kv_offload = false;                  // --kv-offload
   std::optional<std::string> kv_cache_bytes;  // --kv-cache-bytes SIZE → kv_cache.max_bytes
   std::optional<int> num_gpus;              // --num_gpus N

@@ -113,6 +113,7 @@ std::optional<Failure> engine_options_from(const GenerateFlags& f, EngineOptions
   }
   if (e.quant_bits) o->quant_bits = static_cast<uint32_t>(*e.quant_bits);
   if (e.quant_group_size) o->quant_group_size = static_cast<uint32_t>(*e.quant_group_size);
+  o->quant_embeddings = e.quant_embeddings;
   o->kv_offload = e.kv_offload;
   if (e.num_gpus && *e.num_gpus != 1)
     return usage(absl::StrCat("--num-gpus ", *e.num_gpus, ": generate runs one rank in-process (use serve)"));

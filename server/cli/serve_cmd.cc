@@ -15,6 +15,7 @@ struct ServeFlags {
   std::string config;
   EngineFlags engine;
   std::optional<std::string> listen, metrics_listen, log_level;
+  bool allow_insecure = false;
 };
 
 // DESIGN.md's flag → key mapping.
@@ -31,6 +32,7 @@ StatusOr<server::ConfigOverrides> overrides_from(const ServeFlags& f) {
   if (e.max_context) o.max_context = static_cast<uint32_t>(*e.max_context);
   if (e.quant_bits) o.quant_bits = static_cast<uint32_t>(*e.quant_bits);
   if (e.quant_group_size) o.quant_group_size = static_cast<uint32_t>(*e.quant_group_size);
+  if (e.quant_embeddings) o.quant_embeddings = true;
   if (e.kv_offload) o.kv_offload = true;
   o.kv_cache_bytes = e.kv_cache_bytes;
   if (e.num_gpus) o.num_gpus = static_cast<uint32_t>(*e.num_gpus);
@@ -38,6 +40,7 @@ StatusOr<server::ConfigOverrides> overrides_from(const ServeFlags& f) {
   o.listen = f.listen;
   o.metrics_listen = f.metrics_listen;
   o.log_level = f.log_level;
+  if (f.allow_insecure) o.allow_insecure = true;
   return o;
 }
 
@@ -55,7 +58,13 @@ int run(const ServeFlags& flags) {
   }
   LogLevel level;
   if (parse_log_level(config->log_level, &level)) set_log_level(level);
-  return server::run_coordinator(*config, "/proc/self/exe");
+  // SIGHUP: the same file and the same flags again.
+  auto reload = [path = flags.config, o = *overrides]() -> StatusOr<server::ServeConfig> {
+    ZI_ASSIGN_OR_RETURN(server::ServeConfig c, server::load_config(path));
+    ZI_RETURN_IF_ERROR(server::apply_overrides(o, &c));
+    return c;
+  };
+  return server::run_coordinator(*config, "/proc/self/exe", reload);
 }
 
 }  // namespace
@@ -69,6 +78,8 @@ void register_serve(CLI::App& app, int* rc) {
   cmd->add_option("--metrics-listen", flags->metrics_listen, "Prometheus /metrics address HOST:PORT (server.metrics_listen)");
   cmd->add_option("--log-level", flags->log_level, "debug|info|warning|error (logging.level)")
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
+  cmd->add_flag("--allow-insecure", flags->allow_insecure,
+                "Serve plaintext gRPC on an address other than loopback (server.allow_insecure: true)");
   cmd->callback([flags, rc] { *rc = run(*flags); });
 }
 

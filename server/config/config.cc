@@ -9,6 +9,9 @@
 #include <sstream>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <yaml-cpp/yaml.h>
 
 #include "engine/core/log.h"
@@ -266,7 +269,30 @@ StatusOr<ServeConfig> parse_config(std::string_view yaml_text, const std::string
     ZI_RETURN_IF_ERROR(v.read_uint("max_batch_size", 1, 1024, &c.max_batch_size));
     ZI_RETURN_IF_ERROR(v.read_uint("max_new_tokens_default", 1, kMaxTokens, &c.max_new_tokens_default));
     ZI_RETURN_IF_ERROR(v.read_uint("max_prompt_tokens", 0, kMaxTokens, &c.max_prompt_tokens));
-    return v.read_double("shutdown_grace_seconds", 0, 3600, &c.shutdown_grace_seconds);
+    ZI_RETURN_IF_ERROR(v.read_double("shutdown_grace_seconds", 0, 3600, &c.shutdown_grace_seconds));
+    ZI_RETURN_IF_ERROR(v.nested("tls", [&](Section& t) -> Status {
+      TlsConfig& tls = c.tls;
+      ZI_RETURN_IF_ERROR(t.read_string("cert_file", &tls.cert_file));
+      ZI_RETURN_IF_ERROR(t.read_string("key_file", &tls.key_file));
+      ZI_RETURN_IF_ERROR(t.read_string("client_ca_file", &tls.client_ca_file));
+      ZI_RETURN_IF_ERROR(t.read_bool("require_client_cert", &tls.require_client_cert));
+      tls.cert_file = resolve(base_dir, tls.cert_file);
+      tls.key_file = resolve(base_dir, tls.key_file);
+      tls.client_ca_file = resolve(base_dir, tls.client_ca_file);
+      const bool any = !tls.cert_file.empty() || !tls.key_file.empty() || !tls.client_ca_file.empty() ||
+                       tls.require_client_cert;
+      if (any && tls.cert_file.empty())
+        return t.err("server.tls.cert_file", "is required with server.tls (the server's PEM certificate chain)");
+      if (any && tls.key_file.empty())
+        return t.err("server.tls.key_file", "is required with server.tls (the PEM private key of cert_file)");
+      if (tls.require_client_cert && tls.client_ca_file.empty())
+        return t.err("server.tls.require_client_cert",
+                     "needs server.tls.client_ca_file (the CA bundle that signs client certificates)");
+      return absl::OkStatus();
+    }));
+    ZI_RETURN_IF_ERROR(v.read_string("auth_token_file", &c.auth_token_file));
+    c.auth_token_file = resolve(base_dir, c.auth_token_file);
+    return v.read_bool("allow_insecure", &c.allow_insecure);
   }));
   ZI_RETURN_IF_ERROR(top.nested("parallel", [&](Section& v) { return v.read_uint("num_gpus", 1, 64, &c.num_gpus); }));
   ZI_RETURN_IF_ERROR(top.nested("offload", [&](Section& v) -> Status {
@@ -292,7 +318,8 @@ StatusOr<ServeConfig> parse_config(std::string_view yaml_text, const std::string
       if (bs != "4" && bs != "8" && bs != "16") return v.err("quantization.bits", absl::StrCat("must be 4, 8 or 16, got '", bs, "'"));
       c.quant_bits = static_cast<uint32_t>(std::stoul(bs));
     }
-    return v.read_uint("group_size", 1, 1 << 20, &c.quant_group_size);
+    ZI_RETURN_IF_ERROR(v.read_uint("group_size", 1, 1 << 20, &c.quant_group_size));
+    return v.read_bool("embeddings", &c.quant_embeddings);
   }));
   ZI_RETURN_IF_ERROR(top.nested("kv_cache", [&](Section& v) -> Status {
     ZI_RETURN_IF_ERROR(v.read_bool("offload", &c.kv_offload));
@@ -363,6 +390,7 @@ Status apply_overrides(const ConfigOverrides& o, ServeConfig* c) {
       return flag_err("--quant-group-size", "must be 1..1048576");
     c->quant_group_size = *o.quant_group_size;
   }
+  if (o.quant_embeddings) c->quant_embeddings = *o.quant_embeddings;
   if (o.kv_offload) c->kv_offload = *o.kv_offload;
   if (o.kv_cache_bytes) {
     auto bytes = parse_size(*o.kv_cache_bytes);
@@ -393,6 +421,7 @@ Status apply_overrides(const ConfigOverrides& o, ServeConfig* c) {
     if (!parse_log_level(*o.log_level, &l)) return flag_err("--log-level", "must be debug, info, warning or error");
     c->log_level = *o.log_level;
   }
+  if (o.allow_insecure) c->allow_insecure = *o.allow_insecure;
   return absl::OkStatus();
 }
 
@@ -413,12 +442,107 @@ EngineOptions engine_options(const ServeConfig& c) {
   o.aio_queue_depth = c.aio_queue_depth;
   o.quant_bits = c.quant_bits;
   o.quant_group_size = c.quant_group_size;
+  o.quant_embeddings = c.quant_embeddings;
   o.kv_offload = c.kv_offload;
   o.kv_cache_bytes = c.kv_cache_bytes;
   o.kv_block_size = c.kv_block_size;
   o.world_size = c.num_gpus;
   o.debug_step_delay_ms = c.debug_step_delay_ms;
   return o;
+}
+
+bool is_loopback_host(std::string_view host) {
+  std::string h = lower(host);
+  if (h == "localhost" || h == "ip6-localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    if (IN6_IS_ADDR_V4MAPPED(&v6)) return v6.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+Status check_transport_security(const ServeConfig& c) {
+  if (c.tls.enabled() || c.allow_insecure) return absl::OkStatus();
+  auto hp = parse_host_port(c.listen);
+  if (!hp.ok()) return absl::InvalidArgumentError(absl::StrCat(c.source, ": server.listen: ", hp.status().message()));
+  if (is_loopback_host(hp->host)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      c.source, ": server.listen: '", c.listen,
+      "' is not a loopback address and server.tls is not set: plaintext gRPC is served only on loopback; set "
+      "server.tls.cert_file and server.tls.key_file, or server.allow_insecure: true (--allow-insecure) to serve "
+      "plaintext anyway"));
+}
+
+namespace {
+
+std::string fmt_double(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+const char* fmt_bool(bool v) { return v ? "true" : "false"; }
+const char* fmt_tier(OffloadTier t) { return t == OffloadTier::kCpu ? "cpu" : t == OffloadTier::kNvme ? "nvme" : "none"; }
+
+}  // namespace
+
+std::vector<ConfigChange> diff_configs(const ServeConfig& a, const ServeConfig& b) {
+  struct Key {
+    const char* name;
+    std::function<std::string(const ServeConfig&)> value;
+    bool reloadable;
+  };
+  auto str = [](std::string ServeConfig::*m) { return [m](const ServeConfig& c) { return c.*m; }; };
+  auto num = [](auto ServeConfig::*m) { return [m](const ServeConfig& c) { return absl::StrCat(c.*m); }; };
+  auto flag = [](bool ServeConfig::*m) { return [m](const ServeConfig& c) { return std::string(fmt_bool(c.*m)); }; };
+  const std::vector<Key> keys = {
+      {"model.path", str(&ServeConfig::model_path), false},
+      {"model.name", str(&ServeConfig::model_name), false},
+      {"model.dtype", str(&ServeConfig::dtype), false},
+      {"model.max_context", num(&ServeConfig::max_context), false},
+      {"device", str(&ServeConfig::device), false},
+      {"server.listen", str(&ServeConfig::listen), false},
+      {"server.metrics_listen", str(&ServeConfig::metrics_listen), false},
+      {"server.max_queue", num(&ServeConfig::max_queue), true},
+      {"server.max_batch_size", num(&ServeConfig::max_batch_size), false},
+      {"server.max_new_tokens_default", num(&ServeConfig::max_new_tokens_default), true},
+      {"server.max_prompt_tokens", num(&ServeConfig::max_prompt_tokens), true},
+      {"server.shutdown_grace_seconds", [](const ServeConfig& c) { return fmt_double(c.shutdown_grace_seconds); },
+       true},
+      {"server.tls.cert_file", [](const ServeConfig& c) { return c.tls.cert_file; }, false},
+      {"server.tls.key_file", [](const ServeConfig& c) { return c.tls.key_file; }, false},
+      {"server.tls.client_ca_file", [](const ServeConfig& c) { return c.tls.client_ca_file; }, false},
+      {"server.tls.require_client_cert",
+       [](const ServeConfig& c) { return std::string(fmt_bool(c.tls.require_client_cert)); }, false},
+      {"server.auth_token_file", str(&ServeConfig::auth_token_file), true},
+      {"server.allow_insecure", flag(&ServeConfig::allow_insecure), false},
+      {"parallel.num_gpus", num(&ServeConfig::num_gpus), false},
+      {"offload.tier", [](const ServeConfig& c) { return std::string(fmt_tier(c.offload_tier)); }, false},
+      {"offload.dir", str(&ServeConfig::offload_dir), false},
+      {"offload.pin_memory", flag(&ServeConfig::pin_memory), false},
+      {"offload.gpu_weights_budget", num(&ServeConfig::gpu_weights_budget), false},
+      {"offload.prefetch_depth", num(&ServeConfig::prefetch_depth), false},
+      {"offload.aio.block_size", num(&ServeConfig::aio_block_size), false},
+      {"offload.aio.queue_depth", num(&ServeConfig::aio_queue_depth), false},
+      {"quantization.bits", num(&ServeConfig::quant_bits), false},
+      {"quantization.group_size", num(&ServeConfig::quant_group_size), false},
+      {"quantization.embeddings", flag(&ServeConfig::quant_embeddings), false},
+      {"kv_cache.offload", flag(&ServeConfig::kv_offload), false},
+      {"kv_cache.max_bytes", num(&ServeConfig::kv_cache_bytes), false},
+      {"kv_cache.block_size", num(&ServeConfig::kv_block_size), false},
+      {"scheduler.policy", str(&ServeConfig::scheduler_policy), false},
+      {"scheduler.max_num_batched_tokens", num(&ServeConfig::max_num_batched_tokens), false},
+      {"logging.level", str(&ServeConfig::log_level), true},
+      {"debug.step_delay_ms", num(&ServeConfig::debug_step_delay_ms), false},
+  };
+  std::vector<ConfigChange> out;
+  for (const Key& k : keys) {
+    std::string before = k.value(a), after = k.value(b);
+    if (before != after) out.push_back({k.name, std::move(before), std::move(after), k.reloadable});
+  }
+  return out;
 }
 
 }  // namespace zi::server

@@ -10,11 +10,21 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/core/status.h"
 #include "engine/runtime/engine_options.h"
 
 namespace zi::server {
+
+// server.tls: the gRPC port speaks TLS when cert_file is set (then key_file is required too).
+struct TlsConfig {
+  std::string cert_file;               // PEM certificate chain of the server (resolved like model.path)
+  std::string key_file;                // PEM private key of that certificate
+  std::string client_ca_file;          // PEM CA bundle that signs client certificates; set = mTLS
+  bool require_client_cert = false;    // refuse a handshake without a client certificate (needs client_ca_file)
+  bool enabled() const { return !cert_file.empty(); }
+};
 
 struct ServeConfig {
   std::string source;                  // the file the config came from (prefix of error messages)
@@ -33,6 +43,10 @@ struct ServeConfig {
   uint32_t max_new_tokens_default = 256;
   uint32_t max_prompt_tokens = 0;      // 0 = the model's context
   double shutdown_grace_seconds = 30;
+  TlsConfig tls;
+  std::string auth_token_file;         // bearer token every RPC but health must carry; empty = none (or the
+                                       // ZEROINFER_AUTH_TOKEN environment variable when that is set)
+  bool allow_insecure = false;         // plaintext gRPC on an address other than loopback
   // parallel
   uint32_t num_gpus = 1;               // ranks
   // offload
@@ -46,6 +60,7 @@ struct ServeConfig {
   // quantization
   uint32_t quant_bits = 16;
   uint32_t quant_group_size = 64;
+  bool quant_embeddings = false;       // the LM head is quantized too
   // kv_cache
   bool kv_offload = false;
   uint64_t kv_cache_bytes = 0;         // kv_cache.max_bytes; 0 = derived (engine_options.h)
@@ -68,6 +83,7 @@ struct ConfigOverrides {
   std::optional<uint32_t> max_context;            // --max-context
   std::optional<uint32_t> quant_bits;             // --quant_bits
   std::optional<uint32_t> quant_group_size;       // --quant_group_size
+  std::optional<bool> quant_embeddings;           // --quant-embeddings
   std::optional<bool> kv_offload;                 // --kv-offload
   std::optional<std::string> kv_cache_bytes;      // --kv-cache-bytes SIZE
   std::optional<uint32_t> num_gpus;               // --num_gpus
@@ -75,6 +91,7 @@ struct ConfigOverrides {
   std::optional<std::string> listen;              // --listen
   std::optional<std::string> metrics_listen;      // --metrics-listen
   std::optional<std::string> log_level;           // --log-level
+  std::optional<bool> allow_insecure;             // --allow-insecure
 };
 
 // Parses YAML text. `source` names the file in messages; relative paths are resolved against `base_dir`
@@ -87,6 +104,22 @@ StatusOr<ServeConfig> load_config(const std::string& path);
 Status apply_overrides(const ConfigOverrides& overrides, ServeConfig* config);
 // The engine's view of the config (rank 0; the worker pool sets each worker's rank).
 EngineOptions engine_options(const ServeConfig& config);
+
+// Plaintext gRPC is served only on a loopback address (127.0.0.0/8, ::1, localhost) unless server.tls is set or
+// server.allow_insecure is true; otherwise an error naming server.listen and the keys that would allow it.
+Status check_transport_security(const ServeConfig& config);
+bool is_loopback_host(std::string_view host);
+
+// One key whose value differs between the running config and a reloaded one (SIGHUP).
+struct ConfigChange {
+  std::string key;         // e.g. "server.max_queue"
+  std::string before, after;
+  bool reloadable = false; // applied without a restart; otherwise it takes a restart
+};
+// Keys that can change without a restart: logging.level, server.max_queue, server.max_new_tokens_default,
+// server.max_prompt_tokens, server.shutdown_grace_seconds, server.auth_token_file. Every other key is compared
+// too and reported as needing a restart. In key order of config/README.md.
+std::vector<ConfigChange> diff_configs(const ServeConfig& running, const ServeConfig& reloaded);
 
 // "1MiB", "512 KiB", "2G" (binary), "1GB" (decimal), "1048576" → bytes.
 StatusOr<uint64_t> parse_size(std::string_view text);

@@ -4,6 +4,7 @@
 
 #include "engine/core/log.h"
 #include "server/grpc/generate_stream.h"
+#include "server/grpc/security.h"
 
 namespace zi::server {
 
@@ -32,6 +33,30 @@ void GenerationService::set_runtime(ServingRuntime runtime) {
   runtime_ = std::make_shared<const ServingRuntime>(std::move(runtime));
 }
 
+void GenerationService::set_limits(const RequestLimits& limits) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!runtime_) return;
+  auto next = std::make_shared<ServingRuntime>(*runtime_);
+  next->limits = limits;
+  runtime_ = std::move(next);
+}
+
+void GenerationService::set_max_queue(uint32_t max_queue) { max_queue_.store(max_queue); }
+
+void GenerationService::set_auth_token(std::optional<std::string> token) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auth_token_ = token ? std::make_shared<const std::string>(std::move(*token)) : nullptr;
+}
+
+grpc::Status GenerationService::authorize(const grpc::CallbackServerContext* context) const {
+  std::shared_ptr<const std::string> token;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    token = auth_token_;
+  }
+  return check_bearer(context->client_metadata(), token.get());
+}
+
 std::shared_ptr<const ServingRuntime> GenerationService::runtime() const {
   std::lock_guard<std::mutex> lock(mu_);
   return runtime_;
@@ -54,11 +79,29 @@ grpc::ServerWriteReactor<pb::GenerateResponse>* GenerationService::Generate(grpc
   std::shared_ptr<GenerateStream> stream = reactor->stream();
   const Clock::time_point arrival = Clock::now();
 
+  if (grpc::Status auth = authorize(context); !auth.ok()) {
+    reject(RequestOutcome::kRejected);
+    stream->finish_now(auth);
+    return reactor;
+  }
   std::shared_ptr<const ServingRuntime> rt = runtime();
   if (!rt) {
     reject(RequestOutcome::kRejected);
     stream->finish_now(kLoading);
     return reactor;
+  }
+  // A server.max_queue lowered by a reload (the scheduler enforces the start-up value itself).
+  if (uint32_t cap = max_queue_.load(); cap > 0) {
+    const size_t running = rt->scheduler->running();
+    const size_t in_flight = rt->scheduler->in_flight();
+    const size_t waiting = in_flight > running ? in_flight - running : 0;
+    if (waiting >= cap) {
+      reject(RequestOutcome::kRejected);
+      stream->finish_now(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrFormat("request queue is full: %u requests waiting (server.max_queue = %u)", waiting, cap)));
+      return reactor;
+    }
   }
   // Take a place in the queue now, so that a full queue is refused before any work is done.
   StatusOr<Reservation> reservation = rt->scheduler->reserve();
@@ -98,6 +141,10 @@ grpc::ServerWriteReactor<pb::GenerateResponse>* GenerationService::Generate(grpc
 grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerContext* context,
                                                          const pb::GetModelInfoRequest*, pb::ModelInfo* response) {
   auto* reactor = context->DefaultReactor();
+  if (grpc::Status auth = authorize(context); !auth.ok()) {
+    reactor->Finish(auth);
+    return reactor;
+  }
   std::shared_ptr<const ServingRuntime> rt = runtime();
   if (!rt) {
     reactor->Finish(kLoading);
@@ -120,6 +167,10 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
                                                      const pb::TokenizeRequest* request,
                                                      pb::TokenizeResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (grpc::Status auth = authorize(context); !auth.ok()) {
+    reactor->Finish(auth);
+    return reactor;
+  }
   std::shared_ptr<const ServingRuntime> rt = runtime();
   if (!rt) {
     reactor->Finish(kLoading);

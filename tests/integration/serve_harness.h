@@ -82,6 +82,8 @@ class ServerProcess {
     return grpc_port_ && metrics_port_;
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
+  // The YAML file it serves (rewrite it and send SIGHUP to test a reload).
+  const std::string& config_path() const { return config_; }
   int metrics_port() const { return metrics_port_; }
   pid_t pid() const { return pid_; }
   pid_t worker_pid() {

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "server/config/config.h"
 
@@ -187,6 +189,142 @@ TEST(Config, FlagsOverrideKeys) {
   bad_size.gpu_weights_budget = "lots";
   EXPECT_EQ(apply_overrides(bad_size, &*c).message(),
             "--gpu-weights-budget: must be a size such as 1MiB, 2GiB or 1048576, got 'lots'");
+}
+
+TEST(Config, TlsTokenAndInsecureKeys) {
+  auto c = parse("model: {path: m}\nserver: {tls: {cert_file: tls/server.pem, key_file: /etc/k.pem, "
+                 "client_ca_file: ca.pem, require_client_cert: true}, auth_token_file: token, allow_insecure: true}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->tls.enabled());
+  EXPECT_EQ(c->tls.cert_file, "/base/tls/server.pem");  // relative to the config file's folder
+  EXPECT_EQ(c->tls.key_file, "/etc/k.pem");
+  EXPECT_EQ(c->tls.client_ca_file, "/base/ca.pem");
+  EXPECT_TRUE(c->tls.require_client_cert);
+  EXPECT_EQ(c->auth_token_file, "/base/token");
+  EXPECT_TRUE(c->allow_insecure);
+  auto d = parse("model: {path: m}\n");
+  EXPECT_FALSE(d->tls.enabled());
+  EXPECT_EQ(d->auth_token_file, "");
+  EXPECT_FALSE(d->allow_insecure);
+  EXPECT_FALSE(parse("model: {path: m}\nserver: {tls: {}}\n")->tls.enabled());
+
+  EXPECT_EQ(error_of("model: {path: m}\nserver: {tls: {key_file: k.pem}}\n"),
+            "test.yaml: server.tls.cert_file: is required with server.tls (the server's PEM certificate chain)");
+  EXPECT_EQ(error_of("model: {path: m}\nserver: {tls: {cert_file: c.pem}}\n"),
+            "test.yaml: server.tls.key_file: is required with server.tls (the PEM private key of cert_file)");
+  EXPECT_EQ(error_of("model: {path: m}\nserver: {tls: {cert_file: c.pem, key_file: k.pem, require_client_cert: true}}\n"),
+            "test.yaml: server.tls.require_client_cert: needs server.tls.client_ca_file (the CA bundle that signs "
+            "client certificates)");
+  EXPECT_EQ(error_of("model: {path: m}\nserver: {tls: {cert_file: c.pem, key_file: k.pem, require_client_cert: 2}}\n"),
+            "test.yaml: server.tls.require_client_cert: must be true or false, got '2'");
+  EXPECT_EQ(error_of("model: {path: m}\nserver: {allow_insecure: sure}\n"),
+            "test.yaml: server.allow_insecure: must be true or false, got 'sure'");
+  EXPECT_EQ(error_of("model: {path: m}\nserver: {tls: on}\n"), "test.yaml: server.tls: must be a mapping of keys");
+  std::string typo = error_of("model: {path: m}\nserver: {tls: {cert: c.pem}}\n");
+  EXPECT_EQ(typo.rfind("test.yaml: server.tls.cert: unknown key (allowed here: cert_file, key_file, client_ca_file, "
+                       "require_client_cert)", 0),
+            0u)
+      << typo;
+}
+
+TEST(Config, PlaintextOnlyOnLoopbackUnlessAllowed) {
+  for (const char* host : {"127.0.0.1", "127.3.2.1", "localhost", "LOCALHOST", "::1", "::ffff:127.0.0.1"})
+    EXPECT_TRUE(is_loopback_host(host)) << host;
+  for (const char* host : {"0.0.0.0", "::", "10.0.0.1", "128.0.0.1", "example.com", "localhost.example.com"})
+    EXPECT_FALSE(is_loopback_host(host)) << host;
+  auto c = parse("model: {path: m}\nserver: {listen: \"[::1]:50051\"}\n");
+  EXPECT_TRUE(check_transport_security(*c).ok());
+  c = parse("model: {path: m}\nserver: {listen: \"0.0.0.0:50051\"}\n");
+  EXPECT_EQ(check_transport_security(*c).message(),
+            "test.yaml: server.listen: '0.0.0.0:50051' is not a loopback address and server.tls is not set: "
+            "plaintext gRPC is served only on loopback; set server.tls.cert_file and server.tls.key_file, or "
+            "server.allow_insecure: true (--allow-insecure) to serve plaintext anyway");
+  auto allowed = parse("model: {path: m}\nserver: {listen: \"0.0.0.0:50051\", allow_insecure: true}\n");
+  EXPECT_TRUE(check_transport_security(*allowed).ok());
+  auto with_tls = parse("model: {path: m}\nserver: {listen: \"0.0.0.0:1\", tls: {cert_file: c, key_file: k}}\n");
+  EXPECT_TRUE(check_transport_security(*with_tls).ok());
+  // The flags: --listen moves a loopback file onto a public address; --allow-insecure allows it.
+  auto local = parse("model: {path: m}\n");
+  ConfigOverrides o;
+  o.listen = "[::]:0";
+  ASSERT_TRUE(apply_overrides(o, &*local).ok());
+  EXPECT_FALSE(check_transport_security(*local).ok());
+  o.allow_insecure = true;
+  ASSERT_TRUE(apply_overrides(o, &*local).ok());
+  EXPECT_TRUE(check_transport_security(*local).ok());
+}
+
+TEST(Config, QuantizedEmbeddingsReachTheEngineOptions) {
+  auto c = parse("model: {path: m}\nquantization: {bits: 4, embeddings: true}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->quant_embeddings);
+  EXPECT_TRUE(engine_options(*c).quant_embeddings);
+  auto d = parse("model: {path: m}\nquantization: {bits: 4}\n");
+  EXPECT_FALSE(engine_options(*d).quant_embeddings);
+  ConfigOverrides o;
+  o.quant_embeddings = true;  // --quant-embeddings
+  ASSERT_TRUE(apply_overrides(o, &*d).ok());
+  EXPECT_TRUE(engine_options(*d).quant_embeddings);
+  EXPECT_EQ(error_of("model: {path: m}\nquantization: {embeddings: 4}\n"),
+            "test.yaml: quantization.embeddings: must be true or false, got '4'");
+}
+
+TEST(Config, DiffSaysWhichChangedKeysReloadWithoutARestart) {
+  auto a = parse("model: {path: m}\n");
+  auto b = parse("model: {path: m}\n");
+  EXPECT_TRUE(diff_configs(*a, *b).empty());
+  b = parse("model: {path: m}\nserver: {max_queue: 4, max_batch_size: 8, max_new_tokens_default: 9, "
+            "max_prompt_tokens: 10, shutdown_grace_seconds: 1.5, auth_token_file: /t, listen: \"127.0.0.1:1\", "
+            "tls: {cert_file: c, key_file: k}}\nlogging: {level: debug}\nquantization: {bits: 8}\n");
+  ASSERT_TRUE(b.ok()) << b.status();
+  std::ostringstream got;
+  for (const ConfigChange& ch : diff_configs(*a, *b))
+    got << ch.key << ": " << ch.before << " -> " << ch.after << (ch.reloadable ? " (now)" : " (restart)") << "\n";
+  EXPECT_EQ(got.str(),
+            "server.listen: 127.0.0.1:50051 -> 127.0.0.1:1 (restart)\n"
+            "server.max_queue: 256 -> 4 (now)\n"
+            "server.max_batch_size: 16 -> 8 (restart)\n"
+            "server.max_new_tokens_default: 256 -> 9 (now)\n"
+            "server.max_prompt_tokens: 0 -> 10 (now)\n"
+            "server.shutdown_grace_seconds: 30 -> 1.5 (now)\n"
+            "server.tls.cert_file:  -> /base/c (restart)\n"
+            "server.tls.key_file:  -> /base/k (restart)\n"
+            "server.auth_token_file:  -> /t (now)\n"
+            "quantization.bits: 16 -> 8 (restart)\n"
+            "logging.level: info -> debug (now)\n");
+}
+
+// Each example deployment, broken in two ways (a misspelled key, a bad value): the error names the file and the
+// key path.
+TEST(Config, ABrokenExampleNamesItsBadKey) {
+  namespace fs = std::filesystem;
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(std::string(ZI_SOURCE_DIR) + "/config/examples")) {
+    if (e.path().extension() != ".yaml") continue;
+    ++n;
+    std::ifstream in(e.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string text = ss.str();
+    const std::string src = e.path().string(), dir = e.path().parent_path().string();
+    ASSERT_TRUE(parse_config(text, src, dir).ok()) << src << ": " << parse_config(text, src, dir).status();
+    auto replaced = [&](const std::string& from, const std::string& to) {
+      std::string t = text;
+      size_t p = t.find(from);
+      EXPECT_NE(p, std::string::npos) << src << " has no '" << from << "'";
+      if (p != std::string::npos) t.replace(p, from.size(), to);
+      auto c = parse_config(t, src, dir);
+      return c.ok() ? std::string("(accepted)") : std::string(c.status().message());
+    };
+    std::string typo = replaced("max_batch_size:", "max_batchsize:");
+    EXPECT_EQ(typo.rfind(src + ": server.max_batchsize: unknown key (allowed here: listen,", 0), 0u) << typo;
+    EXPECT_EQ(replaced("max_batch_size:", "max_batch_size: 0, old_max_batch_size:"),
+              src + ": server.max_batch_size: must be 1..1024, got 0");
+    if (text.find("tier: ") != std::string::npos)
+      EXPECT_EQ(replaced("tier: ", "tier: tape, old_tier: "),
+                src + ": offload.tier: must be one of none|cpu|nvme, got 'tape'");
+  }
+  EXPECT_GE(n, 4);
 }
 
 TEST(Config, SizesAndAddresses) {
