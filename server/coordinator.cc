@@ -233,7 +233,8 @@ int run_coordinator(const ServeConfig& config, const std::string& executable, Co
 
   SchedulerOptions sopts;
   sopts.max_queue = config.max_queue;
-  sopts.max_batch_size = config.max_batch_size;
+  // server.max_batch_size is per rank (each worker holds that many KV slots); data parallelism multiplies it.
+  sopts.max_batch_size = config.max_batch_size * config.num_gpus;
   sopts.eos_token_ids = summary.eos_token_ids;
   sopts.max_num_batched_tokens = config.max_num_batched_tokens;
   auto policy = make_policy(config.scheduler_policy);

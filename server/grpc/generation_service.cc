@@ -159,6 +159,12 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerCo
   response->set_dtype(s.dtype);
   response->set_device(s.device);
   response->set_num_ranks(s.num_ranks);
+  response->set_quant_bits(s.quant_bits);
+  response->set_quant_group_size(s.quant_group_size);
+  response->set_layer_weight_bytes(s.layer_weight_bytes);
+  for (const std::string& t : s.layer_tiers) response->add_layer_tiers(t);
+  response->set_streamed_bytes_per_step(s.streamed_bytes_per_step);
+  response->set_prefetch_depth(s.prefetch_depth);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
