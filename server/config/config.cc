@@ -270,6 +270,8 @@ StatusOr<ServeConfig> parse_config(std::string_view yaml_text, const std::string
     ZI_RETURN_IF_ERROR(v.read_uint("max_new_tokens_default", 1, kMaxTokens, &c.max_new_tokens_default));
     ZI_RETURN_IF_ERROR(v.read_uint("max_prompt_tokens", 0, kMaxTokens, &c.max_prompt_tokens));
     ZI_RETURN_IF_ERROR(v.read_double("shutdown_grace_seconds", 0, 3600, &c.shutdown_grace_seconds));
+    ZI_RETURN_IF_ERROR(v.read_uint("max_streams_per_connection", 1, 65536, &c.max_streams_per_connection));
+    ZI_RETURN_IF_ERROR(v.read_uint("keepalive_seconds", 0, 86400, &c.keepalive_seconds));
     ZI_RETURN_IF_ERROR(v.nested("tls", [&](Section& t) -> Status {
       TlsConfig& tls = c.tls;
       ZI_RETURN_IF_ERROR(t.read_string("cert_file", &tls.cert_file));
@@ -511,6 +513,8 @@ std::vector<ConfigChange> diff_configs(const ServeConfig& a, const ServeConfig& 
       {"server.max_prompt_tokens", num(&ServeConfig::max_prompt_tokens), true},
       {"server.shutdown_grace_seconds", [](const ServeConfig& c) { return fmt_double(c.shutdown_grace_seconds); },
        true},
+      {"server.max_streams_per_connection", num(&ServeConfig::max_streams_per_connection), false},
+      {"server.keepalive_seconds", num(&ServeConfig::keepalive_seconds), false},
       {"server.tls.cert_file", [](const ServeConfig& c) { return c.tls.cert_file; }, false},
       {"server.tls.key_file", [](const ServeConfig& c) { return c.tls.key_file; }, false},
       {"server.tls.client_ca_file", [](const ServeConfig& c) { return c.tls.client_ca_file; }, false},

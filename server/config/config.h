@@ -43,6 +43,9 @@ struct ServeConfig {
   uint32_t max_new_tokens_default = 256;
   uint32_t max_prompt_tokens = 0;      // 0 = the model's context
   double shutdown_grace_seconds = 30;
+  uint32_t max_streams_per_connection = 128;  // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: more wait at the client
+  uint32_t keepalive_seconds = 60;     // server pings an idle connection this often; no ack in 20 s drops it
+                                       // (and cancels its streams): clients that vanished without a FIN. 0 = off
   TlsConfig tls;
   std::string auth_token_file;         // bearer token every RPC but health must carry; empty = none (or the
                                        // ZEROINFER_AUTH_TOKEN environment variable when that is set)

@@ -112,6 +112,38 @@ TEST_F(Limits, BurstOfStreamsOnOneConnectionIsBoundedByTheQueue) {
   expect_still_serving();
 }
 
+// server.max_streams_per_connection: six streams on one connection with a limit of 2 never have more than two
+// requests in the server at once (the rest wait in the client's HTTP/2 layer, not in the queue), and all finish.
+TEST_F(Limits, StreamsPerConnectionAreBoundedAndTheRestWait) {
+  server_ = start_server("server: {max_streams_per_connection: 2, max_queue: 64, max_batch_size: 8}\n"
+                         "debug: {step_delay_ms: 20}\n");
+  auto stub = server_->stub();
+  std::vector<std::unique_ptr<BackgroundStream>> streams;
+  for (int i = 0; i < 6; ++i) {
+    pb::GenerateRequest r = ids_request({1, static_cast<uint32_t>(200 + i)}, 6);
+    r.mutable_stopping()->set_ignore_eos(true);
+    streams.push_back(std::make_unique<BackgroundStream>(stub.get(), r));
+  }
+  double most = 0;
+  auto all_done = [&] {
+    for (auto& s : streams)
+      if (!s->done()) return false;
+    return true;
+  };
+  while (!all_done()) {
+    most = std::max(most, metric(*server_, "zeroinfer_requests_running") +
+                              metric(*server_, "zeroinfer_requests_waiting"));
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_LE(most, 2) << "more requests in the server than the connection may carry";
+  EXPECT_GE(most, 1);
+  for (auto& s : streams) {
+    StreamResult r = s->join();
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.tokens.size(), 6u);
+  }
+}
+
 // A client process SIGKILLed mid-stream: its connection closes, the server cancels the request and frees the slot.
 // (A client that vanishes without closing its connection is only noticed by keepalive: see docs/RELIABILITY.md.)
 TEST_F(Limits, ClientKilledMidStreamIsCancelledAndItsSlotFreed) {
