@@ -11,7 +11,7 @@ ifneq ($(SANITIZE),)
 CMAKE_FLAGS += -DZEROINFER_SANITIZE=$(SANITIZE)
 endif
 
-.PHONY: deps build build-cpu test test-cpu run bundle install clean fuzz
+.PHONY: deps build build-cpu test test-cpu test-tsan run bundle install clean fuzz
 
 deps:
 	@tools/install_deps.sh
@@ -30,6 +30,15 @@ test: build-cpu
 	@cd $(BUILD_CPU) && ctest -LE 'gpu|fuzz-live' --output-on-failure -j $(JOBS)
 
 test-cpu: test
+
+# ThreadSanitizer over the threaded parts: scheduler, continuous batching, worker pool and ZeRO-3 ranks (own build
+# dir). Debian's gRPC and absl are not instrumented, so tests that start `serve` report races inside them; these run
+# clean (docs/RELIABILITY.md).
+TSAN_TESTS ?= scheduler_test batching_test multirank_test zero3_executor_test communicator_test
+test-tsan: deps
+	@cmake -S . -B build-tsan -DZEROINFER_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZEROINFER_SANITIZE=thread
+	@cmake --build build-tsan -j $(JOBS) --target $(TSAN_TESTS)
+	@set -e; for t in $(TSAN_TESTS); do echo "== $$t"; TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/$$t; done
 
 # libFuzzer runs of tests/fuzz (needs clang; own build dir): every target for FUZZ_SECONDS, one after another.
 # `make test` only replays the checked-in corpora (tests/fuzz/README.md).

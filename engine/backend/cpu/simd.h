@@ -5,7 +5,10 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+// Not under the sanitizers: their instrumentation of the ifunc resolver runs before the runtime is up (TSan
+// crashes at load).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(__SANITIZE_THREAD__)
 #define ZI_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define ZI_CPU_CLONES
