@@ -35,9 +35,10 @@ StatusOr<std::unique_ptr<KvCache>> make_kv_cache(const EngineOptions& options, c
   shape.block_size = static_cast<int>(options.kv_block_size);
   const int64_t device_free = backend.device_free_bytes();
   const bool on_device = device_free >= 0;
-  if (options.kv_offload && !on_device)
+  if (options.kv_offload && !on_device) {
     ZI_LOG(INFO) << "kv_cache.offload: no-op on the " << backend.name()
                  << " backend (its KV cache is in host memory already)";
+  }
   shape.host = options.kv_offload && on_device;
   const size_t elem = dtype_size(backend.activation_dtype());
   const uint64_t block_bytes = std::max<uint64_t>(

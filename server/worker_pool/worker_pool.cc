@@ -511,9 +511,10 @@ void WorkerPool::shutdown(std::chrono::milliseconds grace) {
       r->exited = true;
     }
     for (auto& r : ranks_)
-      if (r->pid > 0 && !(WIFEXITED(r->wait_status) && WEXITSTATUS(r->wait_status) == 0))
+      if (r->pid > 0 && !(WIFEXITED(r->wait_status) && WEXITSTATUS(r->wait_status) == 0)) {
         ZI_LOG(WARNING) << "worker rank " << r->index << " (pid " << r->pid << ") "
                         << describe_wait_status(r->wait_status);
+      }
   }
   io_.stop();
   if (io_thread_.joinable()) io_thread_.join();

@@ -320,9 +320,10 @@ TEST(Config, ABrokenExampleNamesItsBadKey) {
     EXPECT_EQ(typo.rfind(src + ": server.max_batchsize: unknown key (allowed here: listen,", 0), 0u) << typo;
     EXPECT_EQ(replaced("max_batch_size:", "max_batch_size: 0, old_max_batch_size:"),
               src + ": server.max_batch_size: must be 1..1024, got 0");
-    if (text.find("tier: ") != std::string::npos)
+    if (text.find("tier: ") != std::string::npos) {
       EXPECT_EQ(replaced("tier: ", "tier: tape, old_tier: "),
                 src + ": offload.tier: must be one of none|cpu|nvme, got 'tape'");
+    }
   }
   EXPECT_GE(n, 4);
 }

@@ -575,8 +575,11 @@ TEST(Scheduler, StaticPolicyAdmitsInBatchesAndNothingJoinsARunningBatch) {
   std::map<size_t, int> batch_sizes;
   for (auto& [id, k] : first) {
     ++batch_sizes[k];
-    for (auto& [other, k2] : first)
-      if (k2 < k) EXPECT_GT(k, last[other]) << "sequence " << id << " joined while " << other << " ran";
+    for (auto& [other, k2] : first) {
+      if (k2 < k) {
+        EXPECT_GT(k, last[other]) << "sequence " << id << " joined while " << other << " ran";
+      }
+    }
   }
   bool full = false;
   for (auto& [k, n] : batch_sizes) {
