@@ -23,9 +23,8 @@ build: deps
 build-cpu: deps
 	@BUILD_TYPE=RelWithDebInfo JOBS=$(JOBS) docker/build.sh $(BUILD_CPU) -DZEROINFER_CUDA=OFF -DZEROINFER_SANITIZE=address,undefined
 
-# Every CPU test, in the CPU-only build with ASan + UBSan. (The CUDA build's binary is checked by `make build`
-# and its gpu-labelled tests run on a GPU machine: tools/gpu/. Its serve currently fails to start the metrics
-# exporter when cuBLAS is loaded — see docs/KNOWN_ISSUES.md — so the serving tests run on the CPU-only binary.)
+# Every CPU test, in the CPU-only build with ASan + UBSan: what a user without the toolkit gets, checked for memory
+# errors. (The CUDA build is checked by `make build`; its gpu-labelled tests run on a GPU machine: tools/gpu/.)
 test: build-cpu
 	@cd $(BUILD_CPU) && ctest -LE 'gpu|fuzz-live' --output-on-failure -j $(JOBS)
 
@@ -49,8 +48,8 @@ fuzz:
 	@cmake --build build-fuzz -j $(JOBS) --target zi_fuzzers
 	@cd build-fuzz && ctest -L fuzz --output-on-failure
 
-# With a GPU: the CUDA build. Without one: a CPU-only build (no sanitizers), whose binary serves the demo model
-# (the CUDA build's serve cannot start its metrics exporter yet: docs/KNOWN_ISSUES.md).
+# With a GPU: the CUDA build. Without one: a CPU-only build (no sanitizers, no CUDA libraries to load) serving the
+# demo model on the CPU.
 BUILD_RUN ?= build-run
 run: deps
 	@if nvidia-smi -L >/dev/null 2>&1; then \
