@@ -10,6 +10,7 @@
 #include "engine/comm/communicator.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/runtime/executor.h"
+#include "tests/common/greedy_steps.h"
 #include "tests/gpu/cuda_test_util.h"
 
 namespace zi {
@@ -35,22 +36,9 @@ EngineOptions options_for(const std::string& model, int rank, int world, const s
   return o;
 }
 
-StatusOr<std::vector<std::vector<int32_t>>> drive(Executor& ex, const std::vector<int>& seqs, StepStats* last) {
-  std::vector<std::vector<int32_t>> out(seqs.size());
-  for (int step = 0; step < kNewTokens; ++step) {
-    StepInput in;
-    for (size_t i = 0; i < seqs.size(); ++i) {
-      SeqStep s;
-      s.seq_id = 100 + seqs[i];
-      s.first = step == 0;
-      s.tokens = step == 0 ? kPrompts[seqs[i]] : std::vector<int32_t>{out[i].back()};
-      in.seqs.push_back(std::move(s));
-    }
-    ZI_ASSIGN_OR_RETURN(StepOutput o, ex.step(in));
-    for (size_t i = 0; i < seqs.size(); ++i) out[i].push_back(o.results[i].token);
-    *last = o.stats;
-  }
-  return out;
+StatusOr<std::vector<std::vector<int32_t>>> drive(Executor& ex, const std::vector<int>& seqs,
+                                                  StepStats* last) {
+  return testing::greedy_steps(ex, kPrompts, seqs, kNewTokens, last);
 }
 
 std::vector<std::vector<int32_t>> run_ranks(const std::string& model, int world,

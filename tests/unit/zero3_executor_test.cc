@@ -15,6 +15,7 @@
 #include "engine/comm/communicator.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/runtime/executor.h"
+#include "tests/common/greedy_steps.h"
 
 namespace zi {
 namespace {
@@ -40,23 +41,8 @@ EngineOptions options_for(const std::string& model, int rank, int world, const s
   return o;
 }
 
-// Greedy continuation of `seqs` (indices into kPrompts) on one executor, stepping `kNewTokens` times; an empty
-// list still steps (the empty micro-batch).
 StatusOr<std::vector<std::vector<int32_t>>> drive(Executor& ex, const std::vector<int>& seqs) {
-  std::vector<std::vector<int32_t>> out(seqs.size());
-  for (int step = 0; step < kNewTokens; ++step) {
-    StepInput in;
-    for (size_t i = 0; i < seqs.size(); ++i) {
-      SeqStep s;
-      s.seq_id = 100 + seqs[i];
-      s.first = step == 0;
-      s.tokens = step == 0 ? kPrompts[seqs[i]] : std::vector<int32_t>{out[i].back()};
-      in.seqs.push_back(std::move(s));
-    }
-    ZI_ASSIGN_OR_RETURN(StepOutput o, ex.step(in));
-    for (size_t i = 0; i < seqs.size(); ++i) out[i].push_back(o.results[i].token);
-  }
-  return out;
+  return testing::greedy_steps(ex, kPrompts, seqs, kNewTokens);
 }
 
 // Runs `world` ranks, rank r continuing the prompts in assignment[r]; returns every prompt's tokens.
