@@ -48,15 +48,10 @@ fuzz:
 	@cmake --build build-fuzz -j $(JOBS) --target zi_fuzzers
 	@cd build-fuzz && ctest -L fuzz --output-on-failure
 
-# With a GPU: the CUDA build. Without one: a CPU-only build (no sanitizers, no CUDA libraries to load) serving the
-# demo model on the CPU.
-BUILD_RUN ?= build-run
-run: deps
-	@if nvidia-smi -L >/dev/null 2>&1; then \
-	  $(MAKE) --no-print-directory build && exec $(BUILD)/zeroinfer serve --config $(CONFIG); \
-	else \
-	  JOBS=$(JOBS) docker/build.sh $(BUILD_RUN) -DZEROINFER_CUDA=OFF && exec $(BUILD_RUN)/zeroinfer serve --config $(CONFIG); \
-	fi
+# `make build`'s binary (CUDA backend when the toolkit exists; it starts without a GPU driver and then serves on
+# the CPU), so `build/zeroinfer client` works in another terminal.
+run: build
+	@exec $(BUILD)/zeroinfer serve --config $(CONFIG)
 
 # A tarball of the binary and the non-system libraries it needs (run it through its `zeroinfer` wrapper).
 bundle: build
