@@ -617,49 +617,5 @@ TEST(Scheduler, TheQueueNeverExceedsItsBound) {
   EXPECT_EQ(h.scheduler->in_flight(), 0u);
 }
 
-TEST(ContinuousPolicy, FillsFreeSlotsFromTheHeadOfTheQueue) {
-  ContinuousPolicy p;
-  std::vector<WaitingView> w = {{1, 5, 0}, {2, 5, 0}, {3, 5, 0}};
-  auto d = p.schedule(w, {2, 4, -1, 100});
-  EXPECT_EQ(d.scheduled, (std::vector<uint64_t>{1, 2}));
-  EXPECT_EQ(d.deferred, (std::vector<uint64_t>{3}));
-  d = p.schedule(w, {4, 4, -1, 100});
-  EXPECT_TRUE(d.scheduled.empty());
-  EXPECT_EQ(d.deferred.size(), 3u);
-}
-
-TEST(ContinuousPolicy, WaitsForKvBlocksAndStepTokensWithoutOvertaking) {
-  ContinuousPolicy p;
-  std::vector<WaitingView> w = {{1, 5, 3}, {2, 5, 6}, {3, 5, 1}};
-  // Blocks: 1 fits (3 of 8), 2 does not (6 of 5 left) and 3, though small, may not overtake it.
-  auto d = p.schedule(w, {0, 8, 8, 100});
-  EXPECT_EQ(d.scheduled, (std::vector<uint64_t>{1}));
-  EXPECT_EQ(d.deferred, (std::vector<uint64_t>{2, 3}));
-  // Tokens: the first prompt takes the step's last 4 tokens; nobody else joins this step.
-  d = p.schedule(w, {0, 8, -1, 4});
-  EXPECT_EQ(d.scheduled, (std::vector<uint64_t>{1}));
-  d = p.schedule(w, {0, 8, -1, 0});
-  EXPECT_TRUE(d.scheduled.empty());
-}
-
-TEST(StaticPolicy, AdmitsABatchOnlyIntoAnEmptyBatch) {
-  StaticPolicy p;
-  std::vector<WaitingView> w = {{1, 5, 2}, {2, 5, 2}, {3, 5, 2}};
-  auto d = p.schedule(w, {0, 2, -1, 0});  // step tokens do not matter: prefill is chunked by the scheduler
-  EXPECT_EQ(d.scheduled, (std::vector<uint64_t>{1, 2}));
-  d = p.schedule(w, {1, 2, -1, 100});     // one member still running: nothing joins
-  EXPECT_TRUE(d.scheduled.empty());
-  d = p.schedule(w, {0, 4, 5, 100});      // KV blocks bound the batch too
-  EXPECT_EQ(d.scheduled, (std::vector<uint64_t>{1, 2}));
-}
-
-TEST(MakePolicy, NamesTheChoices) {
-  EXPECT_STREQ((*make_policy("continuous"))->name(), "continuous");
-  EXPECT_STREQ((*make_policy("static"))->name(), "static");
-  auto bad = make_policy("fifo");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().message(), "scheduler.policy must be continuous or static, got 'fifo'");
-}
-
 }  // namespace
 }  // namespace zi::server
