@@ -158,6 +158,11 @@ TEST_F(Ops, SighupReloadsLimitsAndLogLevelAndLogsKeysThatNeedARestart) {
   EXPECT_EQ(too_long.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(eventually([&] { return log_has("rejected:"); })) << server_->log();
   // max_new_tokens_default.
+  // The earlier request's last message can reach the client a moment before the scheduler retires it: wait until
+  // the server is idle so the lowered max_queue sees an empty queue.
+  ASSERT_TRUE(eventually([&] {
+    return metric(*server_, "zeroinfer_requests_running") == 0 && metric(*server_, "zeroinfer_requests_waiting") == 0;
+  }));
   pb::GenerateRequest short_prompt = ids_request({1, 100}, 0);
   short_prompt.mutable_stopping()->set_ignore_eos(true);
   StreamResult after = generate(stub.get(), short_prompt);
