@@ -79,12 +79,15 @@ int run_workload_bench(const BenchFlags& f, EngineOptions o) {
     const nlohmann::json& j = *rep;
     std::printf("workload %s: %zu requests, policy %s, max_batch_size %u: %.2f s, %.1f generated tokens/s "
                 "(%.1f with prompts); TTFT p50 %.3f s p90 %.3f s p99 %.3f s; inter-token p50 %.4f s p90 %.4f s "
-                "p99 %.4f s\n",
+                "p99 %.4f s; %zu prefill steps %.2f s, %zu decode-only steps of %.4f s; warm-up %.2f s\n",
                 f.workload->c_str(), reqs->size(), wo.policy.c_str(), wo.max_batch_size, j["seconds"].get<double>(),
                 j["tokens_per_second"].get<double>(), j["total_tokens_per_second"].get<double>(),
                 j["ttft_p50_seconds"].get<double>(), j["ttft_p90_seconds"].get<double>(),
                 j["ttft_p99_seconds"].get<double>(), j["itl_p50_seconds"].get<double>(),
-                j["itl_p90_seconds"].get<double>(), j["itl_p99_seconds"].get<double>());
+                j["itl_p90_seconds"].get<double>(), j["itl_p99_seconds"].get<double>(),
+                j["prefill_steps"].get<size_t>(), j["prefill_step_seconds_total"].get<double>(),
+                j["decode_steps"].get<size_t>(), j["decode_step_seconds_mean"].get<double>(),
+                j["warmup_seconds"].get<double>());
   }
   return 0;
 }
@@ -288,6 +291,10 @@ void register_bench(CLI::App& app, int* rc) {
   cmd->add_option("--request-rate", f->workload_opts.request_rate,
                   "With --workload: Poisson arrivals per second (0 = every request at once)")
       ->check(CLI::Range(0.0, 1e6));
+  cmd->add_flag("!--no-warmup", f->workload_opts.warmup,
+                "With --workload: start the clock without the warm-up step (one prefill and one decode step first)");
+  cmd->add_option("--step-log", f->workload_opts.step_log,
+                  "With --workload: write one JSON line per executor step (seconds, tokens, bytes fetched) to FILE");
   cmd->add_option("--aio-block-size", f->aio_block_size, "NVMe tier: bytes per read request (offload.aio.block_size)");
   cmd->add_option("--aio-queue-depth", f->aio_queue_depth, "NVMe tier: reads in flight (offload.aio.queue_depth)")
       ->check(CLI::Range(1, 4096));

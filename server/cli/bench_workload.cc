@@ -61,6 +61,60 @@ class TimingSink final : public server::ResponseSink {
   size_t* done_;
 };
 
+// Passes steps through to the executor and keeps each step's statistics (for --step-log and the step summary).
+class StepRecorder final : public Executor {
+ public:
+  explicit StepRecorder(Executor* inner) : inner_(inner) {}
+  StatusOr<StepOutput> step(const StepInput& input) override {
+    StatusOr<StepOutput> out = inner_->step(input);
+    if (out.ok()) steps.push_back(out->stats);  // the scheduler's thread only
+    return out;
+  }
+  const ModelSummary& summary() const override { return inner_->summary(); }
+  std::vector<StepStats> steps;
+
+ private:
+  Executor* inner_;
+};
+
+nlohmann::json step_json(const StepStats& s) {
+  return {{"seconds", s.seconds},           {"prefill_tokens", s.prefill_tokens},
+          {"decode_tokens", s.decode_tokens}, {"fetch_bytes", s.fetch_bytes},
+          {"copy_seconds", s.copy_seconds},   {"stall_seconds", s.stall_seconds},
+          {"kv_usage_ratio", s.kv_usage_ratio}};
+}
+
+// The warm-up: sequences of the longest prompt (at most max_num_batched_tokens, max_batch_size of them and half
+// the KV cache) prefilled in one step, one decode step, then released. Returns its wall time.
+StatusOr<double> warm_up(Executor& executor, const std::vector<WorkloadRequest>& requests,
+                         const WorkloadOptions& options) {
+  const ModelSummary& m = executor.summary();
+  uint32_t longest = 1;
+  for (const WorkloadRequest& r : requests) longest = std::max(longest, r.prompt_tokens);
+  longest = std::min<uint32_t>({longest, options.max_num_batched_tokens, std::max<uint32_t>(1, m.max_context - 1)});
+  uint64_t budget = options.max_num_batched_tokens;
+  if (m.kv_num_blocks > 0) budget = std::min<uint64_t>(budget, m.kv_num_blocks * m.kv_block_size / 2);
+  const uint64_t n = std::clamp<uint64_t>(budget / longest, 1, std::max<uint32_t>(1, options.max_batch_size));
+  const auto t0 = Clock::now();
+  StepInput prefill, decode, release;
+  constexpr uint64_t kFirstId = uint64_t{1} << 62;  // far from the scheduler's ids
+  for (uint64_t i = 0; i < n; ++i) {
+    SeqStep s;
+    s.seq_id = kFirstId + i;
+    s.first = true;
+    s.tokens.assign(longest, static_cast<int32_t>(i % m.vocab_size));
+    prefill.seqs.push_back(s);
+    s.first = false;
+    s.tokens.assign(1, 0);
+    decode.seqs.push_back(s);
+    release.release.push_back(s.seq_id);  // by a last step with nothing to compute
+  }
+  ZI_RETURN_IF_ERROR(executor.step(prefill).status());
+  ZI_RETURN_IF_ERROR(executor.step(decode).status());
+  ZI_RETURN_IF_ERROR(executor.step(release).status());
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -95,9 +149,14 @@ StatusOr<std::vector<WorkloadRequest>> load_workload(const std::string& path) {
   return out;
 }
 
-StatusOr<nlohmann::json> run_workload(Executor& executor, const std::vector<WorkloadRequest>& requests,
+StatusOr<nlohmann::json> run_workload(Executor& inner, const std::vector<WorkloadRequest>& requests,
                                       const WorkloadOptions& options) {
-  const ModelSummary& m = executor.summary();
+  const ModelSummary& m = inner.summary();
+  double warmup_seconds = 0;
+  if (options.warmup) {
+    ZI_ASSIGN_OR_RETURN(warmup_seconds, warm_up(inner, requests, options));
+  }
+  StepRecorder executor(&inner);
   IdOnlyTokenizer tokenizer(static_cast<int32_t>(m.vocab_size));
   ZI_ASSIGN_OR_RETURN(std::unique_ptr<server::SchedulingPolicy> policy, server::make_policy(options.policy));
   server::SchedulerOptions so;
@@ -175,6 +234,28 @@ StatusOr<nlohmann::json> run_workload(Executor& executor, const std::vector<Work
   for (auto [name, v] : {std::pair{"ttft", &ttft}, {"itl", &itl}, {"latency", &latency}})
     for (double p : {50.0, 90.0, 99.0})
       j[absl::StrCat(name, "_p", static_cast<int>(p), "_seconds")] = percentile(*v, p);
+  // Where the time went: steps with prompt tokens (prefill, maybe beside decodes) and decode-only steps.
+  double prefill_s = 0, decode_s = 0;
+  size_t prefill_n = 0, decode_n = 0;
+  for (const StepStats& s : executor.steps) {
+    if (s.prefill_tokens > 0) {
+      prefill_s += s.seconds;
+      ++prefill_n;
+    } else if (s.decode_tokens > 0) {
+      decode_s += s.seconds;
+      ++decode_n;
+    }
+  }
+  j["warmup_seconds"] = warmup_seconds;
+  j["prefill_steps"] = prefill_n;
+  j["prefill_step_seconds_total"] = prefill_s;
+  j["decode_steps"] = decode_n;
+  j["decode_step_seconds_mean"] = decode_n ? decode_s / static_cast<double>(decode_n) : 0.0;
+  if (!options.step_log.empty()) {
+    std::ofstream log(options.step_log);
+    for (const StepStats& s : executor.steps) log << step_json(s).dump() << "\n";
+    if (!log) return absl::InternalError(absl::StrCat(options.step_log, ": cannot write the step log"));
+  }
   return j;
 }
 

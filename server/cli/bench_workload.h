@@ -29,6 +29,11 @@ struct WorkloadOptions {
   uint32_t max_num_batched_tokens = 8192;
   double request_rate = 0;                // requests/s (Poisson arrivals); 0 = all at once
   uint64_t seed = 0;
+  // Before the clock starts: one step prefilling up to max_num_batched_tokens (in prompts no longer than the
+  // workload's longest) and one decode step over them, so one-time costs (kernel selection, allocator growth,
+  // first touches) are not charged to the first requests. Its wall time is reported as warmup_seconds.
+  bool warmup = true;
+  std::string step_log;                   // when set: one JSON line per executor step (StepStats) written here
 };
 
 // Runs every request to completion; the JSON holds the figures (`tokens_per_second`, `ttft_p50_seconds`, ...).
