@@ -38,6 +38,9 @@ struct EngineOptions {
   uint64_t kv_cache_bytes = 0;         // 0 = GPU: the device memory left after weights, ring and activations;
                                        //     host (CPU backend or KV offload): max_batch_size full contexts
   uint32_t kv_block_size = 16;         // tokens per KV block
+  // KV offload: who computes decode attention over the host cache: "auto" (GPU and CPU share it by measured
+  // rates), "gpu" (blocks staged to the GPU by DMA) or "cpu" (beside the cache). engine/backend/cuda/offload_attention.h
+  std::string kv_offload_attention = "auto";
   // Ranks.
   uint32_t rank = 0;
   uint32_t world_size = 1;

@@ -23,6 +23,7 @@ void to_proto(const EngineOptions& in, pb::EngineOptions* out) {
   out->set_kv_offload(in.kv_offload);
   out->set_kv_cache_bytes(in.kv_cache_bytes);
   out->set_kv_block_size(in.kv_block_size);
+  out->set_kv_offload_attention(in.kv_offload_attention);
   out->set_rank(in.rank);
   out->set_world_size(in.world_size);
   out->set_debug_step_delay_ms(in.debug_step_delay_ms);
@@ -56,6 +57,7 @@ EngineOptions from_proto(const pb::EngineOptions& in) {
   o.kv_offload = in.kv_offload();
   o.kv_cache_bytes = in.kv_cache_bytes();
   if (in.kv_block_size() > 0) o.kv_block_size = in.kv_block_size();
+  if (!in.kv_offload_attention().empty()) o.kv_offload_attention = in.kv_offload_attention();
   o.rank = in.rank();
   o.world_size = in.world_size();
   o.debug_step_delay_ms = in.debug_step_delay_ms();

@@ -24,6 +24,10 @@ void add_engine_flags(CLI::App* cmd, EngineFlags* f) {
   cmd->add_option("--kv-cache-bytes", f->kv_cache_bytes,
                   "KV cache size, e.g. 8GiB (kv_cache.max_bytes; default: GPU memory left, or max_batch_size "
                   "full contexts in host memory)");
+  cmd->add_option("--kv-offload-attention", f->kv_offload_attention,
+                  "With --kv-offload: who computes decode attention over the host cache: auto (GPU and CPU share "
+                  "it), gpu or cpu (kv_cache.offload_attention)")
+      ->check(CLI::IsMember({"auto", "gpu", "cpu"}));
   cmd->add_option("--num-gpus", f->num_gpus, "Ranks (GPU workers, or CPU workers on the CPU backend)")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--device", f->device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
@@ -52,6 +56,7 @@ Status apply_engine_flags(const EngineFlags& e, EngineOptions* o) {
   if (e.kv_cache_bytes) {
     ZI_ASSIGN_OR_RETURN(o->kv_cache_bytes, parse_bytes(*e.kv_cache_bytes, "--kv-cache-bytes"));
   }
+  if (e.kv_offload_attention) o->kv_offload_attention = *e.kv_offload_attention;
   if (e.num_gpus) o->world_size = static_cast<uint32_t>(*e.num_gpus);
   if (e.device) o->device = *e.device;
   if (e.max_context) o->max_context = static_cast<uint32_t>(*e.max_context);

@@ -23,6 +23,7 @@ struct EngineFlags {
   bool quant_embeddings = false;            // --quant-embeddings → quantization.embeddings: true
   bool kv_offload = false;                  // --kv-offload
   std::optional<std::string> kv_cache_bytes;  // --kv-cache-bytes SIZE → kv_cache.max_bytes
+  std::optional<std::string> kv_offload_attention;  // --kv-offload-attention → kv_cache.offload_attention
   std::optional<int> num_gpus;              // --num_gpus N
   std::optional<std::string> device;        // --device auto|cpu|cuda
   std::optional<int> max_context;           // --max-context N

@@ -115,6 +115,7 @@ std::optional<Failure> engine_options_from(const GenerateFlags& f, EngineOptions
   if (e.quant_group_size) o->quant_group_size = static_cast<uint32_t>(*e.quant_group_size);
   o->quant_embeddings = e.quant_embeddings;
   o->kv_offload = e.kv_offload;
+  if (e.kv_offload_attention) o->kv_offload_attention = *e.kv_offload_attention;
   if (e.num_gpus && *e.num_gpus != 1)
     return usage(absl::StrCat("--num-gpus ", *e.num_gpus, ": generate runs one rank in-process (use serve)"));
   if (e.device) o->device = *e.device;

@@ -35,6 +35,7 @@ StatusOr<server::ConfigOverrides> overrides_from(const ServeFlags& f) {
   if (e.quant_embeddings) o.quant_embeddings = true;
   if (e.kv_offload) o.kv_offload = true;
   o.kv_cache_bytes = e.kv_cache_bytes;
+  o.kv_offload_attention = e.kv_offload_attention;
   if (e.num_gpus) o.num_gpus = static_cast<uint32_t>(*e.num_gpus);
   o.device = e.device;
   o.listen = f.listen;

@@ -326,6 +326,7 @@ StatusOr<ServeConfig> parse_config(std::string_view yaml_text, const std::string
   ZI_RETURN_IF_ERROR(top.nested("kv_cache", [&](Section& v) -> Status {
     ZI_RETURN_IF_ERROR(v.read_bool("offload", &c.kv_offload));
     ZI_RETURN_IF_ERROR(v.read_size("max_bytes", 0, UINT64_MAX, &c.kv_cache_bytes));
+    ZI_RETURN_IF_ERROR(v.read_choice("offload_attention", {"auto", "gpu", "cpu"}, &c.kv_offload_attention));
     return v.read_uint("block_size", 1, 1024, &c.kv_block_size);
   }));
   ZI_RETURN_IF_ERROR(top.nested("scheduler", [&](Section& v) -> Status {
@@ -399,6 +400,11 @@ Status apply_overrides(const ConfigOverrides& o, ServeConfig* c) {
     if (!bytes.ok()) return flag_err("--kv-cache-bytes", bytes.status().message());
     c->kv_cache_bytes = *bytes;
   }
+  if (o.kv_offload_attention) {
+    if (*o.kv_offload_attention != "auto" && *o.kv_offload_attention != "gpu" && *o.kv_offload_attention != "cpu")
+      return flag_err("--kv-offload-attention", absl::StrCat("must be auto, gpu or cpu, got ", *o.kv_offload_attention));
+    c->kv_offload_attention = *o.kv_offload_attention;
+  }
   if (o.num_gpus) {
     if (*o.num_gpus < 1 || *o.num_gpus > 64) return flag_err("--num-gpus", "must be 1..64");
     c->num_gpus = *o.num_gpus;
@@ -448,6 +454,7 @@ EngineOptions engine_options(const ServeConfig& c) {
   o.kv_offload = c.kv_offload;
   o.kv_cache_bytes = c.kv_cache_bytes;
   o.kv_block_size = c.kv_block_size;
+  o.kv_offload_attention = c.kv_offload_attention;
   o.world_size = c.num_gpus;
   o.debug_step_delay_ms = c.debug_step_delay_ms;
   return o;
@@ -536,6 +543,7 @@ std::vector<ConfigChange> diff_configs(const ServeConfig& a, const ServeConfig& 
       {"kv_cache.offload", flag(&ServeConfig::kv_offload), false},
       {"kv_cache.max_bytes", num(&ServeConfig::kv_cache_bytes), false},
       {"kv_cache.block_size", num(&ServeConfig::kv_block_size), false},
+      {"kv_cache.offload_attention", str(&ServeConfig::kv_offload_attention), false},
       {"scheduler.policy", str(&ServeConfig::scheduler_policy), false},
       {"scheduler.max_num_batched_tokens", num(&ServeConfig::max_num_batched_tokens), false},
       {"logging.level", str(&ServeConfig::log_level), true},

@@ -68,6 +68,7 @@ struct ServeConfig {
   bool kv_offload = false;
   uint64_t kv_cache_bytes = 0;         // kv_cache.max_bytes; 0 = derived (engine_options.h)
   uint32_t kv_block_size = 16;         // kv_cache.block_size: tokens per block
+  std::string kv_offload_attention = "auto";  // kv_cache.offload_attention: auto | gpu | cpu
   // scheduler
   std::string scheduler_policy = "continuous";  // continuous|static
   uint32_t max_num_batched_tokens = 8192;       // tokens per step (decodes + prefill chunks)
@@ -89,6 +90,7 @@ struct ConfigOverrides {
   std::optional<bool> quant_embeddings;           // --quant-embeddings
   std::optional<bool> kv_offload;                 // --kv-offload
   std::optional<std::string> kv_cache_bytes;      // --kv-cache-bytes SIZE
+  std::optional<std::string> kv_offload_attention;  // --kv-offload-attention auto|gpu|cpu
   std::optional<uint32_t> num_gpus;               // --num_gpus
   std::optional<std::string> device;              // --device
   std::optional<std::string> listen;              // --listen

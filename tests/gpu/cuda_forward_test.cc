@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -88,13 +89,15 @@ class CudaForward : public ::testing::TestWithParam<Param> {
   DType act() const { return std::get<1>(GetParam()); }
   double tol() const { return act() == DType::kF32 ? 1e-4 : 2e-2; }
 
-  std::unique_ptr<Executor> make_executor() {
+  // `offload`: the KV cache in pinned host memory, decode attention computed as `mode` says.
+  std::unique_ptr<Executor> make_executor(std::optional<KvOffloadAttention> offload = std::nullopt) {
     EngineOptions o;
     o.model_dir = dir_;
     o.device = "cuda";
     o.max_batch_size = 4;
     o.max_context = 128;
-    auto backend = make_cuda_backend({0, act()});
+    o.kv_offload = offload.has_value();
+    auto backend = make_cuda_backend({0, act(), offload.value_or(KvOffloadAttention::kAuto)});
     EXPECT_TRUE(backend.ok()) << backend.status();
     if (!backend.ok()) return nullptr;
     auto ex = LocalExecutor::Create(o, std::move(*backend));
@@ -115,6 +118,8 @@ class CudaForward : public ::testing::TestWithParam<Param> {
                                      << ref_.greedy[i][k] << " with a clear margin " << margin;
     return false;
   }
+
+  void batched_prefill_then_decode(Executor* ex, const std::string& tag);
 
   std::string dir_;
   Reference ref_;
@@ -154,8 +159,8 @@ TEST_P(CudaForward, EachPromptAloneMatchesTransformers) {
   }
 }
 
-TEST_P(CudaForward, BatchedPrefillThenBatchedDecode) {
-  auto ex = make_executor();
+// Every prompt prefilled in one step, then decoded together, each compared with transformers.
+void CudaForward::batched_prefill_then_decode(Executor* ex, const std::string& tag) {
   ASSERT_TRUE(ex);
   StepInput in;
   for (int i = 0; i < kPrompts; ++i) {
@@ -171,9 +176,9 @@ TEST_P(CudaForward, BatchedPrefillThenBatchedDecode) {
   std::vector<bool> same(kPrompts);
   std::vector<int32_t> last(kPrompts);
   for (int i = 0; i < kPrompts; ++i) {
-    EXPECT_LT(rel_err(out->results[i].logits, ref_.prefill_logits[i]), tol()) << "prompt " << i;
+    EXPECT_LT(rel_err(out->results[i].logits, ref_.prefill_logits[i]), tol()) << tag << " prompt " << i;
     last[i] = out->results[i].token;
-    same[i] = check_step(i, 0, {}, last[i], "batched prompt " + std::to_string(i));
+    same[i] = check_step(i, 0, {}, last[i], tag + " prompt " + std::to_string(i));
   }
   for (int k = 1; k < kGreedy; ++k) {
     StepInput step;
@@ -188,9 +193,18 @@ TEST_P(CudaForward, BatchedPrefillThenBatchedDecode) {
     ASSERT_TRUE(o.ok()) << o.status();
     for (int i = 0; i < kPrompts; ++i) {
       last[i] = o->results[i].token;
-      if (same[i]) same[i] = check_step(i, k, o->results[i].logits, last[i], "batched prompt " + std::to_string(i));
+      if (same[i]) same[i] = check_step(i, k, o->results[i].logits, last[i], tag + " prompt " + std::to_string(i));
     }
   }
+}
+
+TEST_P(CudaForward, BatchedPrefillThenBatchedDecode) { batched_prefill_then_decode(make_executor().get(), "batched"); }
+
+TEST_P(CudaForward, KvOffloadedMatchesTransformersWhoeverComputesAttention) {
+  // Over every layer and step: auto re-balances the decode rows between the GPU and the CPU as it measures them.
+  for (KvOffloadAttention mode : {KvOffloadAttention::kGpu, KvOffloadAttention::kCpu, KvOffloadAttention::kAuto})
+    batched_prefill_then_decode(make_executor(mode).get(),
+                                std::string("kv offload ") + kv_offload_attention_name(mode));
 }
 
 TEST_P(CudaForward, ChunkedPrefillBesideADecodingSequence) {

@@ -312,11 +312,20 @@ TEST_P(CudaAttention, LargestHeadDim) {
 }
 
 TEST_P(CudaAttention, KvOffloadedToPinnedHostMemory) {
-  // KV offload: the same kernels over mapped pinned host memory give the CPU's results.
-  run({"offload mixed D=5", 6, 2, 5, 3, 16, {{2, 0, 5, 0}, {0, 5, 1, 9}, {1, 6, 3, 4}}}, 4, /*host=*/true);
-  run({"offload decode D=128", 8, 2, 128, 4, 600, {{0, 0, 1, 300}, {3, 1, 1, 0}, {1, 2, 1, 598}, {2, 3, 1, 37}}}, 16,
-      /*host=*/true);
-  run({"offload prefill D=64", 4, 4, 64, 2, 300, {{1, 0, 70, 30}, {0, 70, 1, 200}}}, 16, /*host=*/true);
+  // KV offload gives the CPU backend's results whoever computes it: the GPU on blocks staged by DMA, the CPU beside
+  // the cache (decode rows), or both sharing a decode step (auto: the first step splits it in half).
+  for (KvOffloadAttention mode : {KvOffloadAttention::kGpu, KvOffloadAttention::kCpu, KvOffloadAttention::kAuto}) {
+    SCOPED_TRACE(kv_offload_attention_name(mode));
+    auto g = make_cuda_backend({0, GetParam(), mode});
+    ASSERT_TRUE(g.ok()) << g.status();
+    gpu_ = std::move(*g);
+    run({"offload mixed D=5", 6, 2, 5, 3, 16, {{2, 0, 5, 0}, {0, 5, 1, 9}, {1, 6, 3, 4}}}, 4, /*host=*/true);
+    run({"offload decode D=128", 8, 2, 128, 4, 600, {{0, 0, 1, 300}, {3, 1, 1, 0}, {1, 2, 1, 598}, {2, 3, 1, 37}}},
+        16, /*host=*/true);
+    run({"offload decode MHA D=64", 4, 4, 64, 3, 100, {{2, 0, 1, 99}, {0, 1, 1, 17}, {1, 2, 1, 50}}}, 16,
+        /*host=*/true);
+    run({"offload prefill D=64", 4, 4, 64, 2, 300, {{1, 0, 70, 30}, {0, 70, 1, 200}}}, 16, /*host=*/true);
+  }
 }
 
 const auto kDtypes = ::testing::Values(DType::kBF16, DType::kF16, DType::kF32);

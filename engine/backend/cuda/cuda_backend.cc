@@ -6,10 +6,27 @@
 #include <cstring>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/offload_attention.h"
 #include "engine/core/log.h"
 #include "engine/model/compute_dtype.h"
 
 namespace zi {
+
+StatusOr<KvOffloadAttention> parse_kv_offload_attention(const std::string& name) {
+  if (name == "auto") return KvOffloadAttention::kAuto;
+  if (name == "gpu") return KvOffloadAttention::kGpu;
+  if (name == "cpu") return KvOffloadAttention::kCpu;
+  return absl::InvalidArgumentError(
+      absl::StrCat("kv_cache.offload_attention must be auto, gpu or cpu, got \"", name, "\""));
+}
+
+const char* kv_offload_attention_name(KvOffloadAttention mode) {
+  switch (mode) {
+    case KvOffloadAttention::kGpu: return "gpu";
+    case KvOffloadAttention::kCpu: return "cpu";
+    default: return "auto";
+  }
+}
 
 StatusOr<DType> cuda_activation_dtype(const std::string& requested, DType checkpoint_dtype) {
   return gpu_compute_dtype(requested, checkpoint_dtype);
@@ -67,13 +84,19 @@ StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendOpti
   ZI_LOG(INFO) << "CUDA backend on device " << options.device << " (" << prop.name << ", sm_" << prop.major
                << prop.minor << ", " << (prop.totalGlobalMem >> 20) << " MiB), activations "
                << dtype_torch_name(options.activation_dtype);
-  return std::unique_ptr<CudaBackend>(new CudaBackend(options.device, options.activation_dtype, std::move(stream),
-                                                      handle, DeviceAllocator::create(options.device)));
+  return std::unique_ptr<CudaBackend>(
+      new CudaBackend(options, std::move(stream), handle, DeviceAllocator::create(options.device)));
 }
 
-CudaBackend::CudaBackend(int device, DType act, CudaStream compute, cublasHandle_t cublas,
+CudaBackend::CudaBackend(const CudaBackendOptions& options, CudaStream compute, cublasHandle_t cublas,
                          std::shared_ptr<DeviceAllocator> allocator)
-    : device_(device), act_(act), compute_(std::move(compute)), cublas_(cublas), allocator_(std::move(allocator)) {}
+    : device_(options.device),
+      act_(options.activation_dtype),
+      compute_(std::move(compute)),
+      cublas_(cublas),
+      allocator_(std::move(allocator)),
+      offload_mode_(options.offload_attention),
+      host_threads_(options.host_threads) {}
 
 CudaBackend::~CudaBackend() {
   make_current();
@@ -108,6 +131,8 @@ StatusOr<Tensor> CudaBackend::alloc_kv(DType dtype, std::vector<int64_t> shape, 
   }
   void* dev = nullptr;
   ZI_CUDA_CHECK(cudaHostGetDevicePointer(&dev, ptr, 0));
+  if (!offload_) offload_ = std::make_unique<OffloadAttention>(*this, offload_mode_, host_threads_);
+  offload_->add_range(dev, ptr, bytes);
   std::shared_ptr<void> storage(ptr, [](void* p) { cudaFreeHost(p); });
   return Tensor(dtype, std::move(shape), dev, std::move(storage));
 }

@@ -12,9 +12,21 @@
 
 namespace zi {
 
+// Who computes decode attention over a KV cache offloaded to host memory (engine/backend/cuda/offload_attention.h).
+enum class KvOffloadAttention : uint8_t {
+  kAuto,  // the GPU (blocks staged by DMA) and the CPU (beside the cache) share it by measured rates
+  kGpu,
+  kCpu,
+};
+// "auto" | "gpu" | "cpu"; InvalidArgument names the setting otherwise.
+StatusOr<KvOffloadAttention> parse_kv_offload_attention(const std::string& name);
+const char* kv_offload_attention_name(KvOffloadAttention mode);
+
 struct CudaBackendOptions {
   int device = 0;                            // CUDA device ordinal (after CUDA_VISIBLE_DEVICES)
   DType activation_dtype = DType::kBF16;     // kBF16 | kF16 (kF32: a slow full-precision mode for debugging)
+  KvOffloadAttention offload_attention = KvOffloadAttention::kAuto;
+  int host_threads = 0;                      // CPU attention threads (0: the cores this process may use)
 };
 
 // A Backend on `options.device`: activations and linear weights in `activation_dtype`, cuBLAS GEMMs with fp32

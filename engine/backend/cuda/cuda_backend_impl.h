@@ -26,6 +26,10 @@
 #include "engine/backend/cuda/stream.h"
 
 namespace zi::cuda {
+class OffloadAttention;
+}
+
+namespace zi::cuda {
 
 struct MemoryInfo {
   size_t device_free = 0;   // cudaMemGetInfo: free bytes on the device (all processes)
@@ -85,7 +89,7 @@ class CudaBackend final : public Backend {
   void make_current() const;
 
  private:
-  CudaBackend(int device, DType act, CudaStream compute, cublasHandle_t cublas,
+  CudaBackend(const CudaBackendOptions& options, CudaStream compute, cublasHandle_t cublas,
               std::shared_ptr<DeviceAllocator> allocator);
   // Output of an op: alloc() that aborts with the allocator's message when the device is out of memory.
   Tensor output(DType dtype, std::vector<int64_t> shape);
@@ -96,6 +100,9 @@ class CudaBackend final : public Backend {
   CudaStream compute_;
   cublasHandle_t cublas_ = nullptr;
   std::shared_ptr<DeviceAllocator> allocator_;
+  const KvOffloadAttention offload_mode_;
+  const int host_threads_;
+  std::unique_ptr<OffloadAttention> offload_;  // made by the first alloc_kv in host memory
 };
 
 }  // namespace zi::cuda

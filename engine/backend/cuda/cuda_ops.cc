@@ -5,6 +5,7 @@
 
 #include "engine/backend/cuda/cuda_backend_impl.h"
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/offload_attention.h"
 
 namespace zi::cuda {
 
@@ -99,6 +100,8 @@ void CudaBackend::kv_write(KvLayer& cache, const AttentionBatch& batch, const Te
            k.dim(0) == batch.total_rows && k.dim(1) == int64_t{nKV} * D);
   make_current();
   launch_kv_write(act_, kv_args(cache, batch, nKV, D), k.data(), v.data(), compute_.get());
+  // An offloaded cache's attention takes the new rows from k/v (device memory) rather than reading them back.
+  if (offload_ && offload_->host_address(cache.k) != nullptr) offload_->note_kv_write(cache, k, v);
 }
 
 Tensor CudaBackend::attention(const Tensor& q, const KvLayer& cache, const AttentionBatch& batch,
@@ -120,6 +123,10 @@ Tensor CudaBackend::attention(const Tensor& q, const KvLayer& cache, const Atten
   int64_t covered = 0;
   for (const SeqSlice& s : batch.seqs) covered += s.n_new;
   if (covered != batch.total_rows) fill_zero(out);
+  if (offload_ && offload_->host_address(cache.k) != nullptr) {
+    offload_->run(q, cache, batch, kv, a, params, out);
+    return out;
+  }
   const bool all_decode =
       std::all_of(batch.seqs.begin(), batch.seqs.end(), [](const SeqSlice& s) { return s.n_new == 1; });
   if (all_decode)

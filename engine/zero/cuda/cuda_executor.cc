@@ -2,6 +2,7 @@
 // from pinned CPU memory or NVMe) and the parameter coordinator over the CUDA transport.
 #include "engine/zero/cuda/cuda_executor.h"
 
+#include "engine/backend/cpu/thread_pool.h"
 #include "engine/backend/cuda/cuda_backend_impl.h"
 #include "engine/comm/communicator.h"
 #include "engine/core/log.h"
@@ -52,6 +53,9 @@ StatusOr<std::unique_ptr<Executor>> create_cuda_executor(const EngineOptions& op
   CudaBackendOptions bo;
   bo.device = static_cast<int>(options.rank);  // one GPU per rank (CUDA_VISIBLE_DEVICES narrows it further)
   bo.activation_dtype = act;
+  ZI_ASSIGN_OR_RETURN(bo.offload_attention, parse_kv_offload_attention(options.kv_offload_attention));
+  // CPU attention threads: the host's cores shared by the ranks on it.
+  bo.host_threads = std::max(1, cpu::default_cpu_threads() / static_cast<int>(std::max<uint32_t>(1, options.world_size)));
   auto backend_or = make_cuda_backend(bo);
   ZI_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, std::move(backend_or));
   auto* cuda = static_cast<cuda::CudaBackend*>(backend.get());
