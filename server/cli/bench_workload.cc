@@ -172,6 +172,7 @@ StatusOr<nlohmann::json> run_workload(Executor& inner, const std::vector<Workloa
   std::condition_variable cv;
   size_t done = 0;
   std::vector<std::shared_ptr<TimingSink>> sinks;
+  std::vector<server::Reservation> places;
   const Clock::time_point t0 = Clock::now();
   Clock::time_point next = t0;
   uint64_t prompt_total = 0;
@@ -184,6 +185,12 @@ StatusOr<nlohmann::json> run_workload(Executor& inner, const std::vector<Workloa
       next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng)));
       std::this_thread::sleep_until(next);
     }
+    // All at once: every request is reserved before the first is queued, so a static batch takes all it can.
+    if (options.request_rate <= 0 && i == 0)
+      for (size_t k = 0; k < requests.size(); ++k) {
+        ZI_ASSIGN_OR_RETURN(server::Reservation place, scheduler.reserve());
+        places.push_back(std::move(place));
+      }
     server::GenerationRequest r;
     r.request_id = absl::StrCat("w", i);
     r.prompt.resize(requests[i].prompt_tokens);
@@ -194,8 +201,12 @@ StatusOr<nlohmann::json> run_workload(Executor& inner, const std::vector<Workloa
     prompt_total += requests[i].prompt_tokens;
     auto sink = std::make_shared<TimingSink>(&mu, &cv, &done);
     sink->submitted = Clock::now();
-    ZI_ASSIGN_OR_RETURN(server::Reservation place, scheduler.reserve());
-    scheduler.submit(std::move(place), std::move(r), sink);
+    if (places.empty()) {
+      ZI_ASSIGN_OR_RETURN(server::Reservation place, scheduler.reserve());
+      places.push_back(std::move(place));
+    }
+    scheduler.submit(std::move(places.back()), std::move(r), sink);
+    places.pop_back();
     sinks.push_back(std::move(sink));
   }
   {

@@ -30,7 +30,8 @@ ScheduleDecision ContinuousPolicy::schedule(const std::vector<WaitingView>& wait
 ScheduleDecision StaticPolicy::schedule(const std::vector<WaitingView>& waiting, const BatchView& batch) const {
   ScheduleDecision d;
   int64_t blocks = batch.free_kv_blocks;
-  bool open = batch.running == 0;  // a batch runs to its end before the next one forms
+  // A batch runs to its end before the next one forms; it forms once nothing more is arriving or it is full.
+  bool open = batch.running == 0 && (batch.arriving == 0 || waiting.size() >= batch.max_batch_size);
   for (const WaitingView& w : waiting) {
     if (open && d.scheduled.size() < batch.max_batch_size && fits_blocks(w, blocks)) {
       d.scheduled.push_back(w.seq_id);

@@ -27,6 +27,7 @@ struct BatchView {
   size_t max_batch_size = 0;
   int64_t free_kv_blocks = -1;  // blocks not reserved by running sequences; -1 = not counted
   size_t free_step_tokens = 0;  // of max_num_batched_tokens, what this step's decodes and prefill chunks leave
+  size_t arriving = 0;          // requests accepted but not yet queued (being tokenized, or a burst mid-submit)
 };
 
 struct ScheduleDecision {
@@ -52,7 +53,9 @@ class ContinuousPolicy final : public SchedulingPolicy {
 };
 
 // Static batching, the baseline (ZeRO-Inference, FlexGen, HF generate): a batch of up to max_batch_size requests is
-// admitted together into an empty batch and runs until its longest member finishes; nothing joins meanwhile.
+// admitted together into an empty batch and runs until its longest member finishes; nothing joins meanwhile. While
+// requests are still arriving and the batch is not full, it waits for them (requests that come together run
+// together, not split by the microseconds between their submissions).
 class StaticPolicy final : public SchedulingPolicy {
  public:
   const char* name() const override { return "static"; }

@@ -102,10 +102,14 @@ StatusOr<Reservation> Scheduler::reserve() {
 }
 
 void Scheduler::unreserve() {
-  std::lock_guard<std::mutex> lock(mu_);
-  --reserved_;
-  --in_flight_;
-  publish_waiting_locked();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --reserved_;
+    --in_flight_;
+    awaiting_arrivals_ = false;
+    publish_waiting_locked();
+  }
+  cv_.notify_all();
 }
 
 void Scheduler::submit(Reservation reservation, GenerationRequest request, std::shared_ptr<ResponseSink> sink) {
@@ -113,6 +117,7 @@ void Scheduler::submit(Reservation reservation, GenerationRequest request, std::
   reservation.owner_ = nullptr;  // its place in the queue passes to the sequence
   std::unique_lock<std::mutex> lock(mu_);
   --reserved_;
+  awaiting_arrivals_ = false;
   if (!refuse_status_.ok()) {
     Status st = refuse_status_;
     --in_flight_;
@@ -184,7 +189,7 @@ void Scheduler::loop() {
   for (;;) {
     // Idle: wake at least once a second so that last_turn() shows the loop alive.
     cv_.wait_for(lock, std::chrono::seconds(1), [this] {
-      return stop_ || fail_pending_ || woken_ || !waiting_.empty() || !running_.empty();
+      return stop_ || fail_pending_ || woken_ || (!waiting_.empty() && !awaiting_arrivals_) || !running_.empty();
     });
     woken_ = false;
     last_turn_.store(Clock::now().time_since_epoch().count());
@@ -218,7 +223,10 @@ void Scheduler::loop() {
       batch.free_kv_blocks = kv_total_ < 0 ? -1 : std::max<int64_t>(0, kv_total_ - kv_reserved_.load());
       const size_t taken = running_step_tokens();
       batch.free_step_tokens = taken < step_tokens_ ? step_tokens_ - taken : 0;
+      batch.arriving = reserved_;
       ScheduleDecision d = policy_->schedule(views, batch);
+      // Nothing to run until the arriving requests are queued: sleep until a submit or unreserve.
+      awaiting_arrivals_ = d.scheduled.empty() && batch.running == 0 && reserved_ > 0;
       for (uint64_t id : d.scheduled) {
         auto it = std::find_if(waiting_.begin(), waiting_.end(), [id](auto& s) { return s->seq_id == id; });
         ZI_CHECK(it != waiting_.end());

@@ -129,6 +129,7 @@ class Scheduler {
   bool fail_pending_ = false;                       // fail_all not yet applied by the loop; guarded by mu_
   bool stop_ = false;                               // guarded by mu_
   bool woken_ = false;                              // guarded by mu_
+  bool awaiting_arrivals_ = false;                  // the policy waits for reserved requests; guarded by mu_
   uint64_t next_seq_id_ = 1;                        // guarded by mu_
   std::function<void(const Status&)> on_executor_lost_;  // guarded by mu_
 

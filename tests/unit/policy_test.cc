@@ -43,6 +43,18 @@ TEST(StaticPolicy, AdmitsABatchOnlyIntoAnEmptyBatch) {
   EXPECT_EQ(d.scheduled, (std::vector<uint64_t>{1, 2}));
 }
 
+TEST(StaticPolicy, WaitsForArrivingRequestsUnlessTheBatchIsFull) {
+  StaticPolicy p;
+  std::vector<WaitingView> w = {{1, 5, 0}, {2, 5, 0}};
+  BatchView b{0, 4, -1, 100};
+  b.arriving = 1;  // a third request is on its way: wait for it
+  EXPECT_TRUE(p.schedule(w, b).scheduled.empty());
+  b.max_batch_size = 2;  // the batch is full anyway: go
+  EXPECT_EQ(p.schedule(w, b).scheduled, (std::vector<uint64_t>{1, 2}));
+  b = BatchView{0, 4, -1, 100};  // nothing arriving: go with what is there
+  EXPECT_EQ(p.schedule(w, b).scheduled, (std::vector<uint64_t>{1, 2}));
+}
+
 TEST(MakePolicy, NamesTheChoices) {
   EXPECT_STREQ((*make_policy("continuous"))->name(), "continuous");
   EXPECT_STREQ((*make_policy("static"))->name(), "static");

@@ -1,9 +1,10 @@
 // The iteration-level scheduler against a scripted executor: batching at step boundaries, the bounded queue,
 // stopping (EOS, length, stop strings), cancellation, deadlines, draining, a lost executor, and its metrics.
-#include <gtest/gtest.h>
-
+#include <chrono>
 #include <map>
+#include <thread>
 
+#include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
 #include "server/scheduler/policy.h"
@@ -587,6 +588,28 @@ TEST(Scheduler, StaticPolicyAdmitsInBatchesAndNothingJoinsARunningBatch) {
     full = full || n == 2;
   }
   EXPECT_TRUE(full) << "requests waiting together are admitted together";
+}
+
+TEST(Scheduler, StaticPolicyBatchesABurstSubmittedOneByOne) {
+  // Three requests accepted together (reserved), queued 20 ms apart: one batch, not a batch of the first alone. A
+  // fourth reservation given up wakes the scheduler too.
+  SchedulerOptions opts;
+  opts.max_batch_size = 4;
+  Harness h(opts, letters, {}, "static");
+  std::vector<Reservation> places;
+  for (int i = 0; i < 4; ++i) places.push_back(*h.scheduler->reserve());
+  std::vector<std::shared_ptr<RecordingSink>> sinks;
+  for (uint64_t i = 0; i < 3; ++i) {
+    auto sink = std::make_shared<RecordingSink>();
+    h.scheduler->submit(std::move(places[i]), make_request(i, 3), sink);
+    sinks.push_back(sink);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  places[3] = Reservation();  // released unused
+  for (auto& s : sinks) ASSERT_TRUE(s->wait());
+  auto steps = h.executor.steps();
+  ASSERT_FALSE(steps.empty());
+  EXPECT_EQ(steps[0].seq_ids.size(), 3u) << "the burst starts in one step";
 }
 
 TEST(Scheduler, TheQueueNeverExceedsItsBound) {

@@ -162,11 +162,11 @@ fi
 if has kvoffload; then
   # Issue 10: KV offload. One batch of B requests (prompt 512, output 32; static policy: all admitted together),
   # Llama-2-7B shape, CPU tier, 2 GiB resident weights. GPU KV 8 GiB holds 30 such sequences (8 GiB / (543 tokens x
-  # 512 KiB)); 64 GiB of pinned host KV holds 241. GPU_BATCHES / HOST_BATCHES choose the batches, MODES who computes
+  # 512 KiB)); 64 GiB of pinned host KV holds 241. GPU_BATCHES / HOST_BATCHES choose the batches (set empty: none), MODES who computes
   # offloaded decode attention (kv_cache.offload_attention). Each run's per-step log goes to OUT/steps-*.jsonl
   # (only the last GPU and the last host run are kept: at most 8 files come back).
   {
-    for b in ${GPU_BATCHES:-16 30}; do
+    for b in ${GPU_BATCHES-16 30}; do
       python3 tools/make_workload.py --requests "$b" --prompt-min 512 --prompt-max 512 --output-min 32 --output-max 32 --out /tmp/fixed-$b.jsonl
       echo "== GPU KV: $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 2GiB --prefetch-depth 4 --kv-cache-bytes 8GiB --batch-size $b --workload fixed($b x 512/32) --policy static"
       timeout 200 $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 2GiB --prefetch-depth 4 \
@@ -174,7 +174,7 @@ if has kvoffload; then
         --step-log "$out/steps-gpu-kv.jsonl" 2>&1 | grep -v "^I "
     done
     for mode in ${MODES:-auto}; do
-      for b in ${HOST_BATCHES:-120 240}; do
+      for b in ${HOST_BATCHES-120 240}; do
         python3 tools/make_workload.py --requests "$b" --prompt-min 512 --prompt-max 512 --output-min 32 --output-max 32 --out /tmp/fixed-$b.jsonl
         echo "== host KV: $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 2GiB --prefetch-depth 4 --kv-offload --kv-offload-attention $mode --kv-cache-bytes 64GiB --batch-size $b --workload fixed($b x 512/32) --policy static"
         timeout 280 $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 2GiB --prefetch-depth 4 \
