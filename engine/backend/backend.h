@@ -198,6 +198,11 @@ class Backend {
   virtual Tensor column_slice(const Tensor& x, int64_t group, int64_t offset, int64_t width) = 0;
   // Waits for queued work (no-op on the CPU).
   virtual void synchronize() {}
+  // After each step: the weight bytes streamed host → device over `layers` layers and the copies' device time. A
+  // backend that shares the link (CUDA's KV offload) budgets its own transfers around them. No-op by default.
+  virtual void observe_weight_stream(uint64_t bytes, double copy_seconds, int layers) {
+    (void)bytes, (void)copy_seconds, (void)layers;
+  }
 
   // ---- KV cache memory ----
   // Memory for the KV cache, reserved at load time (out of memory is a Status naming the size, not an abort): device

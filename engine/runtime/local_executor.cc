@@ -308,6 +308,7 @@ StatusOr<StepOutput> LocalExecutor::step(const StepInput& input) {
   out.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   out.stats.kv_usage_ratio = kv_->usage_ratio();
   const StreamStats ss = model_->parameters().take_stream_stats();
+  backend_->observe_weight_stream(ss.fetch_bytes, ss.copy_seconds, model_->parameters().num_layers());
   out.stats.fetch_bytes = ss.fetch_bytes;
   out.stats.nvme_bytes = ss.nvme_bytes;
   out.stats.copy_seconds = ss.copy_seconds;

@@ -137,6 +137,10 @@ StatusOr<Tensor> CudaBackend::alloc_kv(DType dtype, std::vector<int64_t> shape, 
   return Tensor(dtype, std::move(shape), dev, std::move(storage));
 }
 
+void CudaBackend::observe_weight_stream(uint64_t bytes, double copy_seconds, int layers) {
+  if (offload_ && layers > 0) offload_->set_weight_stream(static_cast<double>(bytes) / layers, bytes, copy_seconds);
+}
+
 int64_t CudaBackend::device_free_bytes() const {
   make_current();
   allocator_->release_cached();

@@ -72,6 +72,7 @@ class CudaBackend final : public Backend {
   StatusOr<Tensor> alloc_kv(DType dtype, std::vector<int64_t> shape, bool host) override;
   // cudaMemGetInfo's free bytes after returning this backend's cached blocks to the device.
   int64_t device_free_bytes() const override;
+  void observe_weight_stream(uint64_t bytes, double copy_seconds, int layers) override;
 
   // ---- CUDA specifics ----
   int device() const { return device_; }

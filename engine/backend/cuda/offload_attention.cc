@@ -58,22 +58,47 @@ void OffloadAttention::note_kv_write(const KvLayer& cache, const Tensor& k, cons
   pending_v_ = v;
 }
 
-size_t OffloadAttention::split(const AttentionBatch& batch) const {
+OffloadAttention::CpuRange OffloadAttention::split(const AttentionBatch& batch, double token_bytes) const {
   const std::vector<SeqSlice>& seqs = batch.seqs;
   const size_t n = seqs.size();
-  if (mode_ == KvOffloadAttention::kGpu) return n;
-  if (mode_ == KvOffloadAttention::kCpu) return 0;
-  // Share the context so that both sides take the same time: the GPU's part ∝ its rate. Before any measurement,
-  // half each; afterwards each side keeps at least one sequence so that its rate stays measured.
-  int64_t total = 0;
-  for (const SeqSlice& s : seqs) total += context_tokens(s);
-  const double gpu_frac = gpu_rate_ > 0 && cpu_rate_ > 0 ? gpu_rate_ / (gpu_rate_ + cpu_rate_) : 0.5;
-  const double target = gpu_frac * static_cast<double>(total);
-  size_t s1 = 0;
+  // The CPU takes decode rows only, from the longest run of decode sequences on consecutive rows (the scheduler
+  // puts a step's decodes first, before any prefill chunk).
+  size_t d0 = 0, d1 = 0;
+  for (size_t s = 0; s < n;) {
+    if (seqs[s].n_new != 1) {
+      ++s;
+      continue;
+    }
+    size_t e = s + 1;
+    while (e < n && seqs[e].n_new == 1 && seqs[e].row_begin == seqs[e - 1].row_begin + 1) ++e;
+    if (e - s > d1 - d0) d0 = s, d1 = e;
+    s = e;
+  }
+  if (mode_ == KvOffloadAttention::kGpu || d0 == d1) return {d1, d1};
+  if (mode_ == KvOffloadAttention::kCpu) return {d0, d1};
+  int64_t run = 0;
+  for (size_t s = d0; s < d1; ++s) run += context_tokens(seqs[s]);
+  const double T = static_cast<double>(run);
+  // Before the first measurements: the link at a conservative 25 GB/s, the CPU as fast as the GPU's copies.
+  const double B = h2d_rate_ > 0 ? h2d_rate_ : 25e9;
+  const double g = std::max(token_bytes / B, gpu_rate_ > 0 ? 1.0 / gpu_rate_ : 0.0);
+  const double cpu_s = cpu_rate_ > 0 ? T / cpu_rate_ : T * g;  // the CPU's time for the whole run
+  const double f = std::clamp((cpu_s - weight_layer_bytes_ / B) / (cpu_s + T * g), 0.0, 1.0);
+  size_t c0 = d1;
   int64_t acc = 0;
-  while (s1 < n && static_cast<double>(acc + context_tokens(seqs[s1]) / 2) < target) acc += context_tokens(seqs[s1++]);
-  if (n >= 2) s1 = std::clamp<size_t>(s1, 1, n - 1);
-  return s1;
+  const double target = (1.0 - f) * T;  // the CPU's context tokens, from the end of the run
+  while (c0 > d0 && static_cast<double>(acc + context_tokens(seqs[c0 - 1]) / 2) < target) acc += context_tokens(seqs[--c0]);
+  // Without a weight stream to budget for, each side keeps a sequence so that both rates stay measured.
+  if (weight_layer_bytes_ == 0 && d1 - d0 >= 2) c0 = std::clamp(c0, d0 + (d0 == 0 && d1 == n ? 1 : 0), d1 - 1);
+  return {c0, d1};
+}
+
+void OffloadAttention::set_weight_stream(double bytes_per_layer, uint64_t step_bytes, double copy_seconds) {
+  weight_layer_bytes_ = bytes_per_layer;
+  if (step_bytes > 0 && copy_seconds > 0) {
+    const double rate = static_cast<double>(step_bytes) / copy_seconds;
+    h2d_rate_ = h2d_rate_ > 0 ? 0.7 * h2d_rate_ + 0.3 * rate : rate;
+  }
 }
 
 void OffloadAttention::update_rates() {
@@ -91,40 +116,46 @@ void OffloadAttention::run(const Tensor& q, const KvLayer& cache, const Attentio
                            const AttentionArgs& args, const AttentionParams& params, Tensor& out) {
   const std::vector<SeqSlice>& seqs = batch.seqs;
   const size_t n = seqs.size();
-  const bool all_decode = std::all_of(seqs.begin(), seqs.end(), [](const SeqSlice& s) { return s.n_new == 1; });
-  size_t s1 = all_decode ? split(batch) : n;
-  // The CPU's rows must be consecutive (the executor lays rows out in sequence order).
-  for (size_t s = s1; s + 1 < n && s1 < n; ++s)
-    if (seqs[s + 1].row_begin != seqs[s].row_begin + 1) s1 = n;
+  const double token_bytes = 2.0 * kv.n_kv_heads * kv.head_dim * static_cast<double>(dtype_size(cache.k.dtype()));
+  const CpuRange cpu = split(batch, token_bytes);
+  std::vector<size_t> gpu;  // every sequence the CPU does not take
+  for (size_t s = 0; s < n; ++s)
+    if (s < cpu.begin || s >= cpu.end) gpu.push_back(s);
 
   cudaStream_t stream = be_.compute_stream();
-  if (s1 < n) {
+  if (cpu.begin < cpu.end) {
     // q for the CPU's rows first, so the host can start while the GPU stages its part.
     const size_t row_bytes = static_cast<size_t>(q.dim(1)) * dtype_size(q.dtype());
-    const size_t bytes = row_bytes * (n - s1);
+    const size_t bytes = row_bytes * (cpu.end - cpu.begin);
     if (q_host_.size() < bytes) {
       ZI_CUDA_CHECK(cudaStreamSynchronize(stream));  // an earlier output copy may still read out_host_
       q_host_ = take(PinnedHostBuffer::allocate(bytes));
       out_host_ = take(PinnedHostBuffer::allocate(bytes));
     }
-    ZI_CUDA_CHECK(cudaMemcpyAsync(q_host_.data(), static_cast<const char*>(q.data()) + row_bytes * seqs[s1].row_begin,
-                                  bytes, cudaMemcpyDeviceToHost, stream));
+    ZI_CUDA_CHECK(cudaMemcpyAsync(q_host_.data(),
+                                  static_cast<const char*>(q.data()) + row_bytes * seqs[cpu.begin].row_begin, bytes,
+                                  cudaMemcpyDeviceToHost, stream));
     ZI_CUDA_CHECK(cudaEventRecord(q_ready_.get(), stream));
   }
-  if (s1 > 0) {
+  if (!gpu.empty()) {
     const int p = pair_;
+    bool all_decode = true;
+    for (size_t s : gpu) all_decode = all_decode && seqs[s].n_new == 1;
     ZI_CUDA_CHECK(cudaEventRecord(gpu_begin_[p].get(), stream));
-    run_gpu(q, cache, batch, kv, args, s1, all_decode, out);
+    run_gpu(q, cache, batch, kv, args, gpu, out);
     ZI_CUDA_CHECK(cudaEventRecord(gpu_end_[p].get(), stream));
+    // Decode-only parts measure the GPU's rate (a prefill's cost is not per context token).
     gpu_timed_[p] = mode_ == KvOffloadAttention::kAuto && all_decode;
     gpu_tokens_[p] = 0;
-    for (size_t s = 0; s < s1; ++s) gpu_tokens_[p] += context_tokens(seqs[s]);
+    for (size_t s : gpu) gpu_tokens_[p] += context_tokens(seqs[s]);
     pair_ = p ^ 1;
   }
-  if (s1 < n) run_cpu(q, cache, batch, params, s1, out);
+  if (cpu.begin < cpu.end) run_cpu(q, cache, batch, params, cpu, out);
   int64_t cpu_tokens = 0, total = 0;
-  for (size_t s = 0; s < n; ++s) (s >= s1 ? cpu_tokens : total) += context_tokens(seqs[s]);
-  total += cpu_tokens;
+  for (size_t s = 0; s < n; ++s) {
+    total += context_tokens(seqs[s]);
+    if (s >= cpu.begin && s < cpu.end) cpu_tokens += context_tokens(seqs[s]);
+  }
   last_cpu_share_ = total > 0 ? static_cast<double>(cpu_tokens) / static_cast<double>(total) : 0.0;
   pending_cache_ = nullptr;
   pending_k_ = Tensor();
@@ -132,9 +163,9 @@ void OffloadAttention::run(const Tensor& q, const KvLayer& cache, const Attentio
 }
 
 void OffloadAttention::run_cpu(const Tensor& q, const KvLayer& cache, const AttentionBatch& batch,
-                               const AttentionParams& params, size_t s0, Tensor& out) {
+                               const AttentionParams& params, CpuRange range, Tensor& out) {
   const std::vector<SeqSlice>& seqs = batch.seqs;
-  const size_t n = seqs.size();
+  const size_t s0 = range.begin, n = range.end;
   ZI_CUDA_CHECK(cudaEventSynchronize(q_ready_.get()));  // q is on the host; kv_write's rows are in the cache
   update_rates();
   cpu::HostDecodeAttention a;
@@ -172,31 +203,40 @@ void OffloadAttention::run_cpu(const Tensor& q, const KvLayer& cache, const Atte
 }
 
 void OffloadAttention::run_gpu(const Tensor& q, const KvLayer& cache, const AttentionBatch& batch, const KvArgs& kv,
-                               const AttentionArgs& args, size_t s1, bool all_decode, Tensor& out) {
+                               const AttentionArgs& args, const std::vector<size_t>& part, Tensor& out) {
   const std::vector<SeqSlice>& seqs = batch.seqs;
   const int BS = kv.block_size;
   const bool have_new = pending_cache_ == cache.k.data() && pending_k_.defined() &&
                         pending_k_.dim(0) == batch.total_rows;
-  // Scratch blocks in sequence order; a block is copied when it holds positions before the step's new rows (all of
-  // them when kv_write's rows were not handed over).
-  std::vector<int32_t> remap(static_cast<size_t>(s1) * batch.max_blocks, -1);
-  std::vector<void*> dsts;
-  std::vector<const void*> srcs;
-  std::vector<size_t> sizes;
-  const size_t block_bytes = static_cast<size_t>(BS) * kv.n_kv_heads * kv.head_dim * dtype_size(cache.k.dtype());
-  int32_t used = 0;
+  // The part's sequences as the kernels read them ([m, 4]: slot, row_begin, n_new, past_len) and its blocks in
+  // scratch, in order. A block is copied when it holds positions before the step's new rows (all of them when
+  // kv_write's rows were not handed over); runs of consecutive blocks are one copy.
+  const size_t m = part.size();
+  std::vector<int32_t> packed(4 * m), remap(m * static_cast<size_t>(batch.max_blocks), -1);
   struct Run {
     int32_t host_block, scratch_block, count;
   };
   std::vector<Run> runs;
-  for (size_t s = 0; s < s1; ++s) {
-    const int64_t nb = (context_tokens(seqs[s]) + BS - 1) / BS;
-    const int64_t n_copy = have_new ? (int64_t{seqs[s].past_len} + BS - 1) / BS : nb;
+  int32_t used = 0;
+  bool all_decode = true;
+  KvArgs skv = kv;
+  skv.n_seqs = static_cast<int>(m);
+  skv.max_new = 0;
+  for (size_t i = 0; i < m; ++i) {
+    const SeqSlice& sq = seqs[part[i]];
+    packed[4 * i] = sq.slot;
+    packed[4 * i + 1] = sq.row_begin;
+    packed[4 * i + 2] = sq.n_new;
+    packed[4 * i + 3] = sq.past_len;
+    all_decode = all_decode && sq.n_new == 1;
+    skv.max_new = std::max(skv.max_new, sq.n_new);
+    const int64_t nb = (context_tokens(sq) + BS - 1) / BS;
+    const int64_t n_copy = have_new ? (int64_t{sq.past_len} + BS - 1) / BS : nb;
     for (int64_t b = 0; b < nb; ++b) {
       const int32_t scratch = used++;
-      remap[s * batch.max_blocks + b] = scratch;
+      remap[i * batch.max_blocks + b] = scratch;
       if (b >= n_copy) continue;
-      const int32_t host = batch.block_tables_host[s * batch.max_blocks + b];
+      const int32_t host = batch.block_tables_host[part[i] * batch.max_blocks + b];
       if (!runs.empty() && runs.back().host_block + runs.back().count == host &&
           runs.back().scratch_block + runs.back().count == scratch)
         ++runs.back().count;
@@ -204,29 +244,42 @@ void OffloadAttention::run_gpu(const Tensor& q, const KvLayer& cache, const Atte
         runs.push_back({host, scratch, 1});
     }
   }
-  KvArgs skv = kv;
-  skv.n_seqs = static_cast<int>(s1);
-  skv.max_new = 0;
-  for (size_t s = 0; s < s1; ++s) skv.max_new = std::max(skv.max_new, seqs[s].n_new);
-  StatusOr<Tensor> ks = be_.try_alloc(cache.k.dtype(), {std::max(used, 1), BS, kv.n_kv_heads, kv.head_dim});
-  StatusOr<Tensor> vs = ks.ok() ? be_.try_alloc(cache.k.dtype(), {std::max(used, 1), BS, kv.n_kv_heads, kv.head_dim})
-                                : ks.status();
+  Tensor seqs_dev = be_.from_host(DType::kI32, {static_cast<int64_t>(m), 4}, packed.data());
+  Tensor table = be_.from_host(DType::kI32, {static_cast<int64_t>(m), batch.max_blocks}, remap.data());
+  skv.seqs = seqs_dev.data_as<int32_t>();
   cudaStream_t stream = be_.compute_stream();
-  if (!vs.ok()) {
-    // No room for the scratch: the kernels read the mapped cache over the bus.
+  auto launch = [&](const KvArgs& a) {
     if (all_decode)
-      launch_attention_decode(q.dtype(), skv, args, q.data(), out.data(), stream);
+      launch_attention_decode(q.dtype(), a, args, q.data(), out.data(), stream);
     else
-      launch_attention_prefill(q.dtype(), skv, args, q.data(), out.data(), stream);
+      launch_attention_prefill(q.dtype(), a, args, q.data(), out.data(), stream);
+  };
+  const std::vector<int64_t> dims = {std::max(used, 1), BS, kv.n_kv_heads, kv.head_dim};
+  StatusOr<Tensor> ks = be_.try_alloc(cache.k.dtype(), dims);
+  StatusOr<Tensor> vs = ks.ok() ? be_.try_alloc(cache.k.dtype(), dims) : ks.status();
+  if (!vs.ok()) {
+    // No room for the scratch: the kernels read the mapped cache over the bus, through the part's own tables.
+    std::vector<int32_t> tables(m * static_cast<size_t>(batch.max_blocks));
+    for (size_t i = 0; i < m; ++i)
+      std::copy_n(batch.block_tables_host.begin() + part[i] * batch.max_blocks, batch.max_blocks,
+                  tables.begin() + i * batch.max_blocks);
+    Tensor direct = be_.from_host(DType::kI32, {static_cast<int64_t>(m), batch.max_blocks}, tables.data());
+    skv.tables = direct.data_as<int32_t>();
+    launch(skv);
     return;
   }
+  const size_t block_bytes = static_cast<size_t>(BS) * kv.n_kv_heads * kv.head_dim * dtype_size(cache.k.dtype());
   const char* host_k = static_cast<const char*>(host_address(cache.k));
   const char* host_v = static_cast<const char*>(host_address(cache.v));
   ZI_CHECK(host_k != nullptr && host_v != nullptr);
+  std::vector<void*> dsts;
+  std::vector<const void*> srcs;
+  std::vector<size_t> sizes;
   for (const Run& r : runs) {
     for (int kvi = 0; kvi < 2; ++kvi) {
       srcs.push_back((kvi == 0 ? host_k : host_v) + block_bytes * static_cast<size_t>(r.host_block));
-      dsts.push_back(static_cast<char*>((kvi == 0 ? *ks : *vs).data()) + block_bytes * static_cast<size_t>(r.scratch_block));
+      dsts.push_back(static_cast<char*>((kvi == 0 ? *ks : *vs).data()) +
+                     block_bytes * static_cast<size_t>(r.scratch_block));
       sizes.push_back(block_bytes * static_cast<size_t>(r.count));
     }
   }
@@ -243,16 +296,12 @@ void OffloadAttention::run_gpu(const Tensor& q, const KvLayer& cache, const Atte
         ZI_CUDA_CHECK(cudaMemcpyAsync(dsts[i], srcs[i], sizes[i], cudaMemcpyHostToDevice, stream));
     }
   }
-  Tensor table = be_.from_host(DType::kI32, {static_cast<int64_t>(s1), batch.max_blocks}, remap.data());
   skv.k_cache = ks->data();
   skv.v_cache = vs->data();
   skv.num_blocks = std::max(used, 1);
   skv.tables = table.data_as<int32_t>();
   if (have_new) launch_kv_write(q.dtype(), skv, pending_k_.data(), pending_v_.data(), stream);
-  if (all_decode)
-    launch_attention_decode(q.dtype(), skv, args, q.data(), out.data(), stream);
-  else
-    launch_attention_prefill(q.dtype(), skv, args, q.data(), out.data(), stream);
+  launch(skv);
 }
 
 }  // namespace zi::cuda

@@ -8,10 +8,14 @@
 //    kept only as a fallback when the scratch does not fit;
 //  - the CPU: host_decode_attention (engine/backend/cpu/host_decode_attention.h) reads the cache from DRAM where it
 //    lives; only q (D2H) and the output (H2D) cross the bus.
-// `auto` gives the CPU a tail of the decode rows sized from both sides' measured rates (context tokens per second,
-// updated every layer), so that they finish together; `gpu` and `cpu` force one side (benchmarks compare them).
-// Prefill and mixed steps run on the GPU: the rows a step adds are taken from the k/v it just wrote (kv_write hands
-// them over), so only earlier positions are copied.
+// The CPU takes decode rows only (prefill attention is compute-bound: the GPU's). `auto` sizes the GPU's share f of
+// the step's decode context T so that both finish a layer together, counting the link the GPU's copies share with
+// the weight stream (W bytes per layer at B bytes/s): (1 − f)·T / R_cpu = W / B + f·T·g, with R_cpu the CPU's
+// measured rate and g the GPU's seconds per context token (its copy, K + V bytes / B, or its measured rate when
+// slower). When the weights alone fill the CPU's time the GPU takes none; `cpu` gives it every decode row, `gpu` none (benchmarks compare them). In a mixed step
+// (continuous batching, or a static batch still prefilling) the decode rows go to the CPU while the GPU prefills.
+// The GPU's rows that a step adds are taken from the k/v kv_write just wrote (it hands them over), so only earlier
+// positions are copied.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -45,6 +49,9 @@ class OffloadAttention {
   void run(const Tensor& q, const KvLayer& cache, const AttentionBatch& batch, const KvArgs& kv,
            const AttentionArgs& args, const AttentionParams& params, Tensor& out);
 
+  // The weight stream sharing the link: bytes per layer, and a step's bytes and copy time (its bandwidth).
+  void set_weight_stream(double bytes_per_layer, uint64_t step_bytes, double copy_seconds);
+
   // Fraction of decode context the CPU took in the last step, for logs and benchmarks.
   double cpu_share() const { return last_cpu_share_; }
 
@@ -54,14 +61,17 @@ class OffloadAttention {
     char* host;
     size_t bytes;
   };
-  // The GPU's part: sequences [0, s1) staged into device scratch, then the decode or prefill kernel there.
+  struct CpuRange {
+    size_t begin, end;  // sequences [begin, end): decode rows on consecutive rows; empty when begin == end
+  };
+  // The GPU's part (sequence indices `part`): staged into device scratch, then the decode or prefill kernel there.
   void run_gpu(const Tensor& q, const KvLayer& cache, const AttentionBatch& batch, const KvArgs& kv,
-               const AttentionArgs& args, size_t s1, bool all_decode, Tensor& out);
-  // The CPU's part: decode sequences [s0, n) (consecutive rows), q staged to the host and the output back.
+               const AttentionArgs& args, const std::vector<size_t>& part, Tensor& out);
+  // The CPU's part: q of its rows staged to the host, host_decode_attention, the output copied back.
   void run_cpu(const Tensor& q, const KvLayer& cache, const AttentionBatch& batch, const AttentionParams& params,
-               size_t s0, Tensor& out);
-  // Where the CPU's tail of decode sequences starts (n: none).
-  size_t split(const AttentionBatch& batch) const;
+               CpuRange range, Tensor& out);
+  // Which decode sequences the CPU takes this layer; `token_bytes`: K + V bytes of one cached position.
+  CpuRange split(const AttentionBatch& batch, double token_bytes) const;
   void update_rates();
 
   CudaBackend& be_;
@@ -81,6 +91,8 @@ class OffloadAttention {
   int64_t gpu_tokens_[2] = {0, 0};
   int pair_ = 0;                        // the pair the next GPU part records
   double gpu_rate_ = 0, cpu_rate_ = 0;  // context tokens per second
+  double weight_layer_bytes_ = 0;       // the weight stream: bytes per layer
+  double h2d_rate_ = 0;                 // and its bandwidth, bytes per second (0: not measured)
   double last_cpu_share_ = 0;
   // ALiBi slopes on the host (copied once per slopes tensor).
   const void* slopes_src_ = nullptr;
