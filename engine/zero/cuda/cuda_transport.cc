@@ -113,24 +113,29 @@ class CudaTransport final : public ShardTransport {
 
   Status release(int slot) override { return released_[slot].record(backend_.compute_stream()); }
 
+  // Spans still in flight (the next step's prefetch copies, issued at the end of this one) are counted by a later
+  // call: waiting for them here would hold the host, and so the next step's launch, until they land.
   StreamStats take_stats() override {
-    for (TimedSpan* s : copies_) stats_.copy_seconds += elapsed(*s);
-    for (TimedSpan* s : stalls_) stats_.stall_seconds += elapsed(*s);
-    for (TimedSpan* s : gathers_) stats_.allgather_seconds += elapsed(*s);
-    for (TimedSpan* s : copies_) free_spans_.push_back(s);
-    for (TimedSpan* s : stalls_) free_spans_.push_back(s);
-    for (TimedSpan* s : gathers_) free_spans_.push_back(s);
-    copies_.clear();
-    stalls_.clear();
-    gathers_.clear();
+    take_done(copies_, &stats_.copy_seconds);
+    take_done(stalls_, &stats_.stall_seconds);
+    take_done(gathers_, &stats_.allgather_seconds);
     return std::exchange(stats_, StreamStats{});
   }
 
  private:
-  static double elapsed(const TimedSpan& s) {
-    (void)s.end.synchronize();
-    auto ms = CudaEvent::elapsed_ms(s.start, s.end);
-    return ms.ok() ? *ms / 1e3 : 0.0;
+  void take_done(std::vector<TimedSpan*>& spans, double* seconds) {
+    std::vector<TimedSpan*> pending;
+    for (TimedSpan* s : spans) {
+      StatusOr<bool> done = s->end.query();
+      if (done.ok() && !*done) {
+        pending.push_back(s);
+        continue;
+      }
+      auto ms = CudaEvent::elapsed_ms(s->start, s->end);
+      if (ms.ok()) *seconds += *ms / 1e3;
+      free_spans_.push_back(s);
+    }
+    spans.swap(pending);
   }
 
   StatusOr<TimedSpan*> new_span() {
