@@ -1,5 +1,7 @@
 #include "server/scheduler/policy.h"
 
+#include <algorithm>
+
 namespace zi::server {
 namespace {
 
@@ -29,18 +31,30 @@ ScheduleDecision ContinuousPolicy::schedule(const std::vector<WaitingView>& wait
 
 ScheduleDecision StaticPolicy::schedule(const std::vector<WaitingView>& waiting, const BatchView& batch) const {
   ScheduleDecision d;
-  int64_t blocks = batch.free_kv_blocks;
   // A batch runs to its end before the next one forms; it forms once nothing more is arriving or it is full.
   bool open = batch.running == 0 && (batch.arriving == 0 || waiting.size() >= batch.max_batch_size);
+  size_t longest_prompt = 0, longest_new = 0;
+  int64_t padded = 0;  // blocks per member at the batch's padded length
   for (const WaitingView& w : waiting) {
-    if (open && d.scheduled.size() < batch.max_batch_size && fits_blocks(w, blocks)) {
-      d.scheduled.push_back(w.seq_id);
-      if (blocks >= 0) blocks -= w.kv_blocks;
-    } else {
-      open = false;
-      d.deferred.push_back(w.seq_id);
+    if (open && d.scheduled.size() < batch.max_batch_size) {
+      const size_t prompt = std::max(longest_prompt, w.prompt_tokens), max_new = std::max(longest_new, w.max_new_tokens);
+      // The cache holds the prompt and every generated token but the last.
+      const int64_t tokens = static_cast<int64_t>(prompt + std::max<size_t>(max_new, 1) - 1);
+      const int64_t bs = std::max<int64_t>(1, batch.kv_block_size);
+      const int64_t per = std::max(w.kv_blocks, (tokens + bs - 1) / bs);
+      const int64_t need = per * static_cast<int64_t>(d.scheduled.size() + 1);
+      if (batch.free_kv_blocks < 0 || need <= batch.free_kv_blocks) {
+        d.scheduled.push_back(w.seq_id);
+        longest_prompt = prompt;
+        longest_new = max_new;
+        padded = per;
+        continue;
+      }
     }
+    open = false;
+    d.deferred.push_back(w.seq_id);
   }
+  if (batch.free_kv_blocks >= 0) d.kv_blocks.assign(d.scheduled.size(), padded);
   return d;
 }
 

@@ -19,6 +19,7 @@ struct WaitingView {
   uint64_t seq_id = 0;
   size_t prompt_tokens = 0;
   int64_t kv_blocks = 0;        // KV blocks it reserves for its life (prompt + max_new_tokens)
+  size_t max_new_tokens = 0;
 };
 
 // The batch at this step boundary.
@@ -28,11 +29,15 @@ struct BatchView {
   int64_t free_kv_blocks = -1;  // blocks not reserved by running sequences; -1 = not counted
   size_t free_step_tokens = 0;  // of max_num_batched_tokens, what this step's decodes and prefill chunks leave
   size_t arriving = 0;          // requests accepted but not yet queued (being tokenized, or a burst mid-submit)
+  int64_t kv_block_size = 16;   // tokens per KV block
 };
 
 struct ScheduleDecision {
   std::vector<uint64_t> scheduled;  // join the batch this step, in this order
   std::vector<uint64_t> deferred;   // stay in the queue
+  // KV blocks each scheduled request reserves, when not its own kv_blocks (a padded static batch: every member
+  // reserves the batch's padded length).
+  std::vector<int64_t> kv_blocks;
 };
 
 class SchedulingPolicy {
@@ -52,9 +57,11 @@ class ContinuousPolicy final : public SchedulingPolicy {
   ScheduleDecision schedule(const std::vector<WaitingView>& waiting, const BatchView& batch) const override;
 };
 
-// Static batching, the baseline (ZeRO-Inference, FlexGen, HF generate): a batch of up to max_batch_size requests is
-// admitted together into an empty batch and runs until its longest member finishes; nothing joins meanwhile. While
-// requests are still arriving and the batch is not full, it waits for them (requests that come together run
+// Static batching, the baseline (ZeRO-Inference, FlexGen, HF generate): a padded batch of up to max_batch_size
+// requests is admitted together into an empty batch and runs until its longest member finishes; nothing joins
+// meanwhile. Padded as those systems pad it: every member holds KV for the batch's longest prompt plus its largest
+// max_new_tokens (the [B, max_len] cache of HF generate), so the KV budget bounds the batch by that padded length.
+// While requests are still arriving and the batch is not full, it waits for them (requests that come together run
 // together, not split by the microseconds between their submissions).
 class StaticPolicy final : public SchedulingPolicy {
  public:

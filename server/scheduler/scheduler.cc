@@ -216,7 +216,8 @@ void Scheduler::loop() {
     if (fail_status.ok() && !waiting_.empty()) {
       std::vector<WaitingView> views;
       views.reserve(waiting_.size());
-      for (auto& s : waiting_) views.push_back({s->seq_id, s->req.prompt.size(), kv_blocks_for(s->req)});
+      for (auto& s : waiting_)
+        views.push_back({s->seq_id, s->req.prompt.size(), kv_blocks_for(s->req), s->req.max_new_tokens});
       BatchView batch;
       batch.running = std::count_if(running_.begin(), running_.end(), [](auto& s) { return !s->done; });
       batch.max_batch_size = options_.max_batch_size;
@@ -224,13 +225,16 @@ void Scheduler::loop() {
       const size_t taken = running_step_tokens();
       batch.free_step_tokens = taken < step_tokens_ ? step_tokens_ - taken : 0;
       batch.arriving = reserved_;
+      batch.kv_block_size = kv_block_size_;
       ScheduleDecision d = policy_->schedule(views, batch);
       // Nothing to run until the arriving requests are queued: sleep until a submit or unreserve.
       awaiting_arrivals_ = d.scheduled.empty() && batch.running == 0 && reserved_ > 0;
-      for (uint64_t id : d.scheduled) {
+      ZI_CHECK(d.kv_blocks.empty() || d.kv_blocks.size() == d.scheduled.size());
+      for (size_t k = 0; k < d.scheduled.size(); ++k) {
+        const uint64_t id = d.scheduled[k];
         auto it = std::find_if(waiting_.begin(), waiting_.end(), [id](auto& s) { return s->seq_id == id; });
         ZI_CHECK(it != waiting_.end());
-        (*it)->kv_blocks = kv_blocks_for((*it)->req);
+        (*it)->kv_blocks = kv_total_ < 0 ? 0 : d.kv_blocks.empty() ? kv_blocks_for((*it)->req) : d.kv_blocks[k];
         kv_reserved_ += (*it)->kv_blocks;
         admitted.push_back(std::move(*it));
         waiting_.erase(it);

@@ -55,6 +55,21 @@ TEST(StaticPolicy, WaitsForArrivingRequestsUnlessTheBatchIsFull) {
   EXPECT_EQ(p.schedule(w, b).scheduled, (std::vector<uint64_t>{1, 2}));
 }
 
+TEST(StaticPolicy, PadsEveryMemberToTheBatchsLongestPromptAndOutput) {
+  // Request 1: 5 prompt tokens, 10 new (1 block of 16 alone); request 2: 100 prompt tokens, 2 new (7 blocks).
+  // Together each holds 100 + 10 − 1 = 109 tokens: 7 blocks, 14 for the batch.
+  StaticPolicy p;
+  std::vector<WaitingView> w = {{1, 5, 1, 10}, {2, 100, 7, 2}};
+  BatchView b{0, 4, 14, 1000};
+  auto d = p.schedule(w, b);
+  EXPECT_EQ(d.scheduled, (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(d.kv_blocks, (std::vector<int64_t>{7, 7}));
+  b.free_kv_blocks = 13;  // the padded pair does not fit: the first runs alone, reserving its own block
+  d = p.schedule(w, b);
+  EXPECT_EQ(d.scheduled, (std::vector<uint64_t>{1}));
+  EXPECT_EQ(d.kv_blocks, (std::vector<int64_t>{1}));
+}
+
 TEST(MakePolicy, NamesTheChoices) {
   EXPECT_STREQ((*make_policy("continuous"))->name(), "continuous");
   EXPECT_STREQ((*make_policy("static"))->name(), "static");

@@ -154,7 +154,7 @@ if has batching; then
   python3 tools/make_workload.py --requests "${REQUESTS:-128}" --seed 0 --out /tmp/mixed.jsonl
   for p in ${POLICIES:-continuous static}; do
     echo "== $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 2GiB --prefetch-depth 4 --kv-cache-bytes 8GiB --batch-size 128 --max-num-batched-tokens 8192 --workload mixed(${REQUESTS:-128}, seed 0) --policy $p"
-    timeout 540 $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 2GiB --prefetch-depth 4 \
+    timeout ${BENCH_TIMEOUT:-540} $zi bench --model $m7 --dummy --cpu-offload --gpu-weights-budget 2GiB --prefetch-depth 4 \
       --kv-cache-bytes 8GiB --batch-size 128 --max-num-batched-tokens 8192 --workload /tmp/mixed.jsonl --policy "$p" \
       --json 2>&1 | grep -v "^I "; echo "rc=${PIPESTATUS[0]}"
   done > "$out/batching-${POLICIES:-all}.log" 2>&1
