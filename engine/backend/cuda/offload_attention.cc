@@ -151,12 +151,6 @@ void OffloadAttention::run(const Tensor& q, const KvLayer& cache, const Attentio
     pair_ = p ^ 1;
   }
   if (cpu.begin < cpu.end) run_cpu(q, cache, batch, params, cpu, out);
-  int64_t cpu_tokens = 0, total = 0;
-  for (size_t s = 0; s < n; ++s) {
-    total += context_tokens(seqs[s]);
-    if (s >= cpu.begin && s < cpu.end) cpu_tokens += context_tokens(seqs[s]);
-  }
-  last_cpu_share_ = total > 0 ? static_cast<double>(cpu_tokens) / static_cast<double>(total) : 0.0;
   pending_cache_ = nullptr;
   pending_k_ = Tensor();
   pending_v_ = Tensor();

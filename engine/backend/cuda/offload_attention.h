@@ -52,9 +52,6 @@ class OffloadAttention {
   // The weight stream sharing the link: bytes per layer, and a step's bytes and copy time (its bandwidth).
   void set_weight_stream(double bytes_per_layer, uint64_t step_bytes, double copy_seconds);
 
-  // Fraction of decode context the CPU took in the last step, for logs and benchmarks.
-  double cpu_share() const { return last_cpu_share_; }
-
  private:
   struct Range {
     const char* device;
@@ -93,7 +90,6 @@ class OffloadAttention {
   double gpu_rate_ = 0, cpu_rate_ = 0;  // context tokens per second
   double weight_layer_bytes_ = 0;       // the weight stream: bytes per layer
   double h2d_rate_ = 0;                 // and its bandwidth, bytes per second (0: not measured)
-  double last_cpu_share_ = 0;
   // ALiBi slopes on the host (copied once per slopes tensor).
   const void* slopes_src_ = nullptr;
   std::vector<float> slopes_;
