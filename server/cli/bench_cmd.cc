@@ -12,7 +12,7 @@
 #include "engine/runtime/benchmark.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/zero/placement.h"
-#include "server/cli/bench_workload.h"
+#include "server/workload/replay.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
 #include "server/worker_pool/worker_pool.h"
@@ -23,6 +23,11 @@
 
 namespace zi::cli {
 namespace {
+
+using server::load_workload;
+using server::run_workload;
+using server::WorkloadOptions;
+using server::WorkloadRequest;
 
 constexpr double kNominalPcie = 54.9e9;  // H100 PCIe Gen5, pinned host→device, measured on the project's card
 
@@ -36,7 +41,7 @@ struct BenchFlags {
   std::optional<std::string> aio_block_size;
   std::optional<uint32_t> aio_queue_depth;
   EngineFlags engine;
-  // --workload: mixed traffic through the scheduler (bench_workload.h).
+  // --workload: mixed traffic through the scheduler (server/workload/replay.h).
   std::optional<std::string> workload;
   WorkloadOptions workload_opts;
 };

@@ -13,7 +13,7 @@
 #include "engine/core/status.h"
 #include "engine/runtime/executor.h"
 
-namespace zi::cli {
+namespace zi::server {
 
 struct WorkloadRequest {
   uint32_t prompt_tokens = 0;
@@ -40,4 +40,4 @@ struct WorkloadOptions {
 StatusOr<nlohmann::json> run_workload(Executor& executor, const std::vector<WorkloadRequest>& requests,
                                       const WorkloadOptions& options);
 
-}  // namespace zi::cli
+}  // namespace zi::server

@@ -1,4 +1,4 @@
-#include "server/cli/bench_workload.h"
+#include "server/workload/replay.h"
 
 #include <algorithm>
 #include <chrono>
@@ -11,7 +11,7 @@
 #include "engine/core/log.h"
 #include "server/scheduler/scheduler.h"
 
-namespace zi::cli {
+namespace zi::server {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -32,10 +32,10 @@ class IdOnlyTokenizer final : public Tokenizer {
 };
 
 // Records when each token of one request arrived.
-class TimingSink final : public server::ResponseSink {
+class TimingSink final : public ResponseSink {
  public:
   TimingSink(std::mutex* mu, std::condition_variable* cv, size_t* done) : mu_(mu), cv_(cv), done_(done) {}
-  void send(server::GenerationChunk c) override {
+  void send(GenerationChunk c) override {
     const Clock::time_point now = Clock::now();
     std::lock_guard<std::mutex> lock(*mu_);
     for (size_t i = 0; i < c.token_ids.size(); ++i) times.push_back(now);
@@ -158,12 +158,12 @@ StatusOr<nlohmann::json> run_workload(Executor& inner, const std::vector<Workloa
   }
   StepRecorder executor(&inner);
   IdOnlyTokenizer tokenizer(static_cast<int32_t>(m.vocab_size));
-  ZI_ASSIGN_OR_RETURN(std::unique_ptr<server::SchedulingPolicy> policy, server::make_policy(options.policy));
-  server::SchedulerOptions so;
+  ZI_ASSIGN_OR_RETURN(std::unique_ptr<SchedulingPolicy> policy, make_policy(options.policy));
+  SchedulerOptions so;
   so.max_queue = static_cast<uint32_t>(requests.size()) + 1;
   so.max_batch_size = options.max_batch_size;
   so.max_num_batched_tokens = options.max_num_batched_tokens;
-  server::Scheduler scheduler(&executor, &tokenizer, so, nullptr, std::move(policy));
+  Scheduler scheduler(&executor, &tokenizer, so, nullptr, std::move(policy));
 
   std::mt19937_64 rng(options.seed);
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(m.vocab_size) - 1);
@@ -172,7 +172,7 @@ StatusOr<nlohmann::json> run_workload(Executor& inner, const std::vector<Workloa
   std::condition_variable cv;
   size_t done = 0;
   std::vector<std::shared_ptr<TimingSink>> sinks;
-  std::vector<server::Reservation> places;
+  std::vector<Reservation> places;
   const Clock::time_point t0 = Clock::now();
   Clock::time_point next = t0;
   uint64_t prompt_total = 0;
@@ -188,10 +188,10 @@ StatusOr<nlohmann::json> run_workload(Executor& inner, const std::vector<Workloa
     // All at once: every request is reserved before the first is queued, so a static batch takes all it can.
     if (options.request_rate <= 0 && i == 0)
       for (size_t k = 0; k < requests.size(); ++k) {
-        ZI_ASSIGN_OR_RETURN(server::Reservation place, scheduler.reserve());
+        ZI_ASSIGN_OR_RETURN(Reservation place, scheduler.reserve());
         places.push_back(std::move(place));
       }
-    server::GenerationRequest r;
+    GenerationRequest r;
     r.request_id = absl::StrCat("w", i);
     r.prompt.resize(requests[i].prompt_tokens);
     for (int32_t& t : r.prompt) t = token(rng);
@@ -202,7 +202,7 @@ StatusOr<nlohmann::json> run_workload(Executor& inner, const std::vector<Workloa
     auto sink = std::make_shared<TimingSink>(&mu, &cv, &done);
     sink->submitted = Clock::now();
     if (places.empty()) {
-      ZI_ASSIGN_OR_RETURN(server::Reservation place, scheduler.reserve());
+      ZI_ASSIGN_OR_RETURN(Reservation place, scheduler.reserve());
       places.push_back(std::move(place));
     }
     scheduler.submit(std::move(places.back()), std::move(r), sink);
@@ -270,4 +270,4 @@ StatusOr<nlohmann::json> run_workload(Executor& inner, const std::vector<Workloa
   return j;
 }
 
-}  // namespace zi::cli
+}  // namespace zi::server
