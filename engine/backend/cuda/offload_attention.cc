@@ -81,7 +81,10 @@ OffloadAttention::CpuRange OffloadAttention::split(const AttentionBatch& batch, 
   const double T = static_cast<double>(run);
   // Before the first measurements: the link at a conservative 25 GB/s, the CPU as fast as the GPU's copies.
   const double B = h2d_rate_ > 0 ? h2d_rate_ : 25e9;
-  const double g = std::max(token_bytes / B, gpu_rate_ > 0 ? 1.0 / gpu_rate_ : 0.0);
+  // With a weight stream the link is the GPU's limit and the model above counts it (its measured rate already
+  // includes the weights' share of the link: counting that too would count it twice); without one, its measured rate.
+  const double g = weight_layer_bytes_ > 0 ? token_bytes / B
+                                           : std::max(token_bytes / B, gpu_rate_ > 0 ? 1.0 / gpu_rate_ : 0.0);
   const double cpu_s = cpu_rate_ > 0 ? T / cpu_rate_ : T * g;  // the CPU's time for the whole run
   const double f = std::clamp((cpu_s - weight_layer_bytes_ / B) / (cpu_s + T * g), 0.0, 1.0);
   size_t c0 = d1;

@@ -11,8 +11,8 @@
 // The CPU takes decode rows only (prefill attention is compute-bound: the GPU's). `auto` sizes the GPU's share f of
 // the step's decode context T so that both finish a layer together, counting the link the GPU's copies share with
 // the weight stream (W bytes per layer at B bytes/s): (1 − f)·T / R_cpu = W / B + f·T·g, with R_cpu the CPU's
-// measured rate and g the GPU's seconds per context token (its copy, K + V bytes / B, or its measured rate when
-// slower). When the weights alone fill the CPU's time the GPU takes none; `cpu` gives it every decode row, `gpu` none (benchmarks compare them). In a mixed step
+// measured rate and g the GPU's seconds per context token (its copy: K + V bytes / B; with no weight stream, its
+// measured rate when slower). When the weights alone fill the CPU's time the GPU takes none; `cpu` gives it every decode row, `gpu` none (benchmarks compare them). In a mixed step
 // (continuous batching, or a static batch still prefilling) the decode rows go to the CPU while the GPU prefills.
 // The GPU's rows that a step adds are taken from the k/v kv_write just wrote (it hands them over), so only earlier
 // positions are copied.
