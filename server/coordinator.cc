@@ -137,17 +137,55 @@ int fail(const Status& st) {
   return 1;
 }
 
-}  // namespace
+// The coordinator's parts in start-up order; destroyed in reverse (the workers before the scheduler, see drain()).
+class Coordinator {
+ public:
+  Coordinator(const ServeConfig& config, std::string executable, ConfigReloader reload)
+      : config_(config), executable_(std::move(executable)), reload_(std::move(reload)) {}
 
-int run_coordinator(const ServeConfig& config, const std::string& executable, ConfigReloader reload) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // inherited by every thread started from here on
+  // Security, /metrics, the gRPC port (health NOT_SERVING), the tokenizer, the workers and the scheduler; then
+  // SERVING. Returns an exit code when the process must end here (1: start-up failed, 0: a signal while loading).
+  std::optional<int> start();
+  // Until SIGINT/SIGTERM (SIGHUP reloads): returns the signal.
+  int serve();
+  // Refuses new requests, lets what runs finish within the grace period, cancels the rest, stops everything.
+  void drain(int sig);
+
+ private:
+  std::optional<int> start_frontend();
+  std::optional<int> start_engine();
+
+  const ServeConfig& config_;
+  const std::string executable_;
+  ConfigReloader reload_;
+  sigset_t signals_{};
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  ServingMetrics metrics_{*registry_};
+  std::unique_ptr<MetricsHttpServer> exposer_;
+  boost::asio::thread_pool intake_{2};  // tokenization and validation, off the reactor threads
+  GenerationService service_{&intake_, &metrics_};
+  std::unique_ptr<Reloader> reloader_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<Scheduler> scheduler_;
+  ServingRuntime rt_;
+  bool reload_pending_ = false;
+};
+
+std::optional<int> Coordinator::start() {
+  sigemptyset(&signals_);
+  sigaddset(&signals_, SIGINT);
+  sigaddset(&signals_, SIGTERM);
+  sigaddset(&signals_, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals_, nullptr);  // inherited by every thread started from here on
   signal(SIGPIPE, SIG_IGN);
+  if (auto rc = start_frontend()) return rc;
+  return start_engine();
+}
 
+std::optional<int> Coordinator::start_frontend() {
+  const ServeConfig& config = config_;
   // Transport security first: a plaintext public port, or a certificate that cannot be read, stops here.
   if (Status st = check_transport_security(config); !st.ok()) return fail(st);
   auto credentials = make_server_credentials(config);
@@ -156,23 +194,18 @@ int run_coordinator(const ServeConfig& config, const std::string& executable, Co
   if (!token.ok()) return fail(token.status());
 
   // Metrics first: a port clash is reported before anything heavy starts.
-  auto registry = std::make_shared<prometheus::Registry>();
-  ServingMetrics metrics(*registry);
-  std::unique_ptr<MetricsHttpServer> exposer;
   {
     auto hp = parse_host_port(config.metrics_listen);
     if (!hp.ok()) return fail(absl::InvalidArgumentError(absl::StrCat("server.metrics_listen: ", hp.status().message())));
-    auto started = MetricsHttpServer::Start(config.metrics_listen, registry);
+    auto started = MetricsHttpServer::Start(config.metrics_listen, registry_);
     if (!started.ok()) return fail(Status(started.status().code(),
                                           absl::StrCat("server.metrics_listen: ", started.status().message())));
-    exposer = std::move(*started);
-    ZI_LOG(INFO) << "metrics on http://" << join_host_port(hp->host, exposer->port()) << "/metrics";
+    exposer_ = std::move(*started);
+    ZI_LOG(INFO) << "metrics on http://" << join_host_port(hp->host, exposer_->port()) << "/metrics";
   }
 
-  boost::asio::thread_pool intake(2);  // tokenization and validation, off the reactor threads
-  GenerationService service(&intake, &metrics);
-  service.set_auth_token(*token);
-  Reloader reloader(config, std::move(reload), &service, nullptr, *token);
+  service_.set_auth_token(*token);
+  reloader_ = std::make_unique<Reloader>(config, std::move(reload_), &service_, nullptr, *token);
   auto hp = parse_host_port(config.listen);
   if (!hp.ok()) return fail(absl::InvalidArgumentError(absl::StrCat("server.listen: ", hp.status().message())));
   grpc::EnableDefaultHealthCheckService(true);
@@ -191,11 +224,11 @@ int run_coordinator(const ServeConfig& config, const std::string& executable, Co
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   }
   builder.AddListeningPort(config.listen, *credentials, &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0)
+  builder.RegisterService(&service_);
+  server_ = builder.BuildAndStart();
+  if (!server_ || port == 0)
     return fail(absl::UnavailableError(absl::StrCat("server.listen: cannot listen on ", config.listen)));
-  set_health(server.get(), false);  // the built-in service starts SERVING; nothing is loaded yet
+  set_health(server_.get(), false);  // the built-in service starts SERVING; nothing is loaded yet
   ZI_LOG(INFO) << "listening on " << join_host_port(hp->host, port)
                << (!config.tls.enabled()                  ? " (plaintext)"
                    : config.tls.require_client_cert        ? " (TLS, client certificate required)"
@@ -203,29 +236,37 @@ int run_coordinator(const ServeConfig& config, const std::string& executable, Co
                                                            : " (TLS)")
                << (token->has_value() ? ", bearer token required" : "");
 
-  auto tokenizer = Tokenizer::FromDir(config.model_path);
+  return std::nullopt;
+}
+
+std::optional<int> Coordinator::start_engine() {
+  const ServeConfig& config = config_;
+  auto tokenizer = Tokenizer::FromDir(config.engine.model_dir);
   if (!tokenizer.ok()) return fail(tokenizer.status());
+  tokenizer_ = std::move(*tokenizer);
 
   WorkerPoolOptions pool_options;
-  pool_options.executable = executable;
+  pool_options.executable = executable_;
+  pool_options.heartbeat_timeout = std::chrono::duration_cast<milliseconds>(
+      std::chrono::duration<double>(config.heartbeat_timeout_seconds));
   pool_options.log_level = config.log_level;
   // Spawned from this (main) thread: PR_SET_PDEATHSIG follows the thread that forks.
-  auto pool = WorkerPool::Spawn(engine_options(config), pool_options);
+  auto pool = WorkerPool::Spawn(config.engine, pool_options);
   if (!pool.ok()) return fail(pool.status());
+  pool_ = std::move(*pool);
   std::optional<Status> started;
-  bool reload_pending = false;
   for (auto last = std::chrono::steady_clock::now(); !started;) {
-    started = (*pool)->wait_ready(milliseconds(100));
+    started = pool_->wait_ready(milliseconds(100));
     if (started) break;
-    if (int sig = wait_signal(signals, milliseconds(1))) {
+    if (int sig = wait_signal(signals_, milliseconds(1))) {
       if (sig == SIGHUP) {
         ZI_LOG(INFO) << "SIGHUP while loading: reloading once the model is up";
-        reload_pending = true;
+        reload_pending_ = true;
         continue;
       }
       ZI_LOG(INFO) << strsignal(sig) << " while loading: stopping";
-      (*pool)->shutdown(seconds(2));
-      server->Shutdown(std::chrono::system_clock::now() + seconds(1));
+      pool_->shutdown(seconds(2));
+      server_->Shutdown(std::chrono::system_clock::now() + seconds(1));
       return 0;
     }
     if (std::chrono::steady_clock::now() - last > seconds(10)) {  // keep systemd's start timeout at bay
@@ -234,71 +275,78 @@ int run_coordinator(const ServeConfig& config, const std::string& executable, Co
     }
   }
   if (!started->ok()) {
-    (*pool)->shutdown(seconds(2));
-    server->Shutdown(std::chrono::system_clock::now() + seconds(1));
+    pool_->shutdown(seconds(2));
+    server_->Shutdown(std::chrono::system_clock::now() + seconds(1));
     return fail(*started);
   }
-  const ModelSummary& summary = (*pool)->summary();
+  const ModelSummary& summary = pool_->summary();
 
   SchedulerOptions sopts;
   sopts.max_queue = config.max_queue;
   // server.max_batch_size is per rank (each worker holds that many KV slots); data parallelism multiplies it.
-  sopts.max_batch_size = config.max_batch_size * config.num_gpus;
+  sopts.max_batch_size = config.engine.max_batch_size * config.engine.world_size;
   sopts.eos_token_ids = summary.eos_token_ids;
   sopts.max_num_batched_tokens = config.max_num_batched_tokens;
   auto policy = make_policy(config.scheduler_policy);
   if (!policy.ok()) return fail(policy.status());
-  auto scheduler = std::make_unique<Scheduler>(pool->get(), tokenizer->get(), sopts, &metrics, std::move(*policy));
-  grpc::Server* srv = server.get();
-  auto on_lost = [srv, sched = scheduler.get()](const Status& st) {
+  scheduler_ = std::make_unique<Scheduler>(pool_.get(), tokenizer_.get(), sopts, &metrics_, std::move(*policy));
+  grpc::Server* srv = server_.get();
+  auto on_lost = [srv, sched = scheduler_.get()](const Status& st) {
     set_health(srv, false);
     sched->fail_all(st);
   };
-  scheduler->set_on_executor_lost(on_lost);
-  (*pool)->set_on_lost(on_lost);
+  scheduler_->set_on_executor_lost(on_lost);
+  pool_->set_on_lost(on_lost);
 
-  ServingRuntime rt;
-  rt.tokenizer = tokenizer->get();
-  rt.scheduler = scheduler.get();
+  ServingRuntime& rt = rt_;
+  rt.tokenizer = tokenizer_.get();
+  rt.scheduler = scheduler_.get();
   rt.summary = summary;
   rt.limits.vocab_size = summary.vocab_size;
   rt.limits.max_context = summary.max_context;
   rt.limits.max_prompt_tokens = config.max_prompt_tokens;
   rt.limits.max_new_tokens_default = config.max_new_tokens_default;
-  service.set_runtime(rt);
-  reloader.set_runtime(&rt);
-  if (reload_pending) reloader.reload();
-  set_health(server.get(), true);
+  service_.set_runtime(rt);
+  reloader_->set_runtime(&rt);
+  if (reload_pending_) reloader_->reload();
+  set_health(server_.get(), true);
   sd_notify(0, "READY=1");
   ZI_LOG(INFO) << "serving " << summary.name << " (" << summary.architecture << ", " << summary.parameters
                << " parameters, context " << summary.max_context << ", " << summary.device << ", "
                << summary.num_ranks << " rank" << (summary.num_ranks == 1 ? "" : "s") << ")";
 
+  return std::nullopt;
+}
+
+int Coordinator::serve() {
   uint64_t watchdog_usec = 0;
   const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
   auto last_ping = std::chrono::steady_clock::now();
   int sig = 0;
-  while ((sig = wait_signal(signals, milliseconds(200))) == 0 || sig == SIGHUP) {
-    if (sig == SIGHUP) reloader.reload();
+  while ((sig = wait_signal(signals_, milliseconds(200))) == 0 || sig == SIGHUP) {
+    if (sig == SIGHUP) reloader_->reload();
     auto now = std::chrono::steady_clock::now();
     if (watchdog && now - last_ping > std::chrono::microseconds(watchdog_usec / 2) &&
-        now - scheduler->last_turn() < std::chrono::microseconds(watchdog_usec)) {
+        now - scheduler_->last_turn() < std::chrono::microseconds(watchdog_usec)) {
       sd_notify(0, "WATCHDOG=1");
       last_ping = now;
     }
   }
 
-  // Drain.
-  const double grace_seconds = reloader.running().shutdown_grace_seconds;
-  ZI_LOG(INFO) << strsignal(sig) << ": draining (" << scheduler->in_flight() << " requests in flight, grace "
+  return sig;
+}
+
+void Coordinator::drain(int sig) {
+  const double grace_seconds = reloader_->running().shutdown_grace_seconds;
+  ZI_LOG(INFO) << strsignal(sig) << ": draining (" << scheduler_->in_flight() << " requests in flight, grace "
                << grace_seconds << " s)";
   sd_notify(0, "STOPPING=1");
-  scheduler->start_draining();  // first: once health says NOT_SERVING, new requests are refused
-  if (auto* h = server->GetHealthCheckService()) h->Shutdown();  // NOT_SERVING for good
+  scheduler_->start_draining();  // first: once health says NOT_SERVING, new requests are refused
+  if (auto* h = server_->GetHealthCheckService()) h->Shutdown();  // NOT_SERVING for good
   const auto grace_end = std::chrono::steady_clock::now() +
                          std::chrono::duration_cast<milliseconds>(std::chrono::duration<double>(grace_seconds));
-  while (scheduler->in_flight() > 0 && std::chrono::steady_clock::now() < grace_end) {
-    if (int again = wait_signal(signals, milliseconds(20))) {
+  while (scheduler_->in_flight() > 0 && std::chrono::steady_clock::now() < grace_end) {
+    if (int again = wait_signal(signals_, milliseconds(20))) {
       if (again == SIGHUP) {
         ZI_LOG(INFO) << "SIGHUP while draining: ignored";
         continue;
@@ -307,20 +355,28 @@ int run_coordinator(const ServeConfig& config, const std::string& executable, Co
       break;
     }
   }
-  if (scheduler->in_flight() > 0) {
-    ZI_LOG(WARNING) << "cancelling " << scheduler->in_flight() << " unfinished requests";
-    scheduler->fail_all(absl::CancelledError("server shutting down: the request did not finish within "
+  if (scheduler_->in_flight() > 0) {
+    ZI_LOG(WARNING) << "cancelling " << scheduler_->in_flight() << " unfinished requests";
+    scheduler_->fail_all(absl::CancelledError("server shutting down: the request did not finish within "
                                              "server.shutdown_grace_seconds"));
-    for (int i = 0; i < 500 && scheduler->in_flight() > 0; ++i) std::this_thread::sleep_for(milliseconds(10));
+    for (int i = 0; i < 500 && scheduler_->in_flight() > 0; ++i) std::this_thread::sleep_for(milliseconds(10));
   }
-  server->Shutdown(std::chrono::system_clock::now() + seconds(2));
-  intake.join();
+  server_->Shutdown(std::chrono::system_clock::now() + seconds(2));
+  intake_.join();
   // The workers go before the scheduler: once shutdown() returns, no on_lost callback can reach the scheduler.
-  (*pool)->shutdown(seconds(5));
-  scheduler.reset();
-  server.reset();
-  exposer.reset();
+  pool_->shutdown(seconds(5));
+  scheduler_.reset();
+  server_.reset();
+  exposer_.reset();
   ZI_LOG(INFO) << "stopped";
+}
+
+}  // namespace
+
+int run_coordinator(const ServeConfig& config, const std::string& executable, ConfigReloader reload) {
+  Coordinator c(config, executable, std::move(reload));
+  if (std::optional<int> rc = c.start()) return *rc;
+  c.drain(c.serve());
   return 0;
 }
 

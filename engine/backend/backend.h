@@ -8,15 +8,27 @@
 // by one thread at a time (the executor's); it may use its own threads inside an op.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/core/dtype.h"
+#include "engine/core/enum_names.h"
 #include "engine/core/status.h"
 
 namespace zi {
+
+// kv_cache.offload_attention: who computes decode attention over a KV cache offloaded to host memory
+// (engine/backend/cuda/offload_attention.h). Backends that keep the cache beside their compute ignore it.
+enum class KvOffloadAttention : uint8_t {
+  kAuto,  // the GPU (blocks staged by DMA) and the CPU (beside the cache) share it by measured rates
+  kGpu,
+  kCpu,
+};
+inline constexpr std::array<EnumName<KvOffloadAttention>, 3> kKvOffloadAttentionNames{
+    {{KvOffloadAttention::kAuto, "auto"}, {KvOffloadAttention::kGpu, "gpu"}, {KvOffloadAttention::kCpu, "cpu"}}};
 
 // A typed, shaped view of memory owned by a backend (host memory on the CPU backend, device memory on CUDA).
 // Copies share the storage (a handle, like a shared_ptr); the memory is freed when the last handle goes.
@@ -49,12 +61,6 @@ class Tensor {
     s[0] = end - begin;
     const size_t row_bytes = shape_[0] == 0 ? 0 : nbytes() / static_cast<size_t>(shape_[0]);
     return Tensor(dtype_, std::move(s), static_cast<char*>(data_) + begin * row_bytes, storage_);
-  }
-  // The same elements under another shape (equal numel), sharing the storage.
-  Tensor reshape(std::vector<int64_t> shape) const {
-    Tensor t(dtype_, std::move(shape), data_, storage_);
-    ZI_CHECK(t.numel() == numel());
-    return t;
   }
   std::string shape_str() const {
     std::string s = "[";

@@ -38,7 +38,6 @@ class DirectReader {
   Status read(uint64_t offset, uint64_t length, void* dst);
 
   uint64_t file_size() const { return file_size_; }
-  bool using_io_uring() const { return ring_ != nullptr; }
   bool using_o_direct() const { return o_direct_; }
   const std::string& path() const { return path_; }
 

@@ -9,7 +9,7 @@
 #include "engine/core/status.h"
 #include "engine/model/config.h"
 #include "engine/model/weights.h"
-#include "engine/runtime/kv_cache.h"
+#include "engine/model/kv_cache.h"
 
 namespace zi {
 

@@ -6,7 +6,7 @@
 #include "engine/core/log.h"
 #include "engine/io/safetensors.h"
 #include "engine/model/registry.h"
-#include "engine/quant/quantized_weights.h"
+#include "engine/model/quantized_weights.h"
 
 namespace zi {
 

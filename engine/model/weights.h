@@ -58,7 +58,7 @@ struct WeightSpec {
   std::vector<int64_t> shape;   // expected shape (from config.json)
   Tensor* slot = nullptr;       // destination inside a GlobalWeights / LayerWeights
   WeightInit init = WeightInit::kNormal;
-  // Set by mark_quantized_specs (engine/quant/quantized_weights.h) for a linear weight to be stored quantized:
+  // Set by mark_quantized_specs (engine/model/quantized_weights.h) for a linear weight to be stored quantized:
   // the LinearWeight whose `weight` is *slot receives the packed form instead (format kQuantized).
   LinearWeight* quantized = nullptr;
   QuantParams quant;
@@ -113,7 +113,7 @@ class ParameterSource {
 Status walk_layers(ParameterSource& params);
 
 // Every layer loaded onto the backend up front. `checkpoint` null = dummy weights seeded with `dummy_seed`.
-// With `quant` enabled, the linear weights it selects are quantized at load (engine/quant/quantized_weights.h).
+// With `quant` enabled, the linear weights it selects are quantized at load (engine/model/quantized_weights.h).
 StatusOr<std::unique_ptr<ParameterSource>> load_resident_parameters(Backend& backend, const ModelConfig& config,
                                                                      const Architecture& arch,
                                                                      const Checkpoint* checkpoint,

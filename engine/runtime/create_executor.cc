@@ -1,8 +1,10 @@
-// create_executor: picks the backend for options.device and checks the options this build can honour.
+// create_executor: the one composition root. It reads the model folder once, picks the device, takes that device's
+// pieces (backend, ZeRO-3 group, parameter loader) and assembles them into a LocalExecutor; nothing else builds an
+// executor.
 #include "engine/comm/communicator.h"
 #include "engine/core/log.h"
 #include "engine/model/registry.h"
-#include "engine/quant/quantized_weights.h"
+#include "engine/model/quantized_weights.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/runtime/local_executor.h"
 #include "engine/zero/layer_pack.h"
@@ -10,43 +12,30 @@
 #include "engine/zero/streamed_parameters.h"
 #if defined(ZI_WITH_CUDA)
 #include "engine/backend/cuda/device_probe.h"
-#include "engine/zero/cuda/cuda_executor.h"
+#include "engine/runtime/cuda/cuda_executor.h"
 #endif
 
 namespace zi {
 
 namespace {
-bool use_cuda(const EngineOptions& options) {
-#if defined(ZI_WITH_CUDA)
-  if (options.device == "cuda") return true;
-  if (options.device == "auto") return cuda::probe_devices().device_count > 0;
-#endif
-  return false;
-}
-}  // namespace
 
-StatusOr<std::string> create_comm_id(const EngineOptions& options) {
+// The device create_executor builds for: cuda when asked, or for auto when a usable GPU is present.
+StatusOr<Device> resolve_device(Device device, bool log) {
 #if defined(ZI_WITH_CUDA)
-  if (use_cuda(options)) return create_nccl_comm_id();
-#endif
-  (void)use_cuda;
-  return create_shm_comm_id(static_cast<int>(options.world_size));
-}
-
-StatusOr<std::unique_ptr<Executor>> create_executor(const EngineOptions& options) {
-  if (options.device != "auto" && options.device != "cpu" && options.device != "cuda")
-    return absl::InvalidArgumentError(absl::StrCat("device must be auto, cpu or cuda, got '", options.device, "'"));
-#if defined(ZI_WITH_CUDA)
-  if (options.device == "cuda") return create_cuda_executor(options);
-  if (options.device == "auto") {
-    const cuda::DeviceProbe probe = cuda::probe_devices();
-    if (probe.device_count > 0) return create_cuda_executor(options);
-    ZI_LOG(INFO) << "device auto: no usable GPU (" << probe.driver_error << "), using the CPU backend";
-  }
+  if (device != Device::kAuto) return device;
+  const cuda::DeviceProbe probe = cuda::probe_devices();
+  if (probe.device_count > 0) return Device::kCuda;
+  if (log) ZI_LOG(INFO) << "device auto: no usable GPU (" << probe.driver_error << "), using the CPU backend";
+  return Device::kCpu;
 #else
-  if (options.device == "cuda")
+  (void)log;
+  if (device == Device::kCuda)
     return absl::FailedPreconditionError("device cuda: this zeroinfer was built without CUDA (use --device cpu)");
+  return Device::kCpu;
 #endif
+}
+
+StatusOr<ExecutorParts> make_cpu_parts(const EngineOptions& options) {
   // The CPU backend computes in fp32 from weights converted at load; quantized weights (quant_bits 8 or 4) are
   // dequantized block by block into the same fp32 math (engine/quant), so the CPU runs what the GPU runs.
   ZI_ASSIGN_OR_RETURN(const QuantConfig quant,
@@ -100,8 +89,34 @@ StatusOr<std::unique_ptr<Executor>> create_executor(const EngineOptions& options
       return std::unique_ptr<ParameterSource>(std::move(p));
     };
   }
-  ZI_ASSIGN_OR_RETURN(auto ex, LocalExecutor::Create(options, make_cpu_backend(static_cast<int>(options.cpu_threads)),
-                                                     loader, comm));
+  return ExecutorParts{make_cpu_backend(static_cast<int>(options.cpu_threads)), std::move(loader), std::move(comm)};
+}
+
+}  // namespace
+
+StatusOr<std::string> create_comm_id(const EngineOptions& options) {
+  ZI_ASSIGN_OR_RETURN(const Device device, resolve_device(options.device, /*log=*/false));
+#if defined(ZI_WITH_CUDA)
+  if (device == Device::kCuda) return create_nccl_comm_id();
+#endif
+  (void)device;
+  return create_shm_comm_id(static_cast<int>(options.world_size));
+}
+
+StatusOr<std::unique_ptr<Executor>> create_executor(const EngineOptions& options) {
+  ZI_ASSIGN_OR_RETURN(const Device device, resolve_device(options.device, /*log=*/true));
+  ZI_ASSIGN_OR_RETURN(ModelFolder model, open_model_folder(options));
+  ExecutorParts parts;
+#if defined(ZI_WITH_CUDA)
+  if (device == Device::kCuda) {
+    ZI_ASSIGN_OR_RETURN(parts, make_cuda_parts(options, model.config));
+  }
+#endif
+  if (device == Device::kCpu) {
+    ZI_ASSIGN_OR_RETURN(parts, make_cpu_parts(options));
+  }
+  ZI_ASSIGN_OR_RETURN(auto ex, LocalExecutor::Create(options, std::move(model), std::move(parts.backend),
+                                                     std::move(parts.loader), std::move(parts.comm)));
   return std::unique_ptr<Executor>(std::move(ex));
 }
 

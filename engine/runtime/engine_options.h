@@ -1,22 +1,32 @@
-// Everything needed to build an Executor for one rank: from YAML + flags (serve) or flags alone (generate, bench).
+// Everything needed to build an Executor for one rank: from YAML + flags (serve) or flags alone (generate, bench),
+// through one binder (server/config/knobs.h). Only runtime and what sits above it see this struct: the layers
+// below take the few fields they need as arguments.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "engine/backend/backend.h"
+#include "engine/core/compute_dtype.h"
+#include "engine/core/enum_names.h"
 #include "engine/core/status.h"
 #include "engine/runtime/executor.h"
+#include "engine/zero/placement.h"
 
 namespace zi {
 
-enum class OffloadTier { kNone, kCpu, kNvme };
+// device: auto = CUDA when a usable GPU is present, else the CPU backend.
+enum class Device : uint8_t { kAuto, kCpu, kCuda };
+inline constexpr std::array<EnumName<Device>, 3> kDeviceNames{
+    {{Device::kAuto, "auto"}, {Device::kCpu, "cpu"}, {Device::kCuda, "cuda"}}};
 
 struct EngineOptions {
   std::string model_dir;               // Hugging Face folder: config.json, *.safetensors, tokenizer.json
   std::string served_name;             // default: the folder's name
-  std::string device = "auto";         // auto|cpu|cuda
-  std::string dtype = "auto";          // auto|bfloat16|float16 (compute dtype on the GPU)
+  Device device = Device::kAuto;
+  ComputeDtype dtype = ComputeDtype::kAuto;  // compute dtype on the GPU
   uint32_t max_context = 0;            // 0 = from config.json (BLOOM: seq_length, else 2048)
   uint32_t max_batch_size = 16;        // sequences per step the executor must hold KV cache for
   bool dummy_weights = false;          // random weights from config.json alone (bench --dummy)
@@ -33,14 +43,13 @@ struct EngineOptions {
   uint32_t quant_bits = 16;            // 16 = off
   uint32_t quant_group_size = 64;
   bool quant_embeddings = false;       // quantization.embeddings: the LM head is quantized too
-  // KV cache (paged: engine/runtime/kv_cache.h).
+  // KV cache (paged: engine/model/kv_cache.h).
   bool kv_offload = false;             // CUDA: blocks in pinned host memory, read over PCIe (CPU backend: no-op)
   uint64_t kv_cache_bytes = 0;         // 0 = GPU: the device memory left after weights, ring and activations;
                                        //     host (CPU backend or KV offload): max_batch_size full contexts
   uint32_t kv_block_size = 16;         // tokens per KV block
-  // KV offload: who computes decode attention over the host cache: "auto" (GPU and CPU share it by measured
-  // rates), "gpu" (blocks staged to the GPU by DMA) or "cpu" (beside the cache). engine/backend/cuda/offload_attention.h
-  std::string kv_offload_attention = "auto";
+  // KV offload: who computes decode attention over the host cache (engine/backend/cuda/offload_attention.h).
+  KvOffloadAttention kv_offload_attention = KvOffloadAttention::kAuto;
   // Ranks.
   uint32_t rank = 0;
   uint32_t world_size = 1;

@@ -8,7 +8,7 @@
 #include "engine/core/log.h"
 #include "engine/io/safetensors.h"
 #include "engine/model/registry.h"
-#include "engine/quant/quantized_weights.h"
+#include "engine/model/quantized_weights.h"
 #include "engine/zero/layer_pack.h"
 #include "engine/zero/placement.h"
 #include "engine/zero/streamed_parameters.h"
@@ -78,15 +78,26 @@ StatusOr<std::unique_ptr<KvCache>> make_kv_cache(const EngineOptions& options, c
 
 }  // namespace
 
+StatusOr<ModelFolder> open_model_folder(const EngineOptions& options) {
+  ModelFolder m;
+  ZI_ASSIGN_OR_RETURN(m.config, load_model_config(options.model_dir));
+  m.arch = find_architecture(m.config.architecture);
+  ZI_CHECK(m.arch != nullptr);  // load_model_config refused unsupported architectures
+  if (!options.dummy_weights) {
+    ZI_ASSIGN_OR_RETURN(m.checkpoint, Checkpoint::Open(options.model_dir));
+  }
+  return m;
+}
+
 LocalExecutor::~LocalExecutor() = default;
 
-StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptions& options,
+StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptions& options, ModelFolder model,
                                                                std::unique_ptr<Backend> backend,
                                                                ParamsLoader loader,
                                                                std::shared_ptr<Communicator> comm) {
-  ZI_ASSIGN_OR_RETURN(ModelConfig cfg, load_model_config(options.model_dir));
-  const Architecture* arch = find_architecture(cfg.architecture);
-  ZI_CHECK(arch != nullptr);  // load_model_config refused unsupported architectures
+  const ModelConfig& cfg = model.config;
+  const Architecture* arch = model.arch;
+  ZI_CHECK(arch != nullptr);
 
   uint32_t max_context = options.max_context;
   if (max_context == 0) max_context = static_cast<uint32_t>(std::min<int64_t>(cfg.default_max_context, INT32_MAX));
@@ -107,10 +118,7 @@ StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptio
   ex->options_ = options;
   ex->backend_ = std::move(backend);
   ex->comm_ = std::move(comm);
-  std::unique_ptr<Checkpoint> checkpoint;
-  if (!options.dummy_weights) {
-    ZI_ASSIGN_OR_RETURN(checkpoint, Checkpoint::Open(options.model_dir));
-  }
+  std::unique_ptr<Checkpoint> checkpoint = std::move(model.checkpoint);
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<ParameterSource> params;
   if (loader) {

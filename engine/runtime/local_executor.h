@@ -10,17 +10,27 @@
 #include <vector>
 
 #include "engine/backend/backend.h"
+#include "engine/io/safetensors.h"
+#include "engine/model/config.h"
 #include "engine/model/model.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/runtime/executor.h"
-#include "engine/runtime/kv_cache.h"
+#include "engine/model/kv_cache.h"
 #include "engine/runtime/sampler.h"
 
 namespace zi {
 
-class Checkpoint;
 class Communicator;
 struct Architecture;
+
+// One read of the model folder, shared by everything create_executor builds: config.json and (unless dummy
+// weights) the safetensors checkpoint, mapped.
+struct ModelFolder {
+  ModelConfig config;
+  const Architecture* arch = nullptr;      // the registry's entry for config.architecture
+  std::unique_ptr<Checkpoint> checkpoint;  // null for dummy weights
+};
+StatusOr<ModelFolder> open_model_folder(const EngineOptions& options);
 
 // Builds the model's parameters on the backend (default: every layer resident). The CUDA path passes one that
 // places layers and streams the rest (engine/zero). `checkpoint` is null for dummy weights.
@@ -28,11 +38,18 @@ using ParamsLoader = std::function<StatusOr<std::unique_ptr<ParameterSource>>(
     Backend& backend, const ModelConfig& cfg, const Architecture& arch, const Checkpoint* checkpoint,
     uint32_t max_context)>;
 
+// What a device contributes to an executor (create_executor, the one composition root, assembles them).
+struct ExecutorParts {
+  std::unique_ptr<Backend> backend;
+  ParamsLoader loader;                  // null: every layer resident
+  std::shared_ptr<Communicator> comm;   // the ZeRO-3 group (world_size > 1)
+};
+
 class LocalExecutor final : public Executor {
  public:
-  // Loads options.model_dir (or dummy weights from its config.json) onto `backend` (taken). `comm`: the
-  // ZeRO-3 group the loader's parameters gather through (kept alive as long as they are).
-  static StatusOr<std::unique_ptr<LocalExecutor>> Create(const EngineOptions& options,
+  // Loads `model` (taken: its checkpoint is released once the weights are on the backend) onto `backend`
+  // (taken). `comm`: the ZeRO-3 group the loader's parameters gather through (kept alive as long as they are).
+  static StatusOr<std::unique_ptr<LocalExecutor>> Create(const EngineOptions& options, ModelFolder model,
                                                          std::unique_ptr<Backend> backend,
                                                          ParamsLoader loader = nullptr,
                                                          std::shared_ptr<Communicator> comm = nullptr);

@@ -1,17 +1,45 @@
 #include "engine/worker/convert.h"
 
 namespace zi::worker {
+namespace {
+
+// Each options enum crosses the socket as its proto twin, numbered alike: the casts below rely on it.
+template <typename E, typename P>
+constexpr bool same_numbers(E e, P p) {
+  return static_cast<int>(e) == static_cast<int>(p);
+}
+static_assert(same_numbers(Device::kAuto, pb::DEVICE_AUTO) && same_numbers(Device::kCpu, pb::DEVICE_CPU) &&
+              same_numbers(Device::kCuda, pb::DEVICE_CUDA));
+static_assert(same_numbers(ComputeDtype::kAuto, pb::COMPUTE_DTYPE_AUTO) &&
+              same_numbers(ComputeDtype::kBFloat16, pb::COMPUTE_DTYPE_BFLOAT16) &&
+              same_numbers(ComputeDtype::kFloat16, pb::COMPUTE_DTYPE_FLOAT16));
+static_assert(same_numbers(OffloadTier::kNone, pb::OFFLOAD_TIER_NONE) &&
+              same_numbers(OffloadTier::kCpu, pb::OFFLOAD_TIER_CPU) &&
+              same_numbers(OffloadTier::kNvme, pb::OFFLOAD_TIER_NVME));
+static_assert(same_numbers(KvOffloadAttention::kAuto, pb::KV_OFFLOAD_ATTENTION_AUTO) &&
+              same_numbers(KvOffloadAttention::kGpu, pb::KV_OFFLOAD_ATTENTION_GPU) &&
+              same_numbers(KvOffloadAttention::kCpu, pb::KV_OFFLOAD_ATTENTION_CPU));
+
+// A proto3 enum is open (any number may arrive); one outside the C++ enum's table becomes its first value.
+template <typename E, size_t N>
+E enum_from(int v, const std::array<EnumName<E>, N>& names) {
+  for (const auto& n : names)
+    if (static_cast<int>(n.value) == v) return n.value;
+  return names[0].value;
+}
+
+}  // namespace
 
 void to_proto(const EngineOptions& in, pb::EngineOptions* out) {
   out->set_model_dir(in.model_dir);
   out->set_served_name(in.served_name);
-  out->set_device(in.device);
-  out->set_dtype(in.dtype);
+  out->set_device(static_cast<pb::Device>(in.device));
+  out->set_dtype(static_cast<pb::ComputeDtype>(in.dtype));
   out->set_max_context(in.max_context);
   out->set_max_batch_size(in.max_batch_size);
   out->set_dummy_weights(in.dummy_weights);
   out->set_dummy_seed(in.dummy_seed);
-  out->set_offload_tier(static_cast<uint32_t>(in.offload_tier));
+  out->set_offload_tier(static_cast<pb::OffloadTier>(in.offload_tier));
   out->set_offload_dir(in.offload_dir);
   out->set_pin_memory(in.pin_memory);
   out->set_gpu_weights_budget(in.gpu_weights_budget);
@@ -23,7 +51,7 @@ void to_proto(const EngineOptions& in, pb::EngineOptions* out) {
   out->set_kv_offload(in.kv_offload);
   out->set_kv_cache_bytes(in.kv_cache_bytes);
   out->set_kv_block_size(in.kv_block_size);
-  out->set_kv_offload_attention(in.kv_offload_attention);
+  out->set_kv_offload_attention(static_cast<pb::KvOffloadAttention>(in.kv_offload_attention));
   out->set_rank(in.rank);
   out->set_world_size(in.world_size);
   out->set_debug_step_delay_ms(in.debug_step_delay_ms);
@@ -35,17 +63,13 @@ EngineOptions from_proto(const pb::EngineOptions& in) {
   EngineOptions o;
   o.model_dir = in.model_dir();
   o.served_name = in.served_name();
-  o.device = in.device();
-  o.dtype = in.dtype();
+  o.device = enum_from(in.device(), kDeviceNames);
+  o.dtype = enum_from(in.dtype(), kComputeDtypeNames);
   o.max_context = in.max_context();
   o.max_batch_size = in.max_batch_size();
   o.dummy_weights = in.dummy_weights();
   o.dummy_seed = in.dummy_seed();
-  switch (in.offload_tier()) {
-    case 1: o.offload_tier = OffloadTier::kCpu; break;
-    case 2: o.offload_tier = OffloadTier::kNvme; break;
-    default: o.offload_tier = OffloadTier::kNone; break;
-  }
+  o.offload_tier = enum_from(in.offload_tier(), kOffloadTierNames);
   o.offload_dir = in.offload_dir();
   o.pin_memory = in.pin_memory();
   o.gpu_weights_budget = in.gpu_weights_budget();
@@ -57,7 +81,7 @@ EngineOptions from_proto(const pb::EngineOptions& in) {
   o.kv_offload = in.kv_offload();
   o.kv_cache_bytes = in.kv_cache_bytes();
   if (in.kv_block_size() > 0) o.kv_block_size = in.kv_block_size();
-  if (!in.kv_offload_attention().empty()) o.kv_offload_attention = in.kv_offload_attention();
+  o.kv_offload_attention = enum_from(in.kv_offload_attention(), kKvOffloadAttentionNames);
   o.rank = in.rank();
   o.world_size = in.world_size();
   o.debug_step_delay_ms = in.debug_step_delay_ms();

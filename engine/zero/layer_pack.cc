@@ -5,7 +5,7 @@
 
 #include "engine/io/safetensors.h"
 #include "engine/model/registry.h"
-#include "engine/quant/quantized_weights.h"
+#include "engine/model/quantized_weights.h"
 
 namespace zi {
 namespace {

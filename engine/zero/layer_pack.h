@@ -2,7 +2,7 @@
 // at a 256-byte-aligned offset (the offload store's layout, OffloadStoreWriter::layout). Streaming moves shards
 // as single copies; the forward sees them through LayerWeights views bound to wherever the shard sits.
 //
-// With quantization on, each linear weight the QuantConfig selects (engine/quant/quantized_weights.h) is stored
+// With quantization on, each linear weight the QuantConfig selects (engine/model/quantized_weights.h) is stored
 // packed instead: three consecutive tensors, "<name>" U8 codes [out, row_bytes], "<name>.scales" and "<name>.mins"
 // F16 [out, groups] (engine/quant/quantize.h), so PCIe carries the packed bytes. Norms and biases stay dense.
 #pragma once

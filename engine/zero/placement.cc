@@ -16,44 +16,6 @@ const char* layer_tier_name(LayerTier t) {
   return "?";
 }
 
-std::string format_bytes(uint64_t b) {
-  const double x = static_cast<double>(b);
-  if (b >= (uint64_t{1} << 30)) return absl::StrFormat("%.2f GiB", x / (1 << 30));
-  if (b >= (uint64_t{1} << 20)) return absl::StrFormat("%.1f MiB", x / (1 << 20));
-  if (b >= (uint64_t{1} << 10)) return absl::StrFormat("%.1f KiB", x / (1 << 10));
-  return absl::StrFormat("%d B", b);
-}
-
-StatusOr<uint64_t> parse_bytes(const std::string& text, const std::string& field) {
-  auto bad = [&] {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": \"", text,
-                                                   "\" is not a size (e.g. 2GiB, 512MiB, 1.5GB or a byte count)"));
-  };
-  size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
-  if (i == 0) return bad();
-  char* end = nullptr;
-  const std::string num = text.substr(0, i);
-  double v = std::strtod(num.c_str(), &end);
-  if (end != num.c_str() + num.size() || !std::isfinite(v) || v < 0) return bad();
-  std::string unit = text.substr(i);
-  while (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
-  double mult = 1;
-  if (unit.empty() || unit == "B") mult = 1;
-  else if (unit == "KiB" || unit == "K") mult = 1024.0;
-  else if (unit == "MiB" || unit == "M") mult = 1024.0 * 1024;
-  else if (unit == "GiB" || unit == "G") mult = 1024.0 * 1024 * 1024;
-  else if (unit == "TiB" || unit == "T") mult = 1024.0 * 1024 * 1024 * 1024;
-  else if (unit == "KB") mult = 1e3;
-  else if (unit == "MB") mult = 1e6;
-  else if (unit == "GB") mult = 1e9;
-  else if (unit == "TB") mult = 1e12;
-  else return bad();
-  const double bytes = v * mult;
-  if (bytes > 1.8e19) return bad();
-  return static_cast<uint64_t>(bytes);
-}
-
 uint64_t kv_cache_bytes(int64_t layers, uint64_t slots, uint64_t context, int64_t kv_heads, int64_t head_dim,
                         size_t element_bytes) {
   return 2ull * static_cast<uint64_t>(layers) * slots * context * static_cast<uint64_t>(kv_heads) *

@@ -3,14 +3,21 @@
 // of `prefetch_depth` GPU slots. Also the figures `zeroinfer plan` prints. Pure arithmetic: testable anywhere.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "engine/core/enum_names.h"
+#include "engine/core/size.h"  // format_bytes: every user of a placement reports sizes
 #include "engine/core/status.h"
-#include "engine/runtime/engine_options.h"
 
 namespace zi {
+
+// Where streamed layers come from (offload.tier): none = every layer resident.
+enum class OffloadTier : uint8_t { kNone, kCpu, kNvme };
+inline constexpr std::array<EnumName<OffloadTier>, 3> kOffloadTierNames{
+    {{OffloadTier::kNone, "none"}, {OffloadTier::kCpu, "cpu"}, {OffloadTier::kNvme, "nvme"}}};
 
 enum class LayerTier : uint8_t { kGpu, kCpu, kNvme };
 const char* layer_tier_name(LayerTier t);  // "gpu" | "cpu" | "nvme"
@@ -52,10 +59,5 @@ uint64_t kv_cache_bytes(int64_t layers, uint64_t slots, uint64_t context, int64_
 // through the widest projections, plus fp32 logits of every sequence. A deliberately generous estimate.
 uint64_t activation_bytes(int64_t hidden, int64_t intermediate, int64_t vocab, uint64_t slots, uint64_t context,
                           size_t element_bytes);
-
-// "13.48 GiB" style.
-std::string format_bytes(uint64_t bytes);
-// Parses "2GiB", "512MiB", "1.5GB", "4096" (bytes); errors name `field`.
-StatusOr<uint64_t> parse_bytes(const std::string& text, const std::string& field);
 
 }  // namespace zi

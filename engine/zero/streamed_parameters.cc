@@ -4,7 +4,7 @@
 
 #include "engine/core/log.h"
 #include "engine/model/registry.h"
-#include "engine/quant/quantized_weights.h"
+#include "engine/model/quantized_weights.h"
 #include "engine/zero/layer_pack.h"
 
 namespace zi {

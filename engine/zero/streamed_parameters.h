@@ -94,7 +94,6 @@ class StreamedParameters final : public ParameterSource {
   std::string layer_tier(int layer) const override;
   uint32_t prefetch_depth() const override { return static_cast<uint32_t>(slots_.size()); }
   StreamStats take_stream_stats() override { return transport_->take_stats(); }
-  StreamStats take_stats() { return take_stream_stats(); }
 
  private:
   Status ensure_fetched(int streamed_index);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "engine/core/log.h"
@@ -14,7 +15,7 @@
 #include "engine/zero/placement.h"
 #include "server/workload/replay.h"
 #include "server/cli/commands.h"
-#include "server/cli/engine_flags.h"
+#include "server/cli/option_binder.h"
 #include "server/worker_pool/worker_pool.h"
 #if defined(ZI_WITH_CUDA)
 #include "engine/backend/cuda/device_probe.h"
@@ -37,25 +38,31 @@ struct BenchFlags {
   BenchConfig bench;
   bool json = false;
   bool probe_disk = false;
-  uint32_t prefetch_depth = 2;
-  std::optional<std::string> aio_block_size;
-  std::optional<uint32_t> aio_queue_depth;
-  EngineFlags engine;
-  // --workload: mixed traffic through the scheduler (server/workload/replay.h).
+  std::unique_ptr<OptionBinder> options;
+  // --workload: mixed traffic through the scheduler (server/workload/replay.h); policy and token budget come from
+  // scheduler.* (--scheduler-policy, --max-num-batched-tokens).
   std::optional<std::string> workload;
   WorkloadOptions workload_opts;
+};
+
+// What bench measures against, probed before the executor loads: pinned host→device (and the disk when asked).
+struct Probes {
+  double pcie = 0;       // bytes/s, 1 GiB pinned host→device, best of 5
+  double pinning = 0;    // bytes/s of cudaHostRegister over 4 GiB (--probe-disk)
+  double disk = 0;       // bytes/s of O_DIRECT reads (--probe-disk)
 };
 
 StatusOr<std::unique_ptr<Executor>> make_bench_executor(const EngineOptions& o);
 
 // `bench --workload`: the executor sized for the file's longest request, then the replay.
-int run_workload_bench(const BenchFlags& f, EngineOptions o) {
+int run_workload_bench(const BenchFlags& f, const server::ServeConfig& config) {
+  EngineOptions o = config.engine;
   auto reqs = load_workload(*f.workload);
   if (!reqs.ok()) {
     std::fprintf(stderr, "zeroinfer: %s\n", std::string(reqs.status().message()).c_str());
     return 2;
   }
-  if (!f.engine.max_context) {
+  if (!f.options->given("model.max_context")) {
     uint32_t longest = 0;
     for (const WorkloadRequest& r : *reqs) longest = std::max(longest, r.prompt_tokens + r.output_tokens);
     o.max_context = longest;
@@ -66,6 +73,8 @@ int run_workload_bench(const BenchFlags& f, EngineOptions o) {
     return 1;
   }
   WorkloadOptions wo = f.workload_opts;
+  wo.policy = config.scheduler_policy;
+  wo.max_num_batched_tokens = config.max_num_batched_tokens;
   wo.max_batch_size = o.max_batch_size * o.world_size;
   auto rep = run_workload(**ex, *reqs, wo);
   if (!rep.ok()) {
@@ -114,37 +123,28 @@ StatusOr<std::unique_ptr<Executor>> make_bench_executor(const EngineOptions& o) 
   return std::unique_ptr<Executor>(std::move(pool));
 }
 
-int run(const BenchFlags& f) {
-  EngineOptions o;
+// The engine options: defaults sized for the bench's shape, then the flags.
+StatusOr<server::ServeConfig> bench_config(const BenchFlags& f) {
+  server::ServeConfig c;
+  EngineOptions& o = c.engine;
   o.model_dir = f.model;
   o.dummy_weights = f.dummy;
   o.max_batch_size = static_cast<uint32_t>(f.bench.batch_size);
   o.max_context = static_cast<uint32_t>(f.bench.prompt_len + f.bench.gen_len);
-  o.prefetch_depth = f.prefetch_depth;
-  if (f.aio_block_size) {
-    auto b = parse_bytes(*f.aio_block_size, "--aio-block-size");
-    if (!b.ok()) {
-      std::fprintf(stderr, "zeroinfer: %s\n", std::string(b.status().message()).c_str());
-      return 2;
-    }
-    o.aio_block_size = *b;
-  }
-  if (f.aio_queue_depth) o.aio_queue_depth = *f.aio_queue_depth;
-  if (Status s = apply_engine_flags(f.engine, &o); !s.ok()) {
-    std::fprintf(stderr, "zeroinfer: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  if (f.workload) return run_workload_bench(f, o);
-  nlohmann::json j;
-  double probe = 0, pin_rate = 0, disk = 0;
+  ZI_RETURN_IF_ERROR(f.options->apply(&c));
+  return c;
+}
+
+Probes probe(const BenchFlags& f, const EngineOptions& o) {
+  Probes p;
 #if defined(ZI_WITH_CUDA)
-  if (o.device != "cpu" && cuda::probe_devices().device_count > 0) {
-    auto p = cuda::probe_h2d_bandwidth(0);
-    if (p.ok()) probe = *p;
-    else ZI_LOG(WARNING) << "PCIe probe failed: " << p.status();
+  if (o.device != Device::kCpu && cuda::probe_devices().device_count > 0) {
+    auto r = cuda::probe_h2d_bandwidth(0);
+    if (r.ok()) p.pcie = *r;
+    else ZI_LOG(WARNING) << "PCIe probe failed: " << r.status();
     if (f.probe_disk) {
-      auto r = cuda::probe_pinning_rate(size_t{4} << 30, 1);
-      if (r.ok()) pin_rate = *r;
+      auto pin = cuda::probe_pinning_rate(size_t{4} << 30, 1);
+      if (pin.ok()) p.pinning = *pin;
     }
   }
 #endif
@@ -154,38 +154,31 @@ int run(const BenchFlags& f) {
       if (e.path().extension() == ".safetensors") files.push_back(e.path().string());
     std::sort(files.begin(), files.end());
     auto r = probe_read_bandwidth(files, uint64_t{4} << 30);
-    if (r.ok()) disk = *r;
+    if (r.ok()) p.disk = *r;
     else ZI_LOG(WARNING) << "disk probe failed: " << r.status();
   }
-  const auto t0 = std::chrono::steady_clock::now();
-  auto ex = make_bench_executor(o);
-  if (!ex.ok()) {
-    std::fprintf(stderr, "zeroinfer: %s\n", std::string(ex.status().message()).c_str());
-    return 1;
-  }
-  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (f.probe_disk && o.offload_tier == OffloadTier::kNvme) {
-    // The disk the NVMe tier reads: the store file itself, with the same reader settings (O_DIRECT, io_uring).
-    DirectReaderOptions ro;
-    ro.block_size = o.aio_block_size;
-    ro.queue_depth = o.aio_queue_depth;
-    auto r = probe_read_bandwidth({o.offload_dir + "/rank-" + std::to_string(o.rank) + "-of-" +
-                                   std::to_string(o.world_size) + ".bin"},
-                                  uint64_t{4} << 30, ro);
-    if (r.ok()) disk = *r;
-    else ZI_LOG(WARNING) << "disk probe failed: " << r.status();
-  }
-  BenchConfig bc = f.bench;
-  bc.batch_size *= static_cast<int>(o.world_size);  // --batch-size is per rank
-  auto rep = run_benchmark(**ex, bc);
-  if (!rep.ok()) {
-    std::fprintf(stderr, "zeroinfer: %s\n", std::string(rep.status().message()).c_str());
-    return absl::IsInvalidArgument(rep.status()) ? 2 : 1;
-  }
-  const ModelSummary& m = (*ex)->summary();
-  const double bw = rep->copy_seconds_per_step > 0 ? rep->fetch_bytes_per_step / rep->copy_seconds_per_step : 0;
-  const double floor_s = probe > 0 ? rep->fetch_bytes_per_step / probe : 0;
-  j = {{"model", m.name},
+  return p;
+}
+
+// The disk the NVMe tier reads: the store file itself, with the same reader settings (O_DIRECT, io_uring).
+double probe_store(const EngineOptions& o) {
+  DirectReaderOptions ro;
+  ro.block_size = o.aio_block_size;
+  ro.queue_depth = o.aio_queue_depth;
+  auto r = probe_read_bandwidth({o.offload_dir + "/rank-" + std::to_string(o.rank) + "-of-" +
+                                 std::to_string(o.world_size) + ".bin"},
+                                uint64_t{4} << 30, ro);
+  if (r.ok()) return *r;
+  ZI_LOG(WARNING) << "disk probe failed: " << r.status();
+  return 0;
+}
+
+nlohmann::json report_json(const BenchFlags& f, const EngineOptions& o, const ModelSummary& m,
+                           const BenchReport& rep, const Probes& p, double load_s) {
+  const double probe = p.pcie, disk = p.disk;
+  const double bw = rep.copy_seconds_per_step > 0 ? rep.fetch_bytes_per_step / rep.copy_seconds_per_step : 0;
+  const double floor_s = probe > 0 ? rep.fetch_bytes_per_step / probe : 0;
+  return {{"model", m.name},
        {"architecture", m.architecture},
        {"parameters", m.parameters},
        {"dtype", m.dtype},
@@ -195,45 +188,48 @@ int run(const BenchFlags& f) {
        {"prompt_len", f.bench.prompt_len},
        {"gen_len", f.bench.gen_len},
        {"loops", f.bench.loops},
-       {"offload_tier", o.offload_tier == OffloadTier::kNone ? "none" : o.offload_tier == OffloadTier::kCpu ? "cpu" : "nvme"},
+       {"offload_tier", std::string(enum_name(o.offload_tier, kOffloadTierNames))},
        {"gpu_weights_budget", o.gpu_weights_budget},
        {"load_seconds", load_s},
-       {"prefill_seconds", rep->prefill_seconds},
-       {"decode_step_seconds", rep->decode_step_seconds},
-       {"decode_tokens_per_second", rep->decode_tokens_per_second},
-       {"e2e_tokens_per_second", rep->e2e_tokens_per_second},
-       {"bytes_streamed_per_step", rep->fetch_bytes_per_step},
-       {"copy_seconds_per_step", rep->copy_seconds_per_step},
-       {"stall_seconds_per_step", rep->stall_seconds_per_step},
-       {"nvme_bytes_per_step", rep->nvme_bytes_per_step},
-       {"nvme_read_seconds_per_step", rep->nvme_read_seconds_per_step},
+       {"prefill_seconds", rep.prefill_seconds},
+       {"decode_step_seconds", rep.decode_step_seconds},
+       {"decode_tokens_per_second", rep.decode_tokens_per_second},
+       {"e2e_tokens_per_second", rep.e2e_tokens_per_second},
+       {"bytes_streamed_per_step", rep.fetch_bytes_per_step},
+       {"copy_seconds_per_step", rep.copy_seconds_per_step},
+       {"stall_seconds_per_step", rep.stall_seconds_per_step},
+       {"nvme_bytes_per_step", rep.nvme_bytes_per_step},
+       {"nvme_read_seconds_per_step", rep.nvme_read_seconds_per_step},
        {"pcie_achieved_bytes_per_second", bw},
        {"pcie_probe_bytes_per_second", probe},
        {"pcie_nominal_bytes_per_second", kNominalPcie},
        {"step_floor_seconds", floor_s},
-       {"step_over_floor", floor_s > 0 ? rep->decode_step_seconds / floor_s : 0},
+       {"step_over_floor", floor_s > 0 ? rep.decode_step_seconds / floor_s : 0},
        {"odirect_read_bytes_per_second", disk},
-       {"nvme_over_disk", disk > 0 && rep->nvme_read_seconds_per_step > 0
-                              ? rep->nvme_bytes_per_step / rep->nvme_read_seconds_per_step / disk : 0},
-       {"pinning_bytes_per_second", pin_rate},
+       {"nvme_over_disk", disk > 0 && rep.nvme_read_seconds_per_step > 0
+                              ? rep.nvme_bytes_per_step / rep.nvme_read_seconds_per_step / disk : 0},
+       {"pinning_bytes_per_second", p.pinning},
        {"num_ranks", o.world_size},
        {"quant_bits", m.quant_bits},
        {"quant_group_size", m.quant_group_size},
        {"layer_weight_bytes", m.layer_weight_bytes},
        {"streamed_layers", std::count_if(m.layer_tiers.begin(), m.layer_tiers.end(),
                                          [](const std::string& t) { return t == "cpu" || t == "nvme"; })},
-       {"fetch_bytes_per_rank_per_step", rep->fetch_bytes_per_step / o.world_size},
+       {"fetch_bytes_per_rank_per_step", rep.fetch_bytes_per_step / o.world_size},
        {"pcie_achieved_bytes_per_second_per_rank", bw / o.world_size},
-       {"allgather_bytes_per_step", rep->allgather_bytes_per_step},
-       {"allgather_seconds_per_step", rep->allgather_seconds_per_step},
-       {"step_floor_per_rank_seconds", probe > 0 ? rep->fetch_bytes_per_step / o.world_size / probe : 0},
-       {"step_over_rank_floor", probe > 0 && rep->fetch_bytes_per_step > 0
-                                    ? rep->decode_step_seconds / (rep->fetch_bytes_per_step / o.world_size / probe)
+       {"allgather_bytes_per_step", rep.allgather_bytes_per_step},
+       {"allgather_seconds_per_step", rep.allgather_seconds_per_step},
+       {"step_floor_per_rank_seconds", probe > 0 ? rep.fetch_bytes_per_step / o.world_size / probe : 0},
+       {"step_over_rank_floor", probe > 0 && rep.fetch_bytes_per_step > 0
+                                    ? rep.decode_step_seconds / (rep.fetch_bytes_per_step / o.world_size / probe)
                                     : 0}};
-  if (f.json) {
-    std::printf("%s\n", j.dump().c_str());
-    return 0;
-  }
+}
+
+void print_report(const BenchFlags& f, const EngineOptions& o, const ModelSummary& m, const BenchReport& rep,
+                  const Probes& p, double load_s) {
+  const double probe = p.pcie, disk = p.disk;
+  const double bw = rep.copy_seconds_per_step > 0 ? rep.fetch_bytes_per_step / rep.copy_seconds_per_step : 0;
+  const double floor_s = probe > 0 ? rep.fetch_bytes_per_step / probe : 0;
   std::printf("model        %s (%s, %.2f B parameters, %s%s) on %s\n", m.name.c_str(), m.architecture.c_str(),
               m.parameters / 1e9, m.dtype.c_str(), f.dummy ? ", dummy weights" : "", m.device.c_str());
   std::printf("load         %.2f s\n", load_s);
@@ -242,34 +238,67 @@ int run(const BenchFlags& f) {
                 format_bytes(m.layer_weight_bytes).c_str());
   std::printf("shape        batch %d, prompt %d, gen %d, %d loops (medians; first loop dropped when > 1)\n",
               f.bench.batch_size, f.bench.prompt_len, f.bench.gen_len, f.bench.loops);
-  std::printf("prefill      %.4f s\n", rep->prefill_seconds);
-  std::printf("decode step  %.4f s", rep->decode_step_seconds);
+  std::printf("prefill      %.4f s\n", rep.prefill_seconds);
+  std::printf("decode step  %.4f s", rep.decode_step_seconds);
   if (floor_s > 0)
-    std::printf("   floor %.4f s (%s / probe) → %.3f×", floor_s, format_bytes(rep->fetch_bytes_per_step).c_str(),
-                rep->decode_step_seconds / floor_s);
-  std::printf("\ntokens/s     %.2f decode, %.2f end-to-end\n", rep->decode_tokens_per_second,
-              rep->e2e_tokens_per_second);
-  std::printf("streamed     %s per step, stall %.4f s per step\n", format_bytes(rep->fetch_bytes_per_step).c_str(),
-              rep->stall_seconds_per_step);
+    std::printf("   floor %.4f s (%s / probe) → %.3f×", floor_s, format_bytes(rep.fetch_bytes_per_step).c_str(),
+                rep.decode_step_seconds / floor_s);
+  std::printf("\ntokens/s     %.2f decode, %.2f end-to-end\n", rep.decode_tokens_per_second,
+              rep.e2e_tokens_per_second);
+  std::printf("streamed     %s per step, stall %.4f s per step\n", format_bytes(rep.fetch_bytes_per_step).c_str(),
+              rep.stall_seconds_per_step);
   if (bw > 0 || probe > 0)
     std::printf("PCIe         achieved %.2f GB/s, probe %.2f GB/s (%.1f%%), nominal %.1f GB/s (%.1f%%)\n", bw / 1e9,
                 probe / 1e9, probe > 0 ? 100 * bw / probe : 0, kNominalPcie / 1e9, 100 * bw / kNominalPcie);
   if (o.world_size > 1)
     std::printf("ranks        %u: %s per rank per step over its PCIe link (%.2f GB/s), all-gather %s in %.4f s per "
                 "step, step %.3f× the per-rank floor\n",
-                o.world_size, format_bytes(rep->fetch_bytes_per_step / o.world_size).c_str(), bw / o.world_size / 1e9,
-                format_bytes(rep->allgather_bytes_per_step).c_str(), rep->allgather_seconds_per_step,
-                probe > 0 && rep->fetch_bytes_per_step > 0
-                    ? rep->decode_step_seconds / (rep->fetch_bytes_per_step / o.world_size / probe)
+                o.world_size, format_bytes(rep.fetch_bytes_per_step / o.world_size).c_str(), bw / o.world_size / 1e9,
+                format_bytes(rep.allgather_bytes_per_step).c_str(), rep.allgather_seconds_per_step,
+                probe > 0 && rep.fetch_bytes_per_step > 0
+                    ? rep.decode_step_seconds / (rep.fetch_bytes_per_step / o.world_size / probe)
                     : 0.0);
-  if (rep->nvme_bytes_per_step > 0 && disk > 0)
+  if (rep.nvme_bytes_per_step > 0 && disk > 0)
     std::printf("NVMe/disk    %.3f× the O_DIRECT probe of the store\n",
-                rep->nvme_bytes_per_step / std::max(1e-9, rep->nvme_read_seconds_per_step) / disk);
-  if (rep->nvme_bytes_per_step > 0)
-    std::printf("NVMe         %s per step in %.3f s (%.2f GB/s)\n", format_bytes(rep->nvme_bytes_per_step).c_str(),
-                rep->nvme_read_seconds_per_step, rep->nvme_bytes_per_step / std::max(1e-9, rep->nvme_read_seconds_per_step) / 1e9);
-  if (disk > 0 || pin_rate > 0)
-    std::printf("start-up     O_DIRECT read %.2f GB/s, pinning %.2f GB/s\n", disk / 1e9, pin_rate / 1e9);
+                rep.nvme_bytes_per_step / std::max(1e-9, rep.nvme_read_seconds_per_step) / disk);
+  if (rep.nvme_bytes_per_step > 0)
+    std::printf("NVMe         %s per step in %.3f s (%.2f GB/s)\n", format_bytes(rep.nvme_bytes_per_step).c_str(),
+                rep.nvme_read_seconds_per_step, rep.nvme_bytes_per_step / std::max(1e-9, rep.nvme_read_seconds_per_step) / 1e9);
+  if (disk > 0 || p.pinning > 0)
+    std::printf("start-up     O_DIRECT read %.2f GB/s, pinning %.2f GB/s\n", disk / 1e9, p.pinning / 1e9);
+}
+
+int run(const BenchFlags& f) {
+  auto config = bench_config(f);
+  if (!config.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  if (f.options->print_requested()) {
+    std::printf("%s\n", engine_options_json(*config).c_str());
+    return 0;
+  }
+  if (f.workload) return run_workload_bench(f, *config);
+  const EngineOptions& o = config->engine;
+  Probes probes = probe(f, o);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ex = make_bench_executor(o);
+  if (!ex.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(ex.status().message()).c_str());
+    return 1;
+  }
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (f.probe_disk && o.offload_tier == OffloadTier::kNvme) probes.disk = probe_store(o);
+  BenchConfig bc = f.bench;
+  bc.batch_size *= static_cast<int>(o.world_size);  // --batch-size is per rank
+  auto rep = run_benchmark(**ex, bc);
+  if (!rep.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(rep.status().message()).c_str());
+    return absl::IsInvalidArgument(rep.status()) ? 2 : 1;
+  }
+  const ModelSummary& m = (*ex)->summary();
+  if (f.json) std::printf("%s\n", report_json(f, o, m, *rep, probes, load_s).dump().c_str());
+  else print_report(f, o, m, *rep, probes, load_s);
   return 0;
 }
 
@@ -284,15 +313,9 @@ void register_bench(CLI::App& app, int* rc) {
   cmd->add_option("--prompt-len", f->bench.prompt_len, "Prompt tokens per sequence")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--gen-len", f->bench.gen_len, "New tokens per sequence")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--loops", f->bench.loops, "Repetitions (the first is warm-up when > 1)")->check(CLI::Range(1, 1000));
-  cmd->add_option("--prefetch-depth", f->prefetch_depth, "Streaming ring slots")->check(CLI::Range(1, 16));
   cmd->add_option("--workload", f->workload,
                   "Replay a JSONL workload ({\"prompt_tokens\": N, \"output_tokens\": M} a line) through the "
                   "scheduler; --batch-size is then server.max_batch_size");
-  cmd->add_option("--policy", f->workload_opts.policy, "With --workload: scheduler.policy")
-      ->check(CLI::IsMember({"continuous", "static"}));
-  cmd->add_option("--max-num-batched-tokens", f->workload_opts.max_num_batched_tokens,
-                  "With --workload: scheduler.max_num_batched_tokens")
-      ->check(CLI::Range(1, 1 << 24));
   cmd->add_option("--request-rate", f->workload_opts.request_rate,
                   "With --workload: Poisson arrivals per second (0 = every request at once)")
       ->check(CLI::Range(0.0, 1e6));
@@ -300,12 +323,9 @@ void register_bench(CLI::App& app, int* rc) {
                 "With --workload: start the clock without the warm-up step (one prefill and one decode step first)");
   cmd->add_option("--step-log", f->workload_opts.step_log,
                   "With --workload: write one JSON line per executor step (seconds, tokens, bytes fetched) to FILE");
-  cmd->add_option("--aio-block-size", f->aio_block_size, "NVMe tier: bytes per read request (offload.aio.block_size)");
-  cmd->add_option("--aio-queue-depth", f->aio_queue_depth, "NVMe tier: reads in flight (offload.aio.queue_depth)")
-      ->check(CLI::Range(1, 4096));
   cmd->add_flag("--probe-disk", f->probe_disk, "Also measure O_DIRECT read and pinning rates (start-up floor)");
   cmd->add_flag("--json", f->json, "One JSON object on stdout");
-  add_engine_flags(cmd, &f->engine);
+  f->options = std::make_unique<OptionBinder>(cmd, server::kBench);
   cmd->callback([f, rc] { *rc = run(*f); });
 }
 

@@ -23,7 +23,7 @@
 #include "engine/runtime/stopping.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/cli/commands.h"
-#include "server/cli/engine_flags.h"
+#include "server/cli/option_binder.h"
 #include "server/config/config.h"
 
 namespace zi::cli {
@@ -46,7 +46,7 @@ struct GenerateFlags {
   bool ignore_eos = false;
   bool json = false;
   std::optional<std::string> logits_out;
-  EngineFlags engine;
+  std::unique_ptr<OptionBinder> options;
 };
 
 // A failure with its exit code: 2 = bad usage (a flag's value), 1 = anything else.
@@ -97,29 +97,12 @@ std::optional<Failure> parse_prompt_ids(const std::string& text, std::vector<int
   return std::nullopt;
 }
 
-std::optional<Failure> engine_options_from(const GenerateFlags& f, EngineOptions* o) {
-  const EngineFlags& e = f.engine;
-  o->model_dir = f.model;
-  o->max_batch_size = 1;  // one sequence
-  if (e.cpu_offload && e.disk_offload) return usage("--cpu-offload and --disk-offload exclude each other");
-  if (e.cpu_offload) o->offload_tier = OffloadTier::kCpu;
-  if (e.disk_offload) o->offload_tier = OffloadTier::kNvme;
-  if (e.offload_dir) o->offload_dir = *e.offload_dir;
-  if (e.pin_memory) o->pin_memory = *e.pin_memory != 0;
-  if (e.gpu_weights_budget) {
-    auto bytes = server::parse_size(*e.gpu_weights_budget);
-    if (!bytes.ok()) return usage(absl::StrCat("--gpu-weights-budget: ", bytes.status().message()));
-    o->gpu_weights_budget = *bytes;
-  }
-  if (e.quant_bits) o->quant_bits = static_cast<uint32_t>(*e.quant_bits);
-  if (e.quant_group_size) o->quant_group_size = static_cast<uint32_t>(*e.quant_group_size);
-  o->quant_embeddings = e.quant_embeddings;
-  o->kv_offload = e.kv_offload;
-  if (e.kv_offload_attention) o->kv_offload_attention = *e.kv_offload_attention;
-  if (e.num_gpus && *e.num_gpus != 1)
-    return usage(absl::StrCat("--num-gpus ", *e.num_gpus, ": generate runs one rank in-process (use serve)"));
-  if (e.device) o->device = *e.device;
-  if (e.max_context) o->max_context = static_cast<uint32_t>(*e.max_context);
+std::optional<Failure> engine_options_from(const GenerateFlags& f, server::ServeConfig* c) {
+  c->engine.model_dir = f.model;
+  c->engine.max_batch_size = 1;  // one sequence
+  if (Status s = f.options->apply(c); !s.ok()) return usage(std::string(s.message()));
+  if (c->engine.world_size != 1)
+    return usage(absl::StrCat("--num-gpus ", c->engine.world_size, ": generate runs one rank in-process (use serve)"));
   return std::nullopt;
 }
 
@@ -134,8 +117,13 @@ struct Generation {
 std::optional<Failure> run_generate(const GenerateFlags& f) {
   SamplingParams sampling;
   if (auto fail = check_sampling_flags(f, &sampling)) return fail;
-  EngineOptions options;
-  if (auto fail = engine_options_from(f, &options)) return fail;
+  server::ServeConfig config;
+  if (auto fail = engine_options_from(f, &config)) return fail;
+  if (f.options->print_requested()) {
+    std::printf("%s\n", engine_options_json(config).c_str());
+    return std::nullopt;
+  }
+  const EngineOptions& options = config.engine;
 
   // The tokenizer: needed for --prompt and --stop; without tokenizer.json, --prompt-ids still works (no text).
   std::unique_ptr<Tokenizer> tokenizer;
@@ -278,16 +266,16 @@ void register_generate(CLI::App& app, int* rc) {
   cmd->add_flag("--ignore-eos", f->ignore_eos, "Treat EOS as an ordinary token");
   cmd->add_flag("--json", f->json, "Print one JSON line {token_ids, text, finish_reason}");
   cmd->add_option("--logits-out", f->logits_out, "Write prefill_logits and step_logits (float32 safetensors)");
-  add_engine_flags(cmd, &f->engine);
+  f->options = std::make_unique<OptionBinder>(cmd, server::kGenerate);
   cmd->callback([f, rc] {
-    if (!f->prompt && !f->prompt_ids) {
-      std::fprintf(stderr, "zeroinfer generate: one of --prompt or --prompt-ids is required\n");
+    if (!f->prompt && !f->prompt_ids && !f->options->print_requested()) {
+      std::fprintf(stderr, "zeroinfer: generate: one of --prompt or --prompt-ids is required\n");
       *rc = 2;
       return;
     }
     std::optional<Failure> failure = run_generate(*f);
     if (failure) {
-      std::fprintf(stderr, "zeroinfer generate: %s\n", failure->message.c_str());
+      std::fprintf(stderr, "zeroinfer: %s\n", failure->message.c_str());
       *rc = failure->code;
       return;
     }

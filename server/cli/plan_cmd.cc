@@ -2,16 +2,17 @@
 // (weights resident + streaming ring + KV cache + activations), pinned host memory and disk per rank, bytes
 // streamed per step and the step-time floor they imply at the bus's rate. Needs only the model's config.json.
 #include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
 
-#include "engine/model/compute_dtype.h"
+#include "engine/core/compute_dtype.h"
 #include "engine/model/config.h"
 #include "engine/model/registry.h"
-#include "engine/quant/quantized_weights.h"
+#include "engine/model/quantized_weights.h"
 #include "engine/zero/layer_pack.h"
 #include "engine/zero/placement.h"
 #include "server/cli/commands.h"
-#include "server/cli/engine_flags.h"
+#include "server/cli/option_binder.h"
 #include "server/config/config.h"
 #if defined(ZI_WITH_CUDA)
 #include "engine/backend/cuda/device_probe.h"
@@ -28,7 +29,7 @@ struct PlanFlags {
   std::string config;
   std::optional<std::string> gpu_memory;
   bool json = false;
-  EngineFlags engine;
+  std::unique_ptr<OptionBinder> options;
 };
 
 int fail(const Status& s, int code) {
@@ -39,18 +40,21 @@ int fail(const Status& s, int code) {
 int run(const PlanFlags& f) {
   auto config = server::load_config(f.config);
   if (!config.ok()) return fail(config.status(), 1);
-  EngineOptions o = server::engine_options(*config);
-  if (Status s = apply_engine_flags(f.engine, &o); !s.ok()) return fail(s, 2);
+  if (Status s = f.options->apply(&*config); !s.ok()) return fail(s, 2);
+  if (f.options->print_requested()) {
+    std::printf("%s\n", engine_options_json(*config).c_str());
+    return 0;
+  }
+  const EngineOptions& o = config->engine;
   auto cfg = load_model_config(o.model_dir);
   if (!cfg.ok()) return fail(cfg.status(), 1);
   const Architecture* arch = find_architecture(cfg->architecture);
-  auto dtype = gpu_compute_dtype(o.dtype, config_dtype(cfg->dtype));
-  if (!dtype.ok()) return fail(dtype.status(), 1);
+  const DType dtype = gpu_compute_dtype(o.dtype, config_dtype(cfg->dtype));
 
   uint64_t gpu_bytes = kAssumedGpuBytes;
   std::string gpu_note = "assumed (no GPU visible; pass --gpu-memory)";
   if (f.gpu_memory) {
-    auto b = parse_bytes(*f.gpu_memory, "--gpu-memory");
+    auto b = parse_size(*f.gpu_memory, "--gpu-memory");
     if (!b.ok()) return fail(b.status(), 2);
     gpu_bytes = *b;
     gpu_note = "given";
@@ -70,7 +74,7 @@ int run(const PlanFlags& f) {
   PlacementInput in;
   uint64_t model_bytes = 0;
   for (int l = 0; l < cfg->num_layers; ++l) {
-    const StoreShard s = layer_layout(*cfg, *arch, l, *dtype, n, *quant);
+    const StoreShard s = layer_layout(*cfg, *arch, l, dtype, n, *quant);
     in.layer_bytes.push_back(s.partition_bytes * n);
     model_bytes += s.bytes;
   }
@@ -80,13 +84,13 @@ int run(const PlanFlags& f) {
   for (const WeightSpec& s : global_specs) {
     uint64_t e = 1;
     for (int64_t d : s.shape) e *= static_cast<uint64_t>(d);
-    in.global_bytes += e * dtype_size(*dtype);
+    in.global_bytes += e * dtype_size(dtype);
   }
   model_bytes += in.global_bytes;
   in.kv_cache_bytes = o.kv_offload ? 0 : kv_cache_bytes(cfg->num_layers, o.max_batch_size, ctx, cfg->num_kv_heads,
-                                                         cfg->head_dim, dtype_size(*dtype));
+                                                         cfg->head_dim, dtype_size(dtype));
   in.activation_bytes = activation_bytes(cfg->hidden_size, cfg->intermediate_size, cfg->vocab_size,
-                                         o.max_batch_size, ctx, dtype_size(*dtype));
+                                         o.max_batch_size, ctx, dtype_size(dtype));
   in.gpu_memory_bytes = gpu_bytes > kGpuMarginBytes ? gpu_bytes - kGpuMarginBytes : 1;
   in.tier = o.offload_tier;
   in.gpu_weights_budget = o.gpu_weights_budget;
@@ -96,11 +100,11 @@ int run(const PlanFlags& f) {
   if (!p.ok()) return fail(p.status(), 1);
   const double floor_s = p->pcie_bytes_per_step / kPcieBytesPerSecond;
   const uint64_t kv_host = o.kv_offload ? kv_cache_bytes(cfg->num_layers, o.max_batch_size, ctx, cfg->num_kv_heads,
-                                                         cfg->head_dim, dtype_size(*dtype))
+                                                         cfg->head_dim, dtype_size(dtype))
                                         : 0;
-  const char* tier = o.offload_tier == OffloadTier::kNone ? "none" : o.offload_tier == OffloadTier::kCpu ? "cpu" : "nvme";
+  const std::string tier(enum_name(o.offload_tier, kOffloadTierNames));
   nlohmann::json j = {{"model", o.model_dir}, {"architecture", cfg->architecture},
-                      {"layers", cfg->num_layers}, {"dtype", std::string(dtype_torch_name(*dtype))},
+                      {"layers", cfg->num_layers}, {"dtype", std::string(dtype_torch_name(dtype))},
                       {"quant_bits", o.quant_bits}, {"quant_group_size", o.quant_group_size},
                       {"model_bytes", model_bytes}, {"num_gpus", n}, {"tier", tier},
                       {"gpu_memory_bytes", gpu_bytes}, {"resident_weight_bytes", p->resident_weight_bytes},
@@ -116,8 +120,8 @@ int run(const PlanFlags& f) {
   }
   std::printf("model       %s: %s, %ld layers, %s in %s (%s-bit weights in the layers)\n", o.model_dir.c_str(), cfg->architecture.c_str(),
               static_cast<long>(cfg->num_layers), format_bytes(model_bytes).c_str(),
-              std::string(dtype_torch_name(*dtype)).c_str(), std::to_string(o.quant_bits).c_str());
-  std::printf("deployment  %u GPU(s), offload tier %s, batch %u × context %lu, GPU memory %s (%s)\n", n, tier,
+              std::string(dtype_torch_name(dtype)).c_str(), std::to_string(o.quant_bits).c_str());
+  std::printf("deployment  %u GPU(s), offload tier %s, batch %u × context %lu, GPU memory %s (%s)\n", n, tier.c_str(),
               o.max_batch_size, static_cast<unsigned long>(ctx), format_bytes(gpu_bytes).c_str(), gpu_note.c_str());
   std::printf("per GPU     weights %s (model %s / %u ranks: %d of %ld layers resident)\n",
               format_bytes(p->resident_weight_bytes).c_str(), format_bytes(model_bytes).c_str(), n,
@@ -142,7 +146,7 @@ void register_plan(CLI::App& app, int* rc) {
   cmd->add_option("--config", f->config, "YAML deployment file")->required();
   cmd->add_option("--gpu-memory", f->gpu_memory, "GPU memory per rank, e.g. 80GiB (default: the GPU's, else 80GiB)");
   cmd->add_flag("--json", f->json, "One JSON object on stdout");
-  add_engine_flags(cmd, &f->engine);
+  f->options = std::make_unique<OptionBinder>(cmd, server::kPlan);
   cmd->callback([f, rc] { *rc = run(*f); });
 }
 

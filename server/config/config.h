@@ -14,6 +14,7 @@
 
 #include "engine/core/status.h"
 #include "engine/runtime/engine_options.h"
+#include "server/config/knobs.h"
 
 namespace zi::server {
 
@@ -26,20 +27,17 @@ struct TlsConfig {
   bool enabled() const { return !cert_file.empty(); }
 };
 
+// The deployment: the engine's options (shared with generate, bench, plan and convert) and the serving keys.
 struct ServeConfig {
   std::string source;                  // the file the config came from (prefix of error messages)
-  // model
-  std::string model_path;              // resolved (see above)
-  std::string model_name;              // served name; default: the folder's name
-  std::string dtype = "auto";          // auto|bfloat16|float16
-  uint32_t max_context = 0;            // 0 = from config.json
-  // device
-  std::string device = "auto";         // auto|cpu|cuda
+  // model.*, device, parallel.num_gpus, offload.*, quantization.*, kv_cache.*, debug.step_delay_ms and
+  // server.max_batch_size (sequences per step on each rank). model.path is engine.model_dir (resolved, see above),
+  // model.name engine.served_name (default: the folder's name), parallel.num_gpus engine.world_size.
+  EngineOptions engine;
   // server
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9400";
   uint32_t max_queue = 256;            // requests admitted but not yet running
-  uint32_t max_batch_size = 16;        // sequences per step
   uint32_t max_new_tokens_default = 256;
   uint32_t max_prompt_tokens = 0;      // 0 = the model's context
   double shutdown_grace_seconds = 30;
@@ -50,53 +48,13 @@ struct ServeConfig {
   std::string auth_token_file;         // bearer token every RPC but health must carry; empty = none (or the
                                        // ZEROINFER_AUTH_TOKEN environment variable when that is set)
   bool allow_insecure = false;         // plaintext gRPC on an address other than loopback
-  // parallel
-  uint32_t num_gpus = 1;               // ranks
-  // offload
-  OffloadTier offload_tier = OffloadTier::kNone;
-  std::string offload_dir = "/var/lib/zeroinfer/offload";
-  bool pin_memory = true;
-  uint64_t gpu_weights_budget = 0;     // bytes
-  uint32_t prefetch_depth = 2;
-  uint64_t aio_block_size = 1 << 20;   // bytes
-  uint32_t aio_queue_depth = 8;
-  // quantization
-  uint32_t quant_bits = 16;
-  uint32_t quant_group_size = 64;
-  bool quant_embeddings = false;       // the LM head is quantized too
-  // kv_cache
-  bool kv_offload = false;
-  uint64_t kv_cache_bytes = 0;         // kv_cache.max_bytes; 0 = derived (engine_options.h)
-  uint32_t kv_block_size = 16;         // kv_cache.block_size: tokens per block
-  std::string kv_offload_attention = "auto";  // kv_cache.offload_attention: auto | gpu | cpu
+  // parallel: a worker silent this long (no heartbeat, even mid-step) is lost
+  double heartbeat_timeout_seconds = 60;
   // scheduler
   std::string scheduler_policy = "continuous";  // continuous|static
   uint32_t max_num_batched_tokens = 8192;       // tokens per step (decodes + prefill chunks)
   // logging
   std::string log_level = "info";      // debug|info|warning|error
-  // debug (tests only): sleep this long in every engine step
-  uint32_t debug_step_delay_ms = 0;
-};
-
-// Command-line values that replace YAML keys (DESIGN.md's flag → key mapping); unset = keep the key.
-struct ConfigOverrides {
-  std::optional<std::string> offload_tier;        // --cpu-offload → cpu, --disk-offload → nvme
-  std::optional<std::string> offload_dir;         // --offload-dir
-  std::optional<bool> pin_memory;                 // --pin-memory
-  std::optional<std::string> gpu_weights_budget;  // --gpu-weights-budget SIZE
-  std::optional<uint32_t> max_context;            // --max-context
-  std::optional<uint32_t> quant_bits;             // --quant_bits
-  std::optional<uint32_t> quant_group_size;       // --quant_group_size
-  std::optional<bool> quant_embeddings;           // --quant-embeddings
-  std::optional<bool> kv_offload;                 // --kv-offload
-  std::optional<std::string> kv_cache_bytes;      // --kv-cache-bytes SIZE
-  std::optional<std::string> kv_offload_attention;  // --kv-offload-attention auto|gpu|cpu
-  std::optional<uint32_t> num_gpus;               // --num_gpus
-  std::optional<std::string> device;              // --device
-  std::optional<std::string> listen;              // --listen
-  std::optional<std::string> metrics_listen;      // --metrics-listen
-  std::optional<std::string> log_level;           // --log-level
-  std::optional<bool> allow_insecure;             // --allow-insecure
 };
 
 // Parses YAML text. `source` names the file in messages; relative paths are resolved against `base_dir`
@@ -105,10 +63,8 @@ StatusOr<ServeConfig> parse_config(std::string_view yaml_text, const std::string
                                    const std::string& base_dir);
 // Reads and parses a file (base_dir = the file's folder) and checks that model.path is a directory.
 StatusOr<ServeConfig> load_config(const std::string& path);
-// Applies flags over the keys, validating each value as its key would be; errors name the flag.
-Status apply_overrides(const ConfigOverrides& overrides, ServeConfig* config);
-// The engine's view of the config (rank 0; the worker pool sets each worker's rank).
-EngineOptions engine_options(const ServeConfig& config);
+// Fills what follows from the keys once flags are applied: model.name's default (the folder's name).
+void finish_config(ServeConfig* config);
 
 // Plaintext gRPC is served only on a loopback address (127.0.0.0/8, ::1, localhost) unless server.tls is set or
 // server.allow_insecure is true; otherwise an error naming server.listen and the keys that would allow it.
@@ -125,9 +81,6 @@ struct ConfigChange {
 // server.max_prompt_tokens, server.shutdown_grace_seconds, server.auth_token_file. Every other key is compared
 // too and reported as needing a restart. In key order of config/README.md.
 std::vector<ConfigChange> diff_configs(const ServeConfig& running, const ServeConfig& reloaded);
-
-// "1MiB", "512 KiB", "2G" (binary), "1GB" (decimal), "1048576" → bytes.
-StatusOr<uint64_t> parse_size(std::string_view text);
 
 struct HostPort {
   std::string host;  // as written, brackets of an IPv6 literal removed

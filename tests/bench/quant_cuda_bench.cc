@@ -15,7 +15,7 @@
 #include "engine/backend/cuda/cuda_backend.h"
 #include "engine/backend/cuda/cuda_backend_impl.h"
 #include "engine/backend/cuda/quant_kernels.h"
-#include "engine/quant/quantized_weights.h"
+#include "engine/model/quantized_weights.h"
 
 namespace zi {
 namespace {

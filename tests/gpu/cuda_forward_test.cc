@@ -93,7 +93,7 @@ class CudaForward : public ::testing::TestWithParam<Param> {
   std::unique_ptr<Executor> make_executor(std::optional<KvOffloadAttention> offload = std::nullopt) {
     EngineOptions o;
     o.model_dir = dir_;
-    o.device = "cuda";
+    o.device = Device::kCuda;
     o.max_batch_size = 4;
     o.max_context = 128;
     o.kv_offload = offload.has_value();
@@ -204,7 +204,7 @@ TEST_P(CudaForward, KvOffloadedMatchesTransformersWhoeverComputesAttention) {
   // Over every layer and step: auto re-balances the decode rows between the GPU and the CPU as it measures them.
   for (KvOffloadAttention mode : {KvOffloadAttention::kGpu, KvOffloadAttention::kCpu, KvOffloadAttention::kAuto})
     batched_prefill_then_decode(make_executor(mode).get(),
-                                std::string("kv offload ") + kv_offload_attention_name(mode));
+                                std::string("kv offload ") + std::string(enum_name(mode, kKvOffloadAttentionNames)));
 }
 
 TEST_P(CudaForward, ChunkedPrefillBesideADecodingSequence) {

@@ -13,6 +13,7 @@
 
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/cuda_backend.h"
+#include "engine/core/compute_dtype.h"
 #include "tests/gpu/cuda_test_util.h"
 
 namespace zi {
@@ -43,11 +44,10 @@ TEST(CudaBackendCreate, RejectsBadOrdinalAndDtype) {
 }
 
 TEST(CudaBackendCreate, ActivationDtypeFollowsCheckpointUnlessAsked) {
-  EXPECT_EQ(*cuda_activation_dtype("auto", DType::kF16), DType::kF16);
-  EXPECT_EQ(*cuda_activation_dtype("auto", DType::kBF16), DType::kBF16);
-  EXPECT_EQ(*cuda_activation_dtype("auto", DType::kF32), DType::kBF16);
-  EXPECT_EQ(*cuda_activation_dtype("float16", DType::kBF16), DType::kF16);
-  EXPECT_FALSE(cuda_activation_dtype("fp8", DType::kBF16).ok());
+  EXPECT_EQ(gpu_compute_dtype(ComputeDtype::kAuto, DType::kF16), DType::kF16);
+  EXPECT_EQ(gpu_compute_dtype(ComputeDtype::kAuto, DType::kBF16), DType::kBF16);
+  EXPECT_EQ(gpu_compute_dtype(ComputeDtype::kAuto, DType::kF32), DType::kBF16);
+  EXPECT_EQ(gpu_compute_dtype(ComputeDtype::kFloat16, DType::kBF16), DType::kF16);
 }
 
 class CudaOps : public ::testing::TestWithParam<DType> {
@@ -315,7 +315,7 @@ TEST_P(CudaAttention, KvOffloadedToPinnedHostMemory) {
   // KV offload gives the CPU backend's results whoever computes it: the GPU on blocks staged by DMA, the CPU beside
   // the cache (decode rows), or both sharing a decode step (auto: the first step splits it in half).
   for (KvOffloadAttention mode : {KvOffloadAttention::kGpu, KvOffloadAttention::kCpu, KvOffloadAttention::kAuto}) {
-    SCOPED_TRACE(kv_offload_attention_name(mode));
+    SCOPED_TRACE(std::string(enum_name(mode, kKvOffloadAttentionNames)));
     auto g = make_cuda_backend({0, GetParam(), mode});
     ASSERT_TRUE(g.ok()) << g.status();
     gpu_ = std::move(*g);

@@ -14,7 +14,7 @@
 #include "engine/backend/cuda/cuda_backend.h"
 #include "engine/backend/cuda/cuda_backend_impl.h"
 #include "engine/backend/cuda/quant_kernels.h"
-#include "engine/quant/quantized_weights.h"
+#include "engine/model/quantized_weights.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/runtime/local_executor.h"
 #include "tests/gpu/cuda_test_util.h"
@@ -192,10 +192,10 @@ TEST(QuantCudaModel, QuantizedLlamaMatchesTheCpuAndStreamsExactly) {
     o.max_context = 64;
     o.quant_bits = bits;
     o.quant_group_size = group;
-    o.device = "cpu";
+    o.device = Device::kCpu;
     auto cpu = create_executor(o);
     ASSERT_TRUE(cpu.ok()) << cpu.status();
-    o.device = "cuda";
+    o.device = Device::kCuda;
     auto resident = create_executor(o);
     ASSERT_TRUE(resident.ok()) << resident.status();
     EXPECT_EQ((*resident)->summary().quant_bits, bits);

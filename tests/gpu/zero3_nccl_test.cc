@@ -25,7 +25,7 @@ constexpr int kNewTokens = 6;
 EngineOptions options_for(const std::string& model, int rank, int world, const std::string& id) {
   EngineOptions o;
   o.model_dir = test_data_dir() + "/models/" + model;
-  o.device = "cuda";
+  o.device = Device::kCuda;
   o.max_batch_size = 4;
   o.max_context = 64;
   o.offload_tier = OffloadTier::kCpu;

@@ -98,7 +98,7 @@ bool exited_with(int status, int code) { return WIFEXITED(status) && WEXITSTATUS
 TEST(Faults, WorkerThatStopsAnsweringIsLostKilledAndItsStepFails) {
   EngineOptions eo;
   eo.model_dir = std::string(ZI_TEST_DATA) + "/models/llama_mha";
-  eo.device = "cpu";
+  eo.device = Device::kCpu;
   eo.max_batch_size = 2;
   eo.world_size = 1;
   eo.cpu_threads = 1;

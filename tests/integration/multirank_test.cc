@@ -24,7 +24,7 @@ using ::testing::HasSubstr;
 EngineOptions options(int world, uint32_t delay_ms = 0) {
   EngineOptions eo;
   eo.model_dir = std::string(ZI_TEST_DATA) + "/models/llama_mha";
-  eo.device = "cpu";
+  eo.device = Device::kCpu;
   eo.max_batch_size = 3;
   eo.world_size = static_cast<uint32_t>(world);
   eo.cpu_threads = 1;

@@ -21,7 +21,7 @@ TEST(DemoModel, GreedyContinuationsEqualTransformers) {
   ASSERT_TRUE(tok.ok()) << tok.status();
   EngineOptions o;
   o.model_dir = dir;
-  o.device = "cpu";
+  o.device = Device::kCpu;
   o.max_batch_size = 3;
   auto ex = create_executor(o);
   ASSERT_TRUE(ex.ok()) << ex.status();

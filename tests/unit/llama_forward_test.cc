@@ -70,7 +70,7 @@ double rel_err(const std::vector<float>& got, const float* ref, size_t n) {
 std::unique_ptr<Executor> make_executor(const std::string& dir, uint32_t threads = 0) {
   EngineOptions o;
   o.model_dir = dir;
-  o.device = "cpu";
+  o.device = Device::kCpu;
   o.max_batch_size = 4;
   o.cpu_threads = threads;
   auto ex = create_executor(o);

@@ -224,7 +224,7 @@ TEST_P(LlamaReference, ForwardMatchesFloat64Reference) {
 
   EngineOptions o;
   o.model_dir = dir;
-  o.device = "cpu";
+  o.device = Device::kCpu;
   o.max_batch_size = 2;
   auto ex = create_executor(o);
   ASSERT_TRUE(ex.ok()) << ex.status();

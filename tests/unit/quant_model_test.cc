@@ -18,9 +18,9 @@
 #include "engine/io/safetensors.h"
 #include "engine/io/safetensors_writer.h"
 #include "engine/model/registry.h"
-#include "engine/quant/quantized_weights.h"
+#include "engine/model/quantized_weights.h"
 #include "engine/runtime/engine_options.h"
-#include "engine/runtime/kv_cache.h"
+#include "engine/model/kv_cache.h"
 #include "engine/zero/layer_pack.h"
 #include "engine/zero/streamed_parameters.h"
 
@@ -388,7 +388,7 @@ TEST(QuantizedModel, NaNWeightsAreRefusedNamingFileAndTensor) {
 TEST(QuantizedModel, ExecutorTakesAndReportsQuantization) {
   EngineOptions o;
   o.model_dir = fixture_dir("llama_mha");
-  o.device = "cpu";
+  o.device = Device::kCpu;
   o.max_batch_size = 1;
   auto dense = create_executor(o);
   ASSERT_TRUE(dense.ok()) << dense.status();

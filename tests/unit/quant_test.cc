@@ -16,7 +16,7 @@
 
 #include "engine/backend/backend.h"
 #include "engine/core/dtype.h"
-#include "engine/quant/quantized_weights.h"
+#include "engine/model/quantized_weights.h"
 
 namespace zi {
 namespace {

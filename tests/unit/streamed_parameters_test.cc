@@ -11,7 +11,7 @@
 #include "engine/io/safetensors.h"
 #include "engine/model/registry.h"
 #include "engine/runtime/engine_options.h"
-#include "engine/runtime/kv_cache.h"
+#include "engine/model/kv_cache.h"
 
 namespace zi {
 namespace {
@@ -63,7 +63,7 @@ std::vector<float> run_greedy(Fixture& f, std::unique_ptr<ParameterSource> param
     past += static_cast<int>(tokens.size());
     tokens = {static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin())};
   }
-  if (streamed) *stats = streamed->take_stats();
+  if (streamed) *stats = streamed->take_stream_stats();
   return all;
 }
 
@@ -178,7 +178,7 @@ TEST(StreamedExecutor, CpuNvmeTierReproducesTheFixtureGreedyTokens) {
   fs::remove_all(store);
   EngineOptions o;
   o.model_dir = dir;
-  o.device = "cpu";
+  o.device = Device::kCpu;
   o.max_batch_size = 1;
   o.offload_tier = OffloadTier::kNvme;
   o.offload_dir = store;

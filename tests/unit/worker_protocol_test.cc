@@ -21,8 +21,8 @@ TEST(WorkerProtocol, EngineOptionsRoundTrip) {
   EngineOptions o;
   o.model_dir = "/models/x";
   o.served_name = "x";
-  o.device = "cpu";
-  o.dtype = "float16";
+  o.device = Device::kCpu;
+  o.dtype = ComputeDtype::kFloat16;
   o.max_context = 4096;
   o.max_batch_size = 7;
   o.offload_tier = OffloadTier::kNvme;
@@ -35,6 +35,7 @@ TEST(WorkerProtocol, EngineOptionsRoundTrip) {
   o.quant_bits = 4;
   o.quant_group_size = 128;
   o.kv_offload = true;
+  o.kv_offload_attention = KvOffloadAttention::kCpu;
   o.rank = 3;
   o.world_size = 4;
   o.debug_step_delay_ms = 9;
@@ -46,6 +47,7 @@ TEST(WorkerProtocol, EngineOptionsRoundTrip) {
   EXPECT_EQ(back.served_name, o.served_name);
   EXPECT_EQ(back.device, o.device);
   EXPECT_EQ(back.dtype, o.dtype);
+  EXPECT_EQ(back.kv_offload_attention, o.kv_offload_attention);
   EXPECT_EQ(back.max_context, o.max_context);
   EXPECT_EQ(back.max_batch_size, o.max_batch_size);
   EXPECT_EQ(back.offload_tier, o.offload_tier);

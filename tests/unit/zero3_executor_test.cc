@@ -32,7 +32,7 @@ EngineOptions options_for(const std::string& model, int rank, int world, const s
     o.offload_dir = g_offload_dir + "/" + std::to_string(world);
   }
   o.model_dir = std::string(ZI_TEST_DATA) + "/models/" + model;
-  o.device = "cpu";
+  o.device = Device::kCpu;
   o.max_batch_size = 4;
   o.cpu_threads = 1;
   o.rank = static_cast<uint32_t>(rank);

@@ -8,29 +8,8 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/offload_attention.h"
 #include "engine/core/log.h"
-#include "engine/model/compute_dtype.h"
 
 namespace zi {
-
-StatusOr<KvOffloadAttention> parse_kv_offload_attention(const std::string& name) {
-  if (name == "auto") return KvOffloadAttention::kAuto;
-  if (name == "gpu") return KvOffloadAttention::kGpu;
-  if (name == "cpu") return KvOffloadAttention::kCpu;
-  return absl::InvalidArgumentError(
-      absl::StrCat("kv_cache.offload_attention must be auto, gpu or cpu, got \"", name, "\""));
-}
-
-const char* kv_offload_attention_name(KvOffloadAttention mode) {
-  switch (mode) {
-    case KvOffloadAttention::kGpu: return "gpu";
-    case KvOffloadAttention::kCpu: return "cpu";
-    default: return "auto";
-  }
-}
-
-StatusOr<DType> cuda_activation_dtype(const std::string& requested, DType checkpoint_dtype) {
-  return gpu_compute_dtype(requested, checkpoint_dtype);
-}
 
 StatusOr<std::unique_ptr<Backend>> make_cuda_backend(const CudaBackendOptions& options) {
   ZI_ASSIGN_OR_RETURN(std::unique_ptr<cuda::CudaBackend> b, cuda::CudaBackend::create(options));

@@ -12,16 +12,6 @@
 
 namespace zi {
 
-// Who computes decode attention over a KV cache offloaded to host memory (engine/backend/cuda/offload_attention.h).
-enum class KvOffloadAttention : uint8_t {
-  kAuto,  // the GPU (blocks staged by DMA) and the CPU (beside the cache) share it by measured rates
-  kGpu,
-  kCpu,
-};
-// "auto" | "gpu" | "cpu"; InvalidArgument names the setting otherwise.
-StatusOr<KvOffloadAttention> parse_kv_offload_attention(const std::string& name);
-const char* kv_offload_attention_name(KvOffloadAttention mode);
-
 struct CudaBackendOptions {
   int device = 0;                            // CUDA device ordinal (after CUDA_VISIBLE_DEVICES)
   DType activation_dtype = DType::kBF16;     // kBF16 | kF16 (kF32: a slow full-precision mode for debugging)
@@ -33,10 +23,5 @@ struct CudaBackendOptions {
 // accumulation, every op enqueued on one compute stream. FailedPrecondition (not a crash) when the machine has no
 // usable GPU or driver, naming the CUDA error; InvalidArgument for a bad device ordinal or dtype.
 StatusOr<std::unique_ptr<Backend>> make_cuda_backend(const CudaBackendOptions& options);
-
-// The compute dtype for a model. `requested` is EngineOptions::dtype: "bfloat16" / "float16" as given; "auto" =
-// kF16 for a float16 checkpoint (as it was trained and served), else kBF16 (bf16 and fp32 checkpoints: bf16 keeps
-// fp32's range). InvalidArgument names anything else.
-StatusOr<DType> cuda_activation_dtype(const std::string& requested, DType checkpoint_dtype);
 
 }  // namespace zi

@@ -34,7 +34,7 @@ OffloadAttention::OffloadAttention(CudaBackend& backend, KvOffloadAttention mode
     gpu_begin_[i] = take(CudaEvent::create(backend.device(), /*timing=*/true));
     gpu_end_[i] = take(CudaEvent::create(backend.device(), /*timing=*/true));
   }
-  ZI_LOG(INFO) << "KV offload attention: " << kv_offload_attention_name(mode) << ", CPU kernel "
+  ZI_LOG(INFO) << "KV offload attention: " << enum_name(mode, kKvOffloadAttentionNames) << ", CPU kernel "
                << cpu::host_decode_attention_isa() << " on " << pool_.num_threads() << " threads";
 }
 

@@ -1,16 +1,15 @@
-// create_executor's CUDA path: the CUDA backend, the placement (resident layers while they fit, the rest streamed
+// create_executor's CUDA pieces: the CUDA backend, the placement (resident layers while they fit, the rest streamed
 // from pinned CPU memory or NVMe) and the parameter coordinator over the CUDA transport.
-#include "engine/zero/cuda/cuda_executor.h"
+#include "engine/runtime/cuda/cuda_executor.h"
 
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/backend/cuda/cuda_backend_impl.h"
 #include "engine/comm/communicator.h"
 #include "engine/core/log.h"
 #include "engine/io/safetensors.h"
-#include "engine/model/compute_dtype.h"
+#include "engine/core/compute_dtype.h"
 #include "engine/model/registry.h"
-#include "engine/quant/quantized_weights.h"
-#include "engine/runtime/local_executor.h"
+#include "engine/model/quantized_weights.h"
 #include "engine/zero/cuda/cuda_transport.h"
 #include "engine/zero/layer_pack.h"
 #include "engine/zero/placement.h"
@@ -46,14 +45,11 @@ std::string describe(const Placement& p) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Executor>> create_cuda_executor(const EngineOptions& options) {
-  ZI_ASSIGN_OR_RETURN(ModelConfig probe_cfg, load_model_config(options.model_dir));
-  const DType ckpt_dtype = config_dtype(probe_cfg.dtype);
-  ZI_ASSIGN_OR_RETURN(DType act, cuda_activation_dtype(options.dtype, ckpt_dtype));
+StatusOr<ExecutorParts> make_cuda_parts(const EngineOptions& options, const ModelConfig& config) {
   CudaBackendOptions bo;
   bo.device = static_cast<int>(options.rank);  // one GPU per rank (CUDA_VISIBLE_DEVICES narrows it further)
-  bo.activation_dtype = act;
-  ZI_ASSIGN_OR_RETURN(bo.offload_attention, parse_kv_offload_attention(options.kv_offload_attention));
+  bo.activation_dtype = gpu_compute_dtype(options.dtype, config_dtype(config.dtype));
+  bo.offload_attention = options.kv_offload_attention;
   // CPU attention threads: the host's cores shared by the ranks on it.
   bo.host_threads = std::max(1, cpu::default_cpu_threads() / static_cast<int>(std::max<uint32_t>(1, options.world_size)));
   auto backend_or = make_cuda_backend(bo);
@@ -126,8 +122,7 @@ StatusOr<std::unique_ptr<Executor>> create_cuda_executor(const EngineOptions& op
                                  [cuda, topts](const HostShards& s) { return cuda::make_cuda_transport(*cuda, s, topts); }));
     return std::unique_ptr<ParameterSource>(std::move(params));
   };
-  ZI_ASSIGN_OR_RETURN(auto ex, LocalExecutor::Create(options, std::move(backend), loader, comm));
-  return std::unique_ptr<Executor>(std::move(ex));
+  return ExecutorParts{std::move(backend), std::move(loader), std::move(comm)};
 }
 
 }  // namespace zi

@@ -1,4 +1,4 @@
-#include "engine/quant/quantized_weights.h"
+#include "engine/model/quantized_weights.h"
 
 #include <cstring>
 
