@@ -25,7 +25,9 @@ StatusOr<Device> resolve_device(Device device, bool log) {
   if (device != Device::kAuto) return device;
   const cuda::DeviceProbe probe = cuda::probe_devices();
   if (probe.device_count > 0) return Device::kCuda;
-  if (log) ZI_LOG(INFO) << "device auto: no usable GPU (" << probe.driver_error << "), using the CPU backend";
+  if (log) {
+    ZI_LOG(INFO) << "device auto: no usable GPU (" << probe.driver_error << "), using the CPU backend";
+  }
   return Device::kCpu;
 #else
   (void)log;

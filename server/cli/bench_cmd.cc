@@ -16,7 +16,7 @@
 #include "server/workload/replay.h"
 #include "server/cli/commands.h"
 #include "server/cli/option_binder.h"
-#include "server/worker_pool/worker_pool.h"
+#include "server/worker_pool/start_executor.h"
 #if defined(ZI_WITH_CUDA)
 #include "engine/backend/cuda/device_probe.h"
 #include "engine/zero/cuda/probes.h"
@@ -52,11 +52,11 @@ struct Probes {
   double disk = 0;       // bytes/s of O_DIRECT reads (--probe-disk)
 };
 
-StatusOr<std::unique_ptr<Executor>> make_bench_executor(const EngineOptions& o);
+StatusOr<std::unique_ptr<Executor>> make_bench_executor(const server::ServeConfig& c);
 
 // `bench --workload`: the executor sized for the file's longest request, then the replay.
-int run_workload_bench(const BenchFlags& f, const server::ServeConfig& config) {
-  EngineOptions o = config.engine;
+int run_workload_bench(const BenchFlags& f, server::ServeConfig config) {
+  EngineOptions& o = config.engine;
   auto reqs = load_workload(*f.workload);
   if (!reqs.ok()) {
     std::fprintf(stderr, "zeroinfer: %s\n", std::string(reqs.status().message()).c_str());
@@ -67,7 +67,7 @@ int run_workload_bench(const BenchFlags& f, const server::ServeConfig& config) {
     for (const WorkloadRequest& r : *reqs) longest = std::max(longest, r.prompt_tokens + r.output_tokens);
     o.max_context = longest;
   }
-  auto ex = make_bench_executor(o);
+  auto ex = make_bench_executor(config);
   if (!ex.ok()) {
     std::fprintf(stderr, "zeroinfer: %s\n", std::string(ex.status().message()).c_str());
     return 1;
@@ -106,21 +106,15 @@ int run_workload_bench(const BenchFlags& f, const server::ServeConfig& config) {
   return 0;
 }
 
-// One rank in-process; N ranks as `serve` runs them: N worker processes driven through the worker pool, each
-// with its own micro-batch of batch_size sequences (the batch below is then N × batch_size).
-StatusOr<std::unique_ptr<Executor>> make_bench_executor(const EngineOptions& o) {
-  if (o.world_size <= 1) return create_executor(o);
+// One rank in-process; N ranks as `serve` runs them: N worker processes, each with its own micro-batch of
+// batch_size sequences (the batch below is then N × batch_size).
+StatusOr<std::unique_ptr<Executor>> make_bench_executor(const server::ServeConfig& c) {
   server::WorkerPoolOptions po;
   static const char* kNames[] = {"debug", "info", "warning", "error"};
   po.log_level = kNames[static_cast<int>(log_level())];
-  ZI_ASSIGN_OR_RETURN(std::unique_ptr<server::WorkerPool> pool, server::WorkerPool::Spawn(o, po));
-  for (;;) {
-    std::optional<Status> ready = pool->wait_ready(std::chrono::seconds(5));
-    if (!ready) continue;
-    if (!ready->ok()) return *ready;
-    break;
-  }
-  return std::unique_ptr<Executor>(std::move(pool));
+  po.heartbeat_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::duration<double>(c.heartbeat_timeout_seconds));
+  return server::start_executor(c.engine, po);
 }
 
 // The engine options: defaults sized for the bench's shape, then the flags.
@@ -282,7 +276,7 @@ int run(const BenchFlags& f) {
   const EngineOptions& o = config->engine;
   Probes probes = probe(f, o);
   const auto t0 = std::chrono::steady_clock::now();
-  auto ex = make_bench_executor(o);
+  auto ex = make_bench_executor(*config);
   if (!ex.ok()) {
     std::fprintf(stderr, "zeroinfer: %s\n", std::string(ex.status().message()).c_str());
     return 1;

@@ -1,13 +1,16 @@
 // `zeroinfer generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N] [--temperature T]
 //  [--top-k K] [--top-p P] [--seed S] [--repetition-penalty R] [--stop STR]... [--ignore-eos] [--json]
-//  [--logits-out FILE] [engine flags]`: one sequence, in-process, through the same Executor the workers run.
+//  [--logits-out FILE] [engine flags]`: one request through what `serve` runs — the same validation
+// (server/grpc/validate.h), the same scheduler and the same executor (in-process for one rank, worker processes for
+// --num-gpus N) — with stdout as its sink.
 // stdout: the new text (streamed as it becomes final), or with --json one line
 // {"token_ids": [...], "text": "...", "finish_reason": "length|eos|stop"}. Exit 2 for bad usage, 1 for errors.
-#include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,19 +21,18 @@
 #include "absl/strings/str_split.h"
 #include "engine/core/log.h"
 #include "engine/io/safetensors_writer.h"
-#include "engine/runtime/engine_options.h"
-#include "engine/runtime/executor.h"
 #include "engine/runtime/stopping.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/cli/commands.h"
 #include "server/cli/option_binder.h"
-#include "server/config/config.h"
+#include "server/grpc/validate.h"
+#include "server/scheduler/scheduler.h"
+#include "server/worker_pool/start_executor.h"
 
 namespace zi::cli {
 namespace {
 
-// Used when --max-new-tokens is not given (as server.max_new_tokens_default), capped by the context left.
-constexpr uint32_t kDefaultMaxNewTokens = 256;
+namespace pb = ::zeroinfer::v1;
 
 struct GenerateFlags {
   std::string model;
@@ -58,184 +60,200 @@ struct Failure {
 Failure usage(std::string m) { return {2, std::move(m)}; }
 Failure error(const Status& s) { return {1, std::string(s.message())}; }
 
-std::optional<Failure> check_sampling_flags(const GenerateFlags& f, SamplingParams* sp) {
-  if (f.temperature) {
-    if (!std::isfinite(*f.temperature) || *f.temperature < 0)
-      return usage(absl::StrCat("--temperature must be a finite number >= 0, got ", *f.temperature));
-    sp->temperature = *f.temperature;
-  }
-  if (f.top_k) {
-    if (*f.top_k < 0 || *f.top_k > std::numeric_limits<uint32_t>::max())
-      return usage(absl::StrCat("--top-k must be in 0..4294967295 (0 = off), got ", *f.top_k));
-    sp->top_k = static_cast<uint32_t>(*f.top_k);
-  }
-  if (f.top_p) {
-    if (!(*f.top_p > 0.0f && *f.top_p <= 1.0f)) return usage(absl::StrCat("--top-p must be in (0, 1], got ", *f.top_p));
-    sp->top_p = *f.top_p;
-  }
-  if (f.repetition_penalty) {
-    if (!std::isfinite(*f.repetition_penalty) || !(*f.repetition_penalty > 0))
-      return usage(absl::StrCat("--repetition-penalty must be a finite number > 0, got ", *f.repetition_penalty));
-    sp->repetition_penalty = *f.repetition_penalty;
-  }
-  sp->seed = f.seed;
-  if (f.max_new_tokens && *f.max_new_tokens < 1)
-    return usage(absl::StrCat("--max-new-tokens must be >= 1, got ", *f.max_new_tokens));
-  for (const auto& s : f.stop)
-    if (s.empty()) return usage("--stop must not be empty");
-  return std::nullopt;
+// validate_request names the request's fields; on the command line they are flags.
+Failure refused(const Status& s) {
+  static const std::pair<const char*, const char*> kFlags[] = {
+      {"sampling.temperature", "--temperature"},   {"sampling.top_p", "--top-p"},
+      {"sampling.repetition_penalty", "--repetition-penalty"},
+      {"stopping.max_new_tokens", "--max-new-tokens"}, {"stopping.stop", "--stop"},
+      {"prompt_token_ids", "--prompt-ids"},        {"prompt", "--prompt"}};
+  std::string m(s.message());
+  for (const auto& [field, flag] : kFlags)
+    if (m.rfind(field, 0) == 0) {
+      m = flag + m.substr(m.find(':'));
+      break;
+    }
+  return {s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1, m};
 }
 
-std::optional<Failure> parse_prompt_ids(const std::string& text, std::vector<int32_t>* ids) {
+StatusOr<std::vector<uint32_t>> parse_prompt_ids(const std::string& text) {
+  std::vector<uint32_t> ids;
   for (absl::string_view part : absl::StrSplit(text, ',')) {
     part = absl::StripAsciiWhitespace(part);
     int64_t v;
     if (!absl::SimpleAtoi(part, &v) || v < 0 || v > std::numeric_limits<int32_t>::max())
-      return usage(absl::StrCat("--prompt-ids: '", part, "' is not a token id (expected e.g. 1,2,3)"));
-    ids->push_back(static_cast<int32_t>(v));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--prompt-ids: '", part, "' is not a token id (expected e.g. 1,2,3)"));
+    ids.push_back(static_cast<uint32_t>(v));
   }
-  return std::nullopt;
+  return ids;
 }
 
-std::optional<Failure> engine_options_from(const GenerateFlags& f, server::ServeConfig* c) {
-  c->engine.model_dir = f.model;
-  c->engine.max_batch_size = 1;  // one sequence
-  if (Status s = f.options->apply(c); !s.ok()) return usage(std::string(s.message()));
-  if (c->engine.world_size != 1)
-    return usage(absl::StrCat("--num-gpus ", c->engine.world_size, ": generate runs one rank in-process (use serve)"));
-  return std::nullopt;
+// The flags as the public API's request, so that serve's validation checks them.
+StatusOr<pb::GenerateRequest> to_request(const GenerateFlags& f) {
+  pb::GenerateRequest r;
+  if (f.prompt) {
+    r.set_prompt(*f.prompt);
+  } else {
+    ZI_ASSIGN_OR_RETURN(std::vector<uint32_t> ids, parse_prompt_ids(*f.prompt_ids));
+    for (uint32_t id : ids) r.mutable_prompt_token_ids()->add_ids(id);
+  }
+  pb::SamplingParams* sp = r.mutable_sampling();
+  if (f.temperature) sp->set_temperature(*f.temperature);
+  if (f.top_k) {
+    if (*f.top_k < 0 || *f.top_k > std::numeric_limits<uint32_t>::max())
+      return absl::InvalidArgumentError(absl::StrCat("--top-k must be in 0..4294967295 (0 = off), got ", *f.top_k));
+    sp->set_top_k(static_cast<uint32_t>(*f.top_k));
+  }
+  if (f.top_p) sp->set_top_p(*f.top_p);
+  if (f.repetition_penalty) sp->set_repetition_penalty(*f.repetition_penalty);
+  sp->set_seed(f.seed);
+  pb::StoppingCriteria* st = r.mutable_stopping();
+  if (f.max_new_tokens) {
+    if (*f.max_new_tokens < 1 || *f.max_new_tokens > std::numeric_limits<uint32_t>::max())
+      return absl::InvalidArgumentError(absl::StrCat("--max-new-tokens must be >= 1, got ", *f.max_new_tokens));
+    st->set_max_new_tokens(static_cast<uint32_t>(*f.max_new_tokens));
+  }
+  for (const auto& s : f.stop) st->add_stop(s);
+  st->set_ignore_eos(f.ignore_eos);
+  return r;
 }
 
-struct Generation {
-  std::vector<int32_t> token_ids;
-  std::string text;
-  FinishReason finish = FinishReason::kNone;
-  std::vector<float> prefill_logits;  // [prompt_len, V]
-  std::vector<float> step_logits;     // [token_ids.size(), V]
+// The request's results: printed as they come (text mode), kept for --json and --logits-out. The scheduler calls
+// send()/fail() from its thread; wait() returns once the last chunk or the failure arrived.
+class StdoutSink final : public server::ResponseSink {
+ public:
+  explicit StdoutSink(bool stream_text) : stream_text_(stream_text) {}
+
+  void send(server::GenerationChunk chunk) override {
+    if (stream_text_ && !chunk.text.empty()) {
+      std::fwrite(chunk.text.data(), 1, chunk.text.size(), stdout);
+      std::fflush(stdout);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    token_ids_.insert(token_ids_.end(), chunk.token_ids.begin(), chunk.token_ids.end());
+    text_ += chunk.text;
+    logits_.insert(logits_.end(), chunk.logits.begin(), chunk.logits.end());
+    if (chunk.finish != FinishReason::kNone) {
+      finish_ = chunk.finish;
+      done_ = true;
+      cv_.notify_all();
+    }
+  }
+  void fail(const Status& status) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    status_ = status;
+    done_ = true;
+    cv_.notify_all();
+  }
+  bool cancelled() const override { return false; }
+
+  Status wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return done_; });
+    return status_;
+  }
+  // After wait().
+  const std::vector<uint32_t>& token_ids() const { return token_ids_; }
+  const std::string& text() const { return text_; }
+  FinishReason finish() const { return finish_; }
+  const std::vector<float>& logits() const { return logits_; }  // [rows × V]: every position appended
+
+ private:
+  const bool stream_text_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  Status status_;
+  std::vector<uint32_t> token_ids_;
+  std::string text_;
+  FinishReason finish_ = FinishReason::kNone;
+  std::vector<float> logits_;
 };
 
+// prefill_logits [P, V] (every prompt position) and step_logits [n_new, V] (the row that chose each new token:
+// position P - 1 + i), from the rows the scheduler streamed.
+Status write_logits(const std::string& path, const std::vector<float>& rows, size_t prompt_len, size_t n_new,
+                    size_t vocab) {
+  const size_t have = vocab ? rows.size() / vocab : 0;
+  if (have < prompt_len + n_new - 1)
+    return absl::InternalError(absl::StrCat("--logits-out: the engine returned ", have, " logits rows, expected ",
+                                            prompt_len + n_new - 1));
+  std::vector<float> prefill(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(prompt_len * vocab));
+  std::vector<float> steps(rows.begin() + static_cast<std::ptrdiff_t>((prompt_len - 1) * vocab),
+                           rows.begin() + static_cast<std::ptrdiff_t>((prompt_len - 1 + n_new) * vocab));
+  const auto v = static_cast<int64_t>(vocab);
+  return write_safetensors(path, {f32_tensor("prefill_logits", {static_cast<int64_t>(prompt_len), v}, prefill),
+                                  f32_tensor("step_logits", {static_cast<int64_t>(n_new), v}, steps)});
+}
+
 std::optional<Failure> run_generate(const GenerateFlags& f) {
-  SamplingParams sampling;
-  if (auto fail = check_sampling_flags(f, &sampling)) return fail;
   server::ServeConfig config;
-  if (auto fail = engine_options_from(f, &config)) return fail;
+  config.engine.model_dir = f.model;
+  config.engine.max_batch_size = 1;  // one sequence per rank
+  if (Status s = f.options->apply(&config); !s.ok()) return usage(std::string(s.message()));
   if (f.options->print_requested()) {
     std::printf("%s\n", engine_options_json(config).c_str());
     return std::nullopt;
   }
-  const EngineOptions& options = config.engine;
+  auto request = to_request(f);
+  if (!request.ok()) return usage(std::string(request.status().message()));
 
   // The tokenizer: needed for --prompt and --stop; without tokenizer.json, --prompt-ids still works (no text).
   std::unique_ptr<Tokenizer> tokenizer;
-  {
-    auto tok = Tokenizer::FromDir(f.model);
-    if (tok.ok()) {
-      tokenizer = std::move(*tok);
-    } else if (f.prompt || !f.stop.empty() || std::filesystem::exists(f.model + "/tokenizer.json") ||
-               !std::filesystem::is_directory(f.model)) {
-      return error(tok.status());
-    } else {
-      ZI_LOG(WARNING) << f.model << "/tokenizer.json is missing: no text output, only token ids (--json)";
-    }
-  }
-  std::vector<int32_t> prompt;
-  if (f.prompt) {
-    auto ids = tokenizer->encode(*f.prompt, /*add_special_tokens=*/true);
-    if (!ids.ok()) return usage(absl::StrCat("--prompt: ", ids.status().message()));
-    prompt = std::move(*ids);
-    if (prompt.empty()) return usage("--prompt: the text encodes to no tokens");
+  if (auto tok = Tokenizer::FromDir(f.model); tok.ok()) {
+    tokenizer = std::move(*tok);
+  } else if (f.prompt || !f.stop.empty() || std::filesystem::exists(f.model + "/tokenizer.json") ||
+             !std::filesystem::is_directory(f.model)) {
+    return error(tok.status());
   } else {
-    if (auto fail = parse_prompt_ids(*f.prompt_ids, &prompt)) return fail;
+    ZI_LOG(WARNING) << f.model << "/tokenizer.json is missing: no text output, only token ids (--json)";
   }
+  // Sampling and stopping fields are checked before the model loads (no model limits yet), then again with them.
+  const auto seed = [] { return uint64_t{0}; };
+  server::RequestLimits limits{std::numeric_limits<uint32_t>::max(), std::numeric_limits<uint32_t>::max(), 0,
+                               config.max_new_tokens_default};
+  if (auto early = server::validate_request(*request, tokenizer.get(), limits, seed); !early.ok())
+    return refused(early.status());
 
-  auto created = create_executor(options);
-  if (!created.ok()) return error(created.status());
-  Executor& ex = **created;
-  const ModelSummary& model = ex.summary();
-  const size_t V = model.vocab_size;
-  for (int32_t id : prompt)
-    if (static_cast<uint32_t>(id) >= model.vocab_size)
-      return usage(absl::StrCat(f.prompt ? "--prompt" : "--prompt-ids", ": token id ", id,
-                                " is outside the vocabulary (vocab_size ", model.vocab_size, ")"));
-  const int64_t room = static_cast<int64_t>(model.max_context) - static_cast<int64_t>(prompt.size());
-  if (room <= 0)
-    return usage(absl::StrCat("the prompt has ", prompt.size(), " tokens; max_context ", model.max_context,
-                              " leaves no room for new tokens (see --max-context)"));
-  uint32_t max_new = static_cast<uint32_t>(std::min<int64_t>(kDefaultMaxNewTokens, room));
-  if (f.max_new_tokens) {
-    if (*f.max_new_tokens > room)
-      return usage(absl::StrCat("--max-new-tokens ", *f.max_new_tokens, ": the prompt (", prompt.size(),
-                                " tokens) plus new tokens exceed max_context ", model.max_context));
-    max_new = static_cast<uint32_t>(*f.max_new_tokens);
-  }
+  server::WorkerPoolOptions pool;
+  pool.log_level = config.log_level;
+  pool.heartbeat_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::duration<double>(config.heartbeat_timeout_seconds));
+  auto ex = server::start_executor(config.engine, pool);
+  if (!ex.ok()) return error(ex.status());
+  const ModelSummary& model = (*ex)->summary();
+  limits = {model.vocab_size, model.max_context, 0, config.max_new_tokens_default};
+  auto req = server::validate_request(*request, tokenizer.get(), limits, seed);
+  if (!req.ok()) return refused(req.status());
+  req->want_logits = f.logits_out.has_value();
+  const size_t prompt_len = req->prompt.size();
 
-  const TokenStopCriteria criteria{max_new, model.eos_token_ids, f.ignore_eos};
-  StopStringMatcher stops(f.stop);
-  std::optional<IncrementalDetokenizer> detok;
-  if (tokenizer) detok.emplace(*tokenizer, /*skip_special_tokens=*/true);
-  const bool want_logits = f.logits_out.has_value();
-  Generation gen;
-  auto emit = [&](const std::string& piece) {
-    gen.text += piece;
-    if (!f.json && !piece.empty()) {
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
-      std::fflush(stdout);
-    }
-  };
-
-  SeqStep step;
-  step.seq_id = 1;
-  step.tokens = prompt;
-  step.first = true;
-  step.sampling = sampling;
-  step.want_logits = want_logits;
-  while (gen.finish == FinishReason::kNone) {
-    auto out = ex.step(StepInput{{step}, {}});
-    if (!out.ok()) return error(out.status());
-    const SeqResult& r = out->results.at(0);
-    const int32_t token = r.token;
-    const float* chose = nullptr;  // the logits row that chose `token`
-    if (want_logits) {
-      if (step.first) gen.prefill_logits = r.logits;
-      chose = r.logits.data() + (step.tokens.size() - 1) * V;
-    }
-    gen.finish = check_token(criteria, token, static_cast<uint32_t>(gen.token_ids.size() + 1));
-    if (gen.finish == FinishReason::kEos) break;  // EOS ends generation and is not returned
-    gen.token_ids.push_back(token);
-    if (chose) gen.step_logits.insert(gen.step_logits.end(), chose, chose + V);
-    if (detok) {
-      StopStringMatcher::Result s = stops.push(detok->push(token));
-      emit(s.emit);
-      if (s.stopped) gen.finish = FinishReason::kStop;
-    }
-    step = SeqStep();
-    step.seq_id = 1;
-    step.tokens = {token};
-    step.want_logits = want_logits;
-  }
-  if (detok && gen.finish != FinishReason::kStop) {
-    StopStringMatcher::Result s = stops.push(detok->flush());
-    emit(s.emit);
-    if (s.stopped) {
-      gen.finish = FinishReason::kStop;
-    } else {
-      emit(stops.flush());
-    }
+  server::SchedulerOptions so;
+  so.max_queue = 1;
+  so.max_batch_size = config.engine.max_batch_size * model.num_ranks;
+  so.max_num_batched_tokens = config.max_num_batched_tokens;
+  so.eos_token_ids = model.eos_token_ids;
+  auto policy = server::make_policy(config.scheduler_policy);
+  if (!policy.ok()) return usage(std::string(policy.status().message()));
+  auto sink = std::make_shared<StdoutSink>(!f.json);
+  {
+    server::Scheduler scheduler(ex->get(), tokenizer.get(), so, nullptr, std::move(*policy));
+    auto place = scheduler.reserve();
+    if (!place.ok()) return error(place.status());
+    scheduler.submit(std::move(*place), std::move(*req), sink);
+    if (Status st = sink->wait(); !st.ok()) return error(st);
   }
 
   if (f.logits_out) {
-    const int64_t n_prompt = static_cast<int64_t>(prompt.size()), n_new = static_cast<int64_t>(gen.token_ids.size());
-    Status st = write_safetensors(*f.logits_out, {f32_tensor("prefill_logits", {n_prompt, static_cast<int64_t>(V)},
-                                                             gen.prefill_logits),
-                                                  f32_tensor("step_logits", {n_new, static_cast<int64_t>(V)},
-                                                             gen.step_logits)});
+    Status st = write_logits(*f.logits_out, sink->logits(), prompt_len, sink->token_ids().size(), model.vocab_size);
     if (!st.ok()) return error(st);
   }
   if (f.json) {
     nlohmann::ordered_json out;  // keys in DESIGN.md's order
-    out["token_ids"] = gen.token_ids;
-    out["text"] = gen.text;
-    out["finish_reason"] = std::string(finish_reason_name(gen.finish));
+    out["token_ids"] = sink->token_ids();
+    out["text"] = sink->text();
+    out["finish_reason"] = std::string(finish_reason_name(sink->finish()));
     std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");
