@@ -13,12 +13,12 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
 #include "engine/core/log.h"
 #include "engine/worker/convert.h"
 #include "engine/worker/frame.h"
+#include "engine/worker/frame_reader.h"
 
 namespace zi::server {
 
@@ -30,8 +30,7 @@ using Socket = asio::local::stream_protocol::socket;
 struct WorkerPool::Conn {
   explicit Conn(asio::io_context& io) : socket(io) {}
   Socket socket;
-  unsigned char header[worker::kFrameHeaderBytes] = {};
-  std::string payload;
+  worker::FrameReader reader;  // the frame being read (grown as its bytes arrive)
   int rank = -1;  // known after Hello
   bool closed = false;
 };
@@ -146,22 +145,22 @@ void WorkerPool::accept_next() {
   auto conn = std::make_shared<Conn>(io_);
   acceptor_->async_accept(conn->socket, [this, conn](const boost::system::error_code& ec) {
     if (ec) return;  // closed once every rank has connected, or at shutdown
-    read_header(conn);
+    read_next(conn);
     accept_next();
   });
 }
 
-void WorkerPool::read_header(std::shared_ptr<Conn> conn) {
-  asio::async_read(conn->socket, asio::buffer(conn->header), [this, conn](const boost::system::error_code& ec, size_t) {
+void WorkerPool::read_next(std::shared_ptr<Conn> conn) {
+  // A piece at a time (at most 1 MiB): a frame's buffer grows with the bytes that arrive, not with its header.
+  conn->socket.async_read_some(conn->reader.prepare(), [this, conn](const boost::system::error_code& ec, size_t n) {
     if (ec) return on_conn_closed(conn, ec == asio::error::eof ? "closed its control socket" : ec.message());
-    StatusOr<uint32_t> n = worker::decode_frame_length(conn->header);
-    if (!n.ok()) return on_conn_closed(conn, std::string(n.status().message()));
-    conn->payload.resize(*n);
-    asio::async_read(conn->socket, asio::buffer(conn->payload), [this, conn](const boost::system::error_code& ec2, size_t) {
-      if (ec2) return on_conn_closed(conn, ec2 == asio::error::eof ? "closed its control socket" : ec2.message());
-      on_frame(conn, conn->payload);
-      if (!conn->closed) read_header(conn);
-    });
+    if (Status st = conn->reader.commit(n); !st.ok()) return on_conn_closed(conn, std::string(st.message()));
+    if (conn->reader.complete()) {
+      on_frame(conn, conn->reader.payload());
+      if (conn->closed) return;
+      conn->reader.reset();
+    }
+    read_next(conn);
   });
 }
 

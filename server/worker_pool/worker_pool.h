@@ -70,7 +70,7 @@ class WorkerPool final : public Executor {
 
   Status start();                       // caller's thread: temp dir, acceptor, fork/exec, I/O thread
   void accept_next();                   // I/O thread from here on
-  void read_header(std::shared_ptr<Conn> conn);
+  void read_next(std::shared_ptr<Conn> conn);  // the next piece of the next frame
   void on_frame(const std::shared_ptr<Conn>& conn, const std::string& payload);
   void send(Rank& rank, std::string frame);
   void send_comm_id(Rank& rank);
