@@ -14,8 +14,8 @@
 namespace zi::worker {
 
 // Larger frames are refused. Readers also never allocate an announced length before its bytes arrive
-// (frame_reader.h), so a corrupt or hostile length costs nothing. Step replies stay far below this unless logits
-// are requested for long prompts.
+// (frame_reader.h), so a corrupt or hostile length costs nothing. Step replies stay far below this: the scheduler
+// bounds the logits a step returns (SchedulerOptions::max_logits_bytes_per_step).
 inline constexpr uint32_t kMaxFrameBytes = 256u << 20;
 inline constexpr size_t kFrameHeaderBytes = 4;
 
