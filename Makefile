@@ -34,7 +34,8 @@ test-cpu: test
 # dir). Debian's gRPC and absl are not instrumented, so tests that start `serve` report races inside them; these run
 # clean (docs/RELIABILITY.md).
 TSAN_TESTS ?= scheduler_test batching_test multirank_test zero3_executor_test communicator_test \
-              scheduler_kv_test host_decode_attention_test bench_workload_test
+              scheduler_kv_test host_decode_attention_test bench_workload_test scheduler_ranks_test \
+              scheduler_logits_test multirank_placement_test
 test-tsan: deps
 	@cmake -S . -B build-tsan -DZEROINFER_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZEROINFER_SANITIZE=thread
 	@cmake --build build-tsan -j $(JOBS) --target $(TSAN_TESTS)

@@ -31,9 +31,12 @@ StatusOr<BenchReport> run_benchmark(Executor& ex, const BenchConfig& c) {
   for (int loop = 0; loop < c.loops; ++loop) {
     StepInput in;
     std::vector<uint64_t> ids;
+    // Round-robin over the executor's ranks (data parallel: batch_size / num_ranks sequences each).
+    const uint32_t ranks = std::max<uint32_t>(1, m.num_ranks);
     for (int b = 0; b < c.batch_size; ++b) {
       SeqStep s;
       s.seq_id = next_id++;
+      s.rank = static_cast<uint32_t>(b) % ranks;
       s.first = true;
       s.tokens.resize(c.prompt_len);
       for (auto& t : s.tokens) t = tok(rng);
@@ -50,6 +53,7 @@ StatusOr<BenchReport> run_benchmark(Executor& ex, const BenchConfig& c) {
       for (size_t b = 0; b < ids.size(); ++b) {
         SeqStep s;
         s.seq_id = ids[b];
+        s.rank = static_cast<uint32_t>(b) % ranks;
         s.tokens = {out.results[b].token};
         d.seqs.push_back(std::move(s));
       }
@@ -65,7 +69,9 @@ StatusOr<BenchReport> run_benchmark(Executor& ex, const BenchConfig& c) {
       ++L.decode_steps;
     }
     L.decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    ZI_RETURN_IF_ERROR(ex.step({{}, ids}).status());
+    StepInput release;
+    for (size_t b = 0; b < ids.size(); ++b) release.release.emplace_back(ids[b], static_cast<uint32_t>(b) % ranks);
+    ZI_RETURN_IF_ERROR(ex.step(release).status());
     r.loops.push_back(L);
   }
   std::vector<double> pre, step, fetch, copy, stall, nvb, nvs, agb, ags;

@@ -22,6 +22,8 @@ struct ModelSummary {
   uint32_t max_context = 0;     // tokens per sequence (prompt + generated)
   std::string dtype;            // weights' stored dtype, e.g. "bfloat16"
   std::string device;           // "cpu" | "cuda"
+  // Ranks a step's sequences may be placed on (SeqStep::rank < num_ranks): data parallelism, each rank with its
+  // own KV cache and its own micro-batch. An in-process executor has one.
   uint32_t num_ranks = 1;
   uint32_t quant_bits = 16;           // weight quantization: 16 (off), 8 or 4
   uint32_t quant_group_size = 0;      // weights per quantization group (0 when off)
@@ -32,14 +34,17 @@ struct ModelSummary {
   uint32_t prefetch_depth = 0;            // slots in the streaming ring (0 when nothing streams)
   std::vector<int32_t> eos_token_ids;  // from generation_config.json, else config.json
   int32_t bos_token_id = -1;
-  // Paged KV cache on this rank (0 = not reported: the scheduler then counts sequences only).
+  // Paged KV cache of each rank (0 = not reported: the scheduler then counts sequences only).
   uint32_t kv_block_size = 0;          // tokens per block
-  uint64_t kv_num_blocks = 0;          // blocks in the cache
+  uint64_t kv_num_blocks = 0;          // blocks in one rank's cache (every rank has at least this many)
 };
 
 // One sequence's work in a step.
 struct SeqStep {
   uint64_t seq_id = 0;
+  // The rank that runs it, 0 ≤ rank < ModelSummary::num_ranks: chosen by the scheduler when the sequence starts and
+  // the same on every later step (its KV cache lives there). An in-process executor refuses any rank but 0.
+  uint32_t rank = 0;
   // Tokens to append to the sequence this step: on its first step the prompt (or a first chunk of it),
   // afterwards the token sampled last step. Positions continue from what the executor already holds.
   std::vector<int32_t> tokens;
@@ -50,16 +55,25 @@ struct SeqStep {
   bool want_logits = false;     // return the logits of every appended position (generate --logits-out)
 };
 
+// A sequence to forget (finished or cancelled), on the rank that holds it. Implicit from an id: a braced list of
+// ids releases them on rank 0 (the in-process executor's only rank).
+struct SeqRelease {
+  SeqRelease(uint64_t id = 0, uint32_t on_rank = 0) : seq_id(id), rank(on_rank) {}
+  uint64_t seq_id;
+  uint32_t rank;
+  bool operator==(const SeqRelease&) const = default;
+};
+
 struct StepInput {
   std::vector<SeqStep> seqs;
-  std::vector<uint64_t> release;  // sequences to forget (finished or cancelled) before this step runs
+  std::vector<SeqRelease> release;  // before this step runs
 };
 
 struct SeqResult {
   uint64_t seq_id = 0;
   int32_t token = -1;           // -1 when !sample
   float logprob = 0.0f;         // when sampling.return_logprobs
-  std::vector<float> logits;    // [tokens.size() × vocab] when want_logits
+  std::vector<float> logits;    // [tokens.size() × vocab] float32, row i = position i of `tokens`, when want_logits
 };
 
 struct StepStats {

@@ -178,7 +178,17 @@ StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptio
 }
 
 Status LocalExecutor::validate(const StepInput& input) const {
-  std::unordered_set<uint64_t> released(input.release.begin(), input.release.end());
+  // One rank in this process (in a ZeRO-3 group the worker pool hands each rank its own micro-batch as rank 0).
+  for (const SeqRelease& r : input.release)
+    if (r.rank != 0)
+      return absl::InvalidArgumentError(absl::StrCat("release of sequence ", r.seq_id, " names rank ", r.rank,
+                                                     "; this executor runs one rank (rank 0)"));
+  for (const SeqStep& s : input.seqs)
+    if (s.rank != 0)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id, ": SeqStep.rank is ", s.rank,
+                                                     "; this executor runs one rank (rank 0)"));
+  std::unordered_set<uint64_t> released;
+  for (const SeqRelease& r : input.release) released.insert(r.seq_id);
   std::unordered_set<uint64_t> in_step;
   int new_seqs = 0;
   int freed = 0;
@@ -235,8 +245,8 @@ StatusOr<StepOutput> LocalExecutor::step(const StepInput& input) {
     return bad;
   }
 
-  for (uint64_t id : input.release) {
-    auto it = seqs_.find(id);
+  for (const SeqRelease& rel : input.release) {
+    auto it = seqs_.find(rel.seq_id);
     if (it == seqs_.end()) continue;  // releasing twice (or a never-started id) is harmless
     kv_->release(it->second.slot);
     seqs_.erase(it);

@@ -164,7 +164,7 @@ void to_proto(const StepInput& in, pb::StepInput* out) {
     o->set_sample(s.sample);
     o->set_want_logits(s.want_logits);
   }
-  out->mutable_release()->Add(in.release.begin(), in.release.end());
+  for (const SeqRelease& r : in.release) out->add_release(r.seq_id);
 }
 
 StepInput from_proto(const pb::StepInput& in) {
@@ -180,7 +180,7 @@ StepInput from_proto(const pb::StepInput& in) {
     s.want_logits = o.want_logits();
     out.seqs.push_back(std::move(s));
   }
-  out.release.assign(in.release().begin(), in.release().end());
+  out.release.assign(in.release().begin(), in.release().end());  // rank 0 each (convert.h)
   return out;
 }
 

@@ -15,6 +15,8 @@ EngineOptions from_proto(const pb::EngineOptions& in);
 void to_proto(const ModelSummary& in, pb::ModelSummary* out);
 ModelSummary from_proto(const pb::ModelSummary& in);
 
+// A StepInput on the wire is one rank's micro-batch: SeqStep::rank and SeqRelease::rank are not carried (the
+// worker pool sends each rank its own part, and the worker's executor runs it as its rank 0).
 void to_proto(const StepInput& in, pb::StepInput* out);
 StepInput from_proto(const pb::StepInput& in);
 

@@ -1,7 +1,8 @@
 #include "engine/worker/frame.h"
 
-#include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
+
+#include "engine/worker/frame_reader.h"
 
 namespace zi::worker {
 
@@ -37,16 +38,17 @@ Status write_frame(asio::local::stream_protocol::socket& socket, const google::p
 }
 
 Status read_frame(asio::local::stream_protocol::socket& socket, google::protobuf::MessageLite* msg) {
-  unsigned char header[kFrameHeaderBytes];
+  // Piece by piece (frame_reader.h): the header's length is not allocated before its bytes arrive.
+  FrameReader reader;
   boost::system::error_code ec;
-  asio::read(socket, asio::buffer(header), ec);
-  if (ec == asio::error::eof) return absl::UnavailableError("peer closed the connection");
-  if (ec) return absl::UnavailableError(absl::StrCat("control socket read: ", ec.message()));
-  ZI_ASSIGN_OR_RETURN(uint32_t n, decode_frame_length(header));
-  std::string payload(n, '\0');
-  asio::read(socket, asio::buffer(payload), ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("control socket read (payload): ", ec.message()));
-  if (!msg->ParseFromString(payload)) return absl::DataLossError("control frame: malformed protobuf payload");
+  while (!reader.complete()) {
+    const size_t n = socket.read_some(reader.prepare(), ec);
+    if (ec == asio::error::eof && !reader.has_header()) return absl::UnavailableError("peer closed the connection");
+    if (ec && !reader.has_header()) return absl::UnavailableError(absl::StrCat("control socket read: ", ec.message()));
+    if (ec) return absl::UnavailableError(absl::StrCat("control socket read (payload): ", ec.message()));
+    ZI_RETURN_IF_ERROR(reader.commit(n));
+  }
+  if (!msg->ParseFromString(reader.payload())) return absl::DataLossError("control frame: malformed protobuf payload");
   return absl::OkStatus();
 }
 

@@ -13,8 +13,9 @@
 
 namespace zi::worker {
 
-// Larger frames are refused: a corrupt length must not become a giant allocation. Step replies stay far below
-// this unless logits are requested for long prompts, which serving never does.
+// Larger frames are refused. Readers also never allocate an announced length before its bytes arrive
+// (frame_reader.h), so a corrupt or hostile length costs nothing. Step replies stay far below this: the scheduler
+// bounds the logits a step returns (SchedulerOptions::max_logits_bytes_per_step).
 inline constexpr uint32_t kMaxFrameBytes = 256u << 20;
 inline constexpr size_t kFrameHeaderBytes = 4;
 
@@ -24,7 +25,8 @@ StatusOr<std::string> encode_frame(const google::protobuf::MessageLite& msg);
 StatusOr<uint32_t> decode_frame_length(const unsigned char header[kFrameHeaderBytes]);
 
 // Blocking helpers for one socket. Not thread-safe per socket: callers serialize writes (and reads) themselves.
-// read_frame returns UNAVAILABLE "peer closed the connection" on a clean EOF before a header.
+// read_frame returns UNAVAILABLE "peer closed the connection" on an EOF before a whole header, and reads the
+// payload in pieces of at most 1 MiB (FrameReader).
 Status write_frame(boost::asio::local::stream_protocol::socket& socket, const google::protobuf::MessageLite& msg);
 Status read_frame(boost::asio::local::stream_protocol::socket& socket, google::protobuf::MessageLite* msg);
 

@@ -22,6 +22,9 @@ struct GenerationRequest {
   uint32_t max_new_tokens = 1;            // resolved: ≥ 1, prompt + max_new_tokens ≤ context
   std::vector<std::string> stop;          // stop strings (non-empty, ≤ 16, each ≤ 256 bytes)
   bool ignore_eos = false;
+  // Stream the logits of every position (GenerationChunk::logits): `generate --logits-out`. Costly: vocab × 4 bytes
+  // per position, so the scheduler sends a long prompt's rows over several steps.
+  bool want_logits = false;
   Clock::time_point arrival = Clock::now();
   Clock::time_point deadline = Clock::time_point::max();  // the RPC's deadline; max = none
 };
@@ -31,6 +34,11 @@ struct GenerationChunk {
   std::vector<uint32_t> token_ids;
   std::string text;                       // valid UTF-8
   std::vector<float> logprobs;            // one per token id when the request asked for them
+  // want_logits: float32 rows [n × vocab_size], row-major, of every position appended to the sequence since the
+  // previous chunk, in order (the prompt's positions arrive with the first token's chunk, rows of prefill chunks
+  // that sampled nothing included). Over a request: prompt_tokens rows, then one per generated token the engine
+  // appended (every generated token but the last; an EOS that ends generation was sampled from the last row).
+  std::vector<float> logits;
   FinishReason finish = FinishReason::kNone;  // zi::FinishReason (engine/runtime/stopping.h); last chunk only
   uint32_t prompt_tokens = 0;             // usage, on the last chunk
   uint32_t completion_tokens = 0;

@@ -24,7 +24,10 @@ struct Scheduler::Sequence {
   TokenStopCriteria criteria;       // EOS ids filled in by the scheduler
   std::vector<int32_t> next_tokens;  // decoding: the last sampled token, appended by the next step
   size_t prefilled = 0;              // prompt tokens handed to the executor so far (chunked prefill)
-  int64_t kv_blocks = 0;             // KV blocks reserved for its life while admitted
+  uint32_t rank = 0;                 // where it runs (placed at admission, fixed for its life)
+  bool placed = false;               // counted in rank_running_ (admitted by the policy, not yet retired)
+  int64_t kv_blocks = 0;             // KV blocks reserved for its life on its rank while admitted
+  std::vector<float> pending_logits; // want_logits: [rows × vocab] float32 not yet sent (rows since the last chunk)
   bool sent = false;                 // the executor holds state for it (release it when done)
   bool done = false;                 // its sink got its last call
   bool admitted = false;             // joined the running batch (counted in running_count_)
@@ -54,22 +57,22 @@ Scheduler::Scheduler(Executor* executor, const Tokenizer* tokenizer, SchedulerOp
       thread_() {
   const ModelSummary& m = executor_->summary();
   max_context_ = m.max_context;
+  num_ranks_ = std::max<uint32_t>(1, m.num_ranks);
+  rank_slots_ = std::max<size_t>(1, (options_.max_batch_size + num_ranks_ - 1) / num_ranks_);
+  logits_row_bytes_ = uint64_t{m.vocab_size} * sizeof(float);
   step_tokens_ = std::max<size_t>({options_.max_num_batched_tokens, options_.max_batch_size, 1});
   if (m.kv_num_blocks > 0 && m.kv_block_size > 0) {
     kv_block_size_ = m.kv_block_size;
-    kv_total_ = static_cast<int64_t>(m.kv_num_blocks);
-    if (m.num_ranks > 1) {
-      // The worker pool places sequences by count, not blocks. When every rank holds full contexts for its share
-      // of the batch, blocks can never run out; otherwise count one rank's blocks (safe whatever the placement).
-      const int64_t per_rank = (options_.max_batch_size + m.num_ranks - 1) / m.num_ranks;
-      const int64_t full = per_rank * ((max_context_ + kv_block_size_ - 1) / kv_block_size_);
-      if (kv_total_ >= full) kv_total_ = -1;
-    }
+    kv_per_rank_ = static_cast<int64_t>(m.kv_num_blocks);
   }
-  ZI_LOG(INFO) << "scheduler: policy " << policy_->name() << ", max_batch_size " << options_.max_batch_size
-               << ", max_num_batched_tokens " << step_tokens_ << ", KV "
-               << (kv_total_ < 0 ? std::string("not counted")
-                                 : absl::StrCat(kv_total_, " blocks of ", kv_block_size_, " tokens"));
+  rank_running_.assign(num_ranks_, 0);
+  rank_reserved_.assign(num_ranks_, 0);
+  ZI_LOG(INFO) << "scheduler: policy " << policy_->name() << ", max_batch_size " << options_.max_batch_size << " ("
+               << num_ranks_ << " rank" << (num_ranks_ == 1 ? "" : "s") << ", " << rank_slots_
+               << " sequences each), max_num_batched_tokens " << step_tokens_ << ", KV "
+               << (kv_per_rank_ < 0 ? std::string("not counted")
+                                    : absl::StrCat(kv_per_rank_, " blocks of ", kv_block_size_, " tokens",
+                                                   num_ranks_ > 1 ? " per rank" : ""));
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -127,12 +130,13 @@ void Scheduler::submit(Reservation reservation, GenerationRequest request, std::
     sink->fail(st);
     return;
   }
-  if (const int64_t need = kv_blocks_for(request); kv_total_ >= 0 && need > kv_total_) {
-    // Could never run, even alone: refuse now rather than hold the queue forever.
+  if (const int64_t need = kv_blocks_for(request); kv_per_rank_ >= 0 && need > kv_per_rank_) {
+    // Could never run, even alone on a rank: refuse now rather than hold the queue forever.
     Status st = absl::InvalidArgumentError(absl::StrFormat(
-        "prompt (%u tokens) + max_new_tokens (%u) needs %d KV cache blocks of %d tokens; the KV cache holds %d "
+        "prompt (%u tokens) + max_new_tokens (%u) needs %d KV cache blocks of %d tokens; %s holds %d "
         "(%d tokens; kv_cache.max_bytes)",
-        request.prompt.size(), request.max_new_tokens, need, kv_block_size_, kv_total_, kv_total_ * kv_block_size_));
+        request.prompt.size(), request.max_new_tokens, need, kv_block_size_,
+        num_ranks_ > 1 ? "each rank's KV cache" : "the KV cache", kv_per_rank_, kv_per_rank_ * kv_block_size_));
     --in_flight_;
     publish_waiting_locked();
     lock.unlock();
@@ -221,7 +225,11 @@ void Scheduler::loop() {
       BatchView batch;
       batch.running = std::count_if(running_.begin(), running_.end(), [](auto& s) { return !s->done; });
       batch.max_batch_size = options_.max_batch_size;
-      batch.free_kv_blocks = kv_total_ < 0 ? -1 : std::max<int64_t>(0, kv_total_ - kv_reserved_.load());
+      batch.ranks.resize(num_ranks_);
+      for (uint32_t r = 0; r < num_ranks_; ++r) {
+        batch.ranks[r].free_slots = rank_slots_ - std::min(rank_slots_, rank_running_[r]);
+        batch.ranks[r].free_kv_blocks = kv_per_rank_ < 0 ? -1 : std::max<int64_t>(0, kv_per_rank_ - rank_reserved_[r]);
+      }
       const size_t taken = running_step_tokens();
       batch.free_step_tokens = taken < step_tokens_ ? step_tokens_ - taken : 0;
       batch.arriving = reserved_;
@@ -230,16 +238,26 @@ void Scheduler::loop() {
       // Nothing to run until the arriving requests are queued: sleep until a submit or unreserve.
       awaiting_arrivals_ = d.scheduled.empty() && batch.running == 0 && reserved_ > 0;
       ZI_CHECK(d.kv_blocks.empty() || d.kv_blocks.size() == d.scheduled.size());
+      ZI_CHECK(d.ranks.size() == d.scheduled.size());
       for (size_t k = 0; k < d.scheduled.size(); ++k) {
         const uint64_t id = d.scheduled[k];
         auto it = std::find_if(waiting_.begin(), waiting_.end(), [id](auto& s) { return s->seq_id == id; });
         ZI_CHECK(it != waiting_.end());
-        (*it)->kv_blocks = kv_total_ < 0 ? 0 : d.kv_blocks.empty() ? kv_blocks_for((*it)->req) : d.kv_blocks[k];
-        kv_reserved_ += (*it)->kv_blocks;
+        Sequence& seq = **it;
+        ZI_CHECK(d.ranks[k] < num_ranks_);
+        seq.rank = d.ranks[k];
+        seq.placed = true;
+        seq.kv_blocks = kv_per_rank_ < 0 ? 0 : d.kv_blocks.empty() ? kv_blocks_for(seq.req) : d.kv_blocks[k];
+        ++rank_running_[seq.rank];
+        rank_reserved_[seq.rank] += seq.kv_blocks;
+        kv_reserved_ += seq.kv_blocks;
         admitted.push_back(std::move(*it));
         waiting_.erase(it);
       }
-      ZI_CHECK(kv_total_ < 0 || kv_reserved_.load() <= kv_total_);  // the policy never overcommits
+      for (uint32_t r = 0; r < num_ranks_; ++r) {  // the policy never overcommits a rank
+        ZI_CHECK(rank_running_[r] <= rank_slots_);
+        ZI_CHECK(kv_per_rank_ < 0 || rank_reserved_[r] <= kv_per_rank_);
+      }
     }
     publish_waiting_locked();
     lock.unlock();
@@ -288,12 +306,18 @@ void Scheduler::run_step(std::vector<std::unique_ptr<Sequence>> admitted) {
   std::vector<Sequence*> stepped;
   stepped.reserve(running_.size());
   size_t budget = step_tokens_;
+  // Logits bytes each rank may still return this step (want_logits sequences): decodes take theirs first.
+  std::vector<uint64_t> logits_left(num_ranks_, options_.max_logits_bytes_per_step);
+  std::vector<bool> logits_prefill(num_ranks_, false);  // a want_logits prompt chunk is in this step on the rank
   for (auto& s : running_) {
     if (s->prefilled < s->req.prompt.size()) continue;
     SeqStep st;
     st.seq_id = s->seq_id;
+    st.rank = s->rank;
     st.tokens = s->next_tokens;
     st.sample = true;
+    st.want_logits = s->req.want_logits;
+    if (st.want_logits) logits_left[s->rank] -= std::min(logits_left[s->rank], logits_row_bytes_);
     budget -= std::min(budget, st.tokens.size());
     input.seqs.push_back(std::move(st));
     stepped.push_back(s.get());
@@ -301,9 +325,22 @@ void Scheduler::run_step(std::vector<std::unique_ptr<Sequence>> admitted) {
   for (auto& s : running_) {
     const size_t left = s->req.prompt.size() - s->prefilled;
     if (left == 0 || budget == 0) continue;
-    const size_t n = std::min(left, budget);
+    size_t n = std::min(left, budget);
+    if (s->req.want_logits && logits_row_bytes_ > 0) {
+      uint64_t& bytes = logits_left[s->rank];
+      uint64_t rows = bytes / logits_row_bytes_;
+      if (rows == 0 && logits_prefill[s->rank]) continue;  // its rank's logits are spent: next step
+      // The first such chunk of a rank always advances, by one row at least (far below the frame cap), so that
+      // want_logits decodes filling the budget cannot starve every prompt.
+      rows = std::max<uint64_t>(rows, 1);
+      logits_prefill[s->rank] = true;
+      n = static_cast<size_t>(std::min<uint64_t>(n, rows));
+      bytes -= std::min<uint64_t>(bytes, n * logits_row_bytes_);
+    }
     SeqStep st;
     st.seq_id = s->seq_id;
+    st.rank = s->rank;
+    st.want_logits = s->req.want_logits;
     st.tokens.assign(s->req.prompt.begin() + static_cast<std::ptrdiff_t>(s->prefilled),
                      s->req.prompt.begin() + static_cast<std::ptrdiff_t>(s->prefilled + n));
     st.first = !s->sent;
@@ -355,18 +392,32 @@ void Scheduler::run_step(std::vector<std::unique_ptr<Sequence>> admitted) {
   const Clock::time_point done_at = Clock::now();
   for (size_t i = 0; i < stepped.size(); ++i) {
     Sequence& s = *stepped[i];
-    const SeqResult& r = out->results[i];
+    const SeqStep& in = input.seqs[i];
+    SeqResult& r = out->results[i];
     if (r.seq_id != s.seq_id) {
       end_with_error(s, absl::InternalError("engine step returned results out of order"), RequestOutcome::kError);
       continue;
     }
-    if (input.seqs[i].sample) handle_token(s, r, done_at);
+    if (in.want_logits) {
+      // Rows [tokens × vocab] of the positions this step appended; sent with the next chunk.
+      const size_t want = in.tokens.size() * (logits_row_bytes_ / sizeof(float));
+      if (r.logits.size() != want) {
+        end_with_error(s, absl::InternalError(absl::StrFormat(
+                              "engine step returned %d logits for %d positions of vocab_size %d (want_logits)",
+                              r.logits.size(), in.tokens.size(), logits_row_bytes_ / sizeof(float))),
+                       RequestOutcome::kError);
+        continue;
+      }
+      if (s.pending_logits.empty()) s.pending_logits = std::move(r.logits);
+      else s.pending_logits.insert(s.pending_logits.end(), r.logits.begin(), r.logits.end());
+    }
+    if (in.sample) handle_token(s, r, done_at);
   }
   std::erase_if(running_, [](auto& s) { return s->done; });
 }
 
 int64_t Scheduler::kv_blocks_for(const GenerationRequest& r) const {
-  if (kv_total_ < 0) return 0;
+  if (kv_per_rank_ < 0) return 0;
   // The cache holds the prompt and every generated token but the last (which is never appended).
   int64_t tokens = static_cast<int64_t>(r.prompt.size()) + std::max<int64_t>(r.max_new_tokens, 1) - 1;
   if (max_context_ > 0) tokens = std::min(tokens, max_context_);
@@ -397,6 +448,7 @@ void Scheduler::handle_token(Sequence& s, const SeqResult& r, Clock::time_point 
   s.last_token_at = now;
   const FinishReason token_stop = check_token(s.criteria, r.token, s.completion + 1);
   GenerationChunk chunk;
+  chunk.logits = std::exchange(s.pending_logits, {});  // every row since the last chunk, this token's included
   if (token_stop == FinishReason::kEos) {  // ends generation and is not returned
     StopStringMatcher::Result tail = s.stop.push(s.detok.flush());
     chunk.text = std::move(tail.emit);
@@ -440,8 +492,12 @@ void Scheduler::end_with_error(Sequence& s, const Status& status, RequestOutcome
 void Scheduler::retire(Sequence& s, RequestOutcome outcome) {
   // Counters first: whoever sees the stream end also sees it counted.
   s.done = true;
-  if (s.sent) to_release_.push_back(s.seq_id);
+  if (s.sent) to_release_.emplace_back(s.seq_id, s.rank);
   if (s.admitted) count_running(-1);
+  if (std::exchange(s.placed, false)) {  // its slot and blocks are free for the next admission on its rank
+    --rank_running_[s.rank];
+    rank_reserved_[s.rank] -= s.kv_blocks;
+  }
   kv_reserved_ -= std::exchange(s.kv_blocks, 0);  // the next step frees its blocks before allocating any
   --in_flight_;
   if (metrics_) {

@@ -5,11 +5,22 @@
 // decodes — runs Executor::step, and turns each sampled token into streamed text (IncrementalDetokenizer + stop
 // strings).
 //
-// KV cache: when the executor reports a paged cache (ModelSummary::kv_num_blocks), each admitted request reserves
-// the blocks its prompt + max_new_tokens can ever need, and admission waits while they are not free (the executor
-// allocates blocks as tokens arrive, within the reservation, so it never runs out); a finished or cancelled sequence
-// gives its reservation back at once (its blocks are freed by the next step, before anything new is allocated).
-// A request that could not fit even in an empty cache is refused (INVALID_ARGUMENT naming the limit).
+// Ranks: the executor may run N ranks (ModelSummary::num_ranks; ZeRO-3 data parallelism), each with its own KV
+// cache and sequence slots. The scheduler places every sequence on one rank when it is admitted (the policy's
+// decision, policy.h: where most room is left) and keeps it there (SeqStep::rank, SeqRelease::rank); it counts
+// slots and KV blocks per rank. A rank takes at most ceil(max_batch_size / N) sequences.
+//
+// KV cache: when the executor reports a paged cache (ModelSummary::kv_num_blocks, per rank), each admitted request
+// reserves on its rank the blocks its prompt + max_new_tokens can ever need, and admission waits while no rank has
+// them free (the executor allocates blocks as tokens arrive, within the reservation, so it never runs out); a
+// finished or cancelled sequence gives its reservation back at once (its blocks are freed by the next step, before
+// anything new is allocated). A request that could not fit even in one rank's empty cache is refused
+// (INVALID_ARGUMENT naming the limit).
+//
+// Logits (GenerationRequest::want_logits): every step of such a sequence asks the executor for the logits of each
+// position it appends, and each chunk carries the rows gathered since the previous one. A prompt chunk of such a
+// sequence is cut so that a rank's logits in one step stay within max_logits_bytes_per_step (they cross a worker
+// frame, capped at 256 MiB): chunked prefill then sends them over several steps.
 //
 // Thread-safety: reserve(), submit(), wake(), start_draining(), fail_all(), counters: any thread.
 // The Executor is driven from the scheduler thread only.
@@ -34,10 +45,16 @@ namespace zi::server {
 
 struct SchedulerOptions {
   uint32_t max_queue = 256;       // requests reserved/waiting before RESOURCE_EXHAUSTED
-  uint32_t max_batch_size = 16;   // sequences per step
+  // Sequences per step, all ranks together (serve: server.max_batch_size × ranks); each rank takes at most
+  // ceil(max_batch_size / ranks) of them, its engine's slots.
+  uint32_t max_batch_size = 16;
   // Tokens per step (decodes + prefill chunks); raised to max_batch_size if below it (every decode runs).
   uint32_t max_num_batched_tokens = 8192;
   std::vector<int32_t> eos_token_ids;
+  // Logits one rank may return in one step, in bytes (rows of vocab_size float32): the rows of want_logits decodes
+  // count first, and prompt chunks of want_logits sequences get what is left (rows = bytes / (vocab × 4)), the
+  // rank's first such chunk at least one row. 64 MiB keeps a step reply far below the 256 MiB frame cap.
+  uint64_t max_logits_bytes_per_step = uint64_t{64} << 20;
 };
 
 class Scheduler;
@@ -86,10 +103,12 @@ class Scheduler {
   // Requests reserved, queued or running: 0 once a drain has finished.
   size_t in_flight() const { return in_flight_.load(); }
   size_t running() const { return running_count_.load(); }
-  // KV blocks the scheduler counts (-1: the executor reports no paged cache) and those reserved by running
-  // sequences now.
-  int64_t kv_blocks_total() const { return kv_total_; }
+  // KV blocks the scheduler counts, all ranks together (-1: the executor reports no paged cache), one rank's, and
+  // those reserved by running sequences now (all ranks).
+  int64_t kv_blocks_total() const { return kv_per_rank_ < 0 ? -1 : kv_per_rank_ * static_cast<int64_t>(num_ranks_); }
+  int64_t kv_blocks_per_rank() const { return kv_per_rank_; }
   int64_t kv_blocks_reserved() const { return kv_reserved_.load(); }
+  uint32_t num_ranks() const { return num_ranks_; }
   // Steady-clock time of the loop's last turn (the systemd watchdog checks it).
   Clock::time_point last_turn() const { return Clock::time_point(Clock::duration(last_turn_.load())); }
 
@@ -133,16 +152,21 @@ class Scheduler {
   uint64_t next_seq_id_ = 1;                        // guarded by mu_
   std::function<void(const Status&)> on_executor_lost_;  // guarded by mu_
 
-  // KV accounting (see the top of this file); fixed at construction.
-  int64_t kv_total_ = -1;                           // blocks the scheduler may reserve; -1 = not counted
+  // Ranks and KV accounting (see the top of this file); fixed at construction.
+  uint32_t num_ranks_ = 1;
+  size_t rank_slots_ = 0;                           // sequences per rank: ceil(max_batch_size / num_ranks_)
+  int64_t kv_per_rank_ = -1;                        // blocks of one rank's cache; -1 = not counted
   int64_t kv_block_size_ = 0;
   int64_t max_context_ = 0;
+  uint64_t logits_row_bytes_ = 0;                   // one position's logits: vocab_size × 4
   size_t step_tokens_ = 0;                          // max_num_batched_tokens, at least max_batch_size
 
   // Scheduler-thread state.
   std::vector<std::unique_ptr<Sequence>> running_;  // in admission order
-  std::vector<uint64_t> to_release_;
-  std::atomic<int64_t> kv_reserved_{0};             // written by the scheduler thread
+  std::vector<SeqRelease> to_release_;
+  std::vector<size_t> rank_running_;                // [num_ranks_] sequences placed on each rank and not retired
+  std::vector<int64_t> rank_reserved_;              // [num_ranks_] KV blocks they reserve there
+  std::atomic<int64_t> kv_reserved_{0};             // sum of rank_reserved_; written by the scheduler thread
 
   std::atomic<size_t> in_flight_{0};
   std::atomic<size_t> running_count_{0};

@@ -13,12 +13,12 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
 #include "engine/core/log.h"
 #include "engine/worker/convert.h"
 #include "engine/worker/frame.h"
+#include "engine/worker/frame_reader.h"
 
 namespace zi::server {
 
@@ -30,8 +30,7 @@ using Socket = asio::local::stream_protocol::socket;
 struct WorkerPool::Conn {
   explicit Conn(asio::io_context& io) : socket(io) {}
   Socket socket;
-  unsigned char header[worker::kFrameHeaderBytes] = {};
-  std::string payload;
+  worker::FrameReader reader;  // the frame being read (grown as its bytes arrive)
   int rank = -1;  // known after Hello
   bool closed = false;
 };
@@ -45,6 +44,7 @@ struct WorkerPool::Rank {
   std::deque<std::string> writes;  // frames; front() is being written while `writing`
   bool writing = false;
   bool ready = false;
+  uint64_t kv_num_blocks = 0;  // from its Ready
   bool lost = false;
   Clock::time_point last_seen;
 };
@@ -130,7 +130,6 @@ Status WorkerPool::start() {
     ranks_.push_back(std::move(rank));
   }
   spawned_at_ = Clock::now();
-  rank_load_.assign(world, 0);
   accept_next();
   tick();
   io_thread_ = std::thread([this] {
@@ -146,22 +145,22 @@ void WorkerPool::accept_next() {
   auto conn = std::make_shared<Conn>(io_);
   acceptor_->async_accept(conn->socket, [this, conn](const boost::system::error_code& ec) {
     if (ec) return;  // closed once every rank has connected, or at shutdown
-    read_header(conn);
+    read_next(conn);
     accept_next();
   });
 }
 
-void WorkerPool::read_header(std::shared_ptr<Conn> conn) {
-  asio::async_read(conn->socket, asio::buffer(conn->header), [this, conn](const boost::system::error_code& ec, size_t) {
+void WorkerPool::read_next(std::shared_ptr<Conn> conn) {
+  // A piece at a time (at most 1 MiB): a frame's buffer grows with the bytes that arrive, not with its header.
+  conn->socket.async_read_some(conn->reader.prepare(), [this, conn](const boost::system::error_code& ec, size_t n) {
     if (ec) return on_conn_closed(conn, ec == asio::error::eof ? "closed its control socket" : ec.message());
-    StatusOr<uint32_t> n = worker::decode_frame_length(conn->header);
-    if (!n.ok()) return on_conn_closed(conn, std::string(n.status().message()));
-    conn->payload.resize(*n);
-    asio::async_read(conn->socket, asio::buffer(conn->payload), [this, conn](const boost::system::error_code& ec2, size_t) {
-      if (ec2) return on_conn_closed(conn, ec2 == asio::error::eof ? "closed its control socket" : ec2.message());
-      on_frame(conn, conn->payload);
-      if (!conn->closed) read_header(conn);
-    });
+    if (Status st = conn->reader.commit(n); !st.ok()) return on_conn_closed(conn, std::string(st.message()));
+    if (conn->reader.complete()) {
+      on_frame(conn, conn->reader.payload());
+      if (conn->closed) return;
+      conn->reader.reset();
+    }
+    read_next(conn);
   });
 }
 
@@ -206,12 +205,18 @@ void WorkerPool::on_frame(const std::shared_ptr<Conn>& conn, const std::string& 
     case pb::FromWorker::kReady: {
       if (rank.ready) break;
       rank.ready = true;
+      rank.kv_num_blocks = msg.ready().summary().kv_num_blocks();
       if (rank.index == 0) {
         summary_ = worker::from_proto(msg.ready().summary());
         summary_.num_ranks = static_cast<uint32_t>(ranks_.size());
       }
       std::lock_guard<std::mutex> lock(mu_);
-      if (++ready_count_ == ranks_.size() && !start_result_) start_result_ = absl::OkStatus();
+      if (++ready_count_ == ranks_.size()) {
+        // The scheduler counts every rank's KV blocks against summary().kv_num_blocks: the smallest cache (GPUs with
+        // different free memory may size theirs differently).
+        for (auto& r : ranks_) summary_.kv_num_blocks = std::min(summary_.kv_num_blocks, r->kv_num_blocks);
+        if (!start_result_) start_result_ = absl::OkStatus();
+      }
       cv_.notify_all();
       break;
     }
@@ -398,29 +403,24 @@ StatusOr<StepOutput> WorkerPool::step(const StepInput& input) {
     if (!lost_.ok()) return lost_;
     if (shutting_down_) return absl::UnavailableError("worker pool is shutting down");
   }
-  // Split the batch: a sequence stays on the rank that holds its KV cache; a new one goes to the least loaded.
+  // Split the batch by the rank the scheduler placed each sequence on; each rank runs its part as its own rank 0
+  // (convert.h: the rank does not travel).
   std::vector<StepInput> parts(world);
-  std::vector<std::vector<size_t>> index(world);
-  for (uint64_t id : input.release) {
-    auto it = seq_rank_.find(id);
-    if (it == seq_rank_.end()) continue;
-    parts[it->second].release.push_back(id);
-    --rank_load_[it->second];
-    seq_rank_.erase(it);
+  std::vector<std::vector<size_t>> index(world);  // index[r][k]: position in `input` of rank r's k-th sequence
+  for (const SeqRelease& rel : input.release) {
+    if (rel.rank >= world)
+      return absl::InvalidArgumentError(absl::StrFormat("release of sequence %d names rank %d; the pool has %d ranks",
+                                                        rel.seq_id, rel.rank, world));
+    parts[rel.rank].release.emplace_back(rel.seq_id, 0);
   }
   for (size_t i = 0; i < input.seqs.size(); ++i) {
     const SeqStep& s = input.seqs[i];
-    auto it = seq_rank_.find(s.seq_id);
-    uint32_t r;
-    if (it != seq_rank_.end()) {
-      r = it->second;
-    } else {
-      r = static_cast<uint32_t>(std::min_element(rank_load_.begin(), rank_load_.end()) - rank_load_.begin());
-      seq_rank_[s.seq_id] = r;
-      ++rank_load_[r];
-    }
-    parts[r].seqs.push_back(s);
-    index[r].push_back(i);
+    if (s.rank >= world)
+      return absl::InvalidArgumentError(absl::StrFormat("sequence %d: SeqStep.rank is %d; the pool has %d ranks",
+                                                        s.seq_id, s.rank, world));
+    parts[s.rank].seqs.push_back(s);
+    parts[s.rank].seqs.back().rank = 0;
+    index[s.rank].push_back(i);
   }
   std::vector<std::string> frames(world);
   uint64_t id;

@@ -1,7 +1,9 @@
 // The coordinator's side of the worker processes: spawns `<exe> worker --rank R --socket PATH` for every rank,
 // talks to them over one Unix socket each (framed worker.proto messages, Boost.Asio on one I/O thread), and
-// presents them to the scheduler as one Executor: step() sends every rank its micro-batch (a rank with nothing to
-// do still steps, with an empty one) and merges their replies.
+// presents them to the scheduler as one Executor of N ranks: step() splits the batch by the rank the caller put on
+// each SeqStep and SeqRelease (the scheduler places sequences; the pool keeps no placement state), sends every rank
+// its micro-batch (a rank with nothing to do still steps, with an empty one) and merges their replies.
+// summary().kv_num_blocks is one rank's cache (the smallest, should they differ); num_ranks the number of workers.
 //
 // Workers die with the coordinator (PR_SET_PDEATHSIG, set between fork and exec). A worker that exits, closes
 // its socket or stops sending heartbeats is "lost": the step in flight and every later one fail with UNAVAILABLE
@@ -13,7 +15,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -70,7 +71,7 @@ class WorkerPool final : public Executor {
 
   Status start();                       // caller's thread: temp dir, acceptor, fork/exec, I/O thread
   void accept_next();                   // I/O thread from here on
-  void read_header(std::shared_ptr<Conn> conn);
+  void read_next(std::shared_ptr<Conn> conn);  // the next piece of the next frame
   void on_frame(const std::shared_ptr<Conn>& conn, const std::string& payload);
   void send(Rank& rank, std::string frame);
   void send_comm_id(Rank& rank);
@@ -108,11 +109,6 @@ class WorkerPool final : public Executor {
   size_t step_remaining_ = 0;                 // guarded by mu_
   std::vector<std::optional<StepOutput>> step_replies_;  // per rank; guarded by mu_
   Status step_error_;                         // guarded by mu_
-
-  // Scheduler-thread state: which rank holds each live sequence (ZeRO-3 data parallelism: a sequence stays on
-  // the rank that prefilled it, since its KV cache lives there).
-  std::map<uint64_t, uint32_t> seq_rank_;
-  std::vector<size_t> rank_load_;
 
   std::thread io_thread_;
 };

@@ -98,16 +98,18 @@ StatusOr<double> warm_up(Executor& executor, const std::vector<WorkloadRequest>&
   const auto t0 = Clock::now();
   StepInput prefill, decode, release;
   constexpr uint64_t kFirstId = uint64_t{1} << 62;  // far from the scheduler's ids
+  const uint32_t ranks = std::max<uint32_t>(1, m.num_ranks);
   for (uint64_t i = 0; i < n; ++i) {
     SeqStep s;
     s.seq_id = kFirstId + i;
+    s.rank = static_cast<uint32_t>(i % ranks);  // round-robin over the ranks
     s.first = true;
     s.tokens.assign(longest, static_cast<int32_t>(i % m.vocab_size));
     prefill.seqs.push_back(s);
     s.first = false;
     s.tokens.assign(1, 0);
     decode.seqs.push_back(s);
-    release.release.push_back(s.seq_id);  // by a last step with nothing to compute
+    release.release.emplace_back(s.seq_id, s.rank);  // by a last step with nothing to compute
   }
   ZI_RETURN_IF_ERROR(executor.step(prefill).status());
   ZI_RETURN_IF_ERROR(executor.step(decode).status());

@@ -46,7 +46,7 @@ std::unique_ptr<server::WorkerPool> spawn(const EngineOptions& eo) {
   return std::move(*pool);
 }
 
-// Greedy tokens of three prompts generated together (the pool spreads them over its ranks).
+// Greedy tokens of three prompts generated together, spread round-robin over the pool's ranks.
 std::vector<std::vector<int32_t>> generate(server::WorkerPool& pool, std::vector<StepStats>* rank_stats = nullptr) {
   const std::vector<std::vector<int32_t>> prompts = {{1, 15, 27, 99}, {1, 8, 200}, {1, 300, 5, 6, 7}};
   std::vector<std::vector<int32_t>> out(prompts.size());
@@ -55,6 +55,7 @@ std::vector<std::vector<int32_t>> generate(server::WorkerPool& pool, std::vector
     for (size_t i = 0; i < prompts.size(); ++i) {
       SeqStep s;
       s.seq_id = 10 + i;
+      s.rank = static_cast<uint32_t>(i % pool.summary().num_ranks);
       s.first = step == 0;
       s.tokens = step == 0 ? prompts[i] : std::vector<int32_t>{out[i].back()};
       in.seqs.push_back(s);
@@ -114,6 +115,11 @@ TEST(MultiRank, AnIdleRankKeepsTheOtherRunning) {
     in.seqs[0].first = false;
     in.seqs[0].tokens = {out->results[0].token};
   }
+  // The pool routes by the rank each step names: one it does not have is refused, naming it.
+  in.seqs[0].rank = 2;
+  auto bad = pool->step(in);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().message(), "sequence 1: SeqStep.rank is 2; the pool has 2 ranks");
   pool->shutdown(5s);
 }
 
@@ -128,6 +134,7 @@ TEST(MultiRank, AKilledWorkerFailsTheStepAndStopsTheGroup) {
   for (uint64_t id : {1, 2}) {
     SeqStep s;
     s.seq_id = id;
+    s.rank = static_cast<uint32_t>(id - 1);  // one on each rank
     s.first = true;
     s.tokens = {1, 100, static_cast<int32_t>(id)};
     in.seqs.push_back(s);

@@ -66,9 +66,10 @@ std::vector<int32_t> generate(Executor& ex, uint64_t id, std::vector<int32_t> pr
     for (const SeqResult& res : r->results) next.seqs.push_back(next_step(res.seq_id, res.token));
     in = next;
   }
-  std::vector<uint64_t> all = mates;
-  all.push_back(id);
-  EXPECT_TRUE(ex.step({{}, all}).ok());
+  StepInput release;
+  release.release.assign(mates.begin(), mates.end());
+  release.release.emplace_back(id);
+  EXPECT_TRUE(ex.step(release).ok());
   return out;
 }
 
@@ -147,6 +148,11 @@ TEST(Executor, ErrorsFailTheStepAndNameTheLimit) {
   SamplingParams bad;
   bad.top_p = 0;
   expect_err({{first_step(1, {1}, bad)}, {}}, "top_p");
+  // One rank in process: a step or a release placed elsewhere is refused, naming it.
+  SeqStep elsewhere = first_step(1, {1});
+  elsewhere.rank = 1;
+  expect_err({{elsewhere}, {}}, "sequence 1: SeqStep.rank is 1; this executor runs one rank (rank 0)");
+  expect_err({{}, {SeqRelease(5, 2)}}, "release of sequence 5 names rank 2; this executor runs one rank (rank 0)");
   // A failed step leaves nothing behind: sequence 1 can start now.
   auto ok = ex->step({{first_step(1, {1, 2, 3, 4, 5, 6, 7})}, {}});
   ASSERT_TRUE(ok.ok()) << ok.status();

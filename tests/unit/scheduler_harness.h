@@ -118,10 +118,11 @@ inline double metric(prometheus::Registry& reg, const std::string& name, const s
   return -1;
 }
 
-// A paged KV cache the scripted executor reports (blocks = 0: none).
+// A paged KV cache the scripted executor reports (blocks = 0: none), on each of `ranks` ranks.
 struct KvSetup {
-  uint64_t blocks = 0;
-  uint32_t block_size = 4;
+  uint64_t blocks = 0;      // per rank
+  uint32_t block_size = 4;  // tokens per block
+  uint32_t ranks = 1;
 };
 
 struct Harness {
@@ -131,6 +132,7 @@ struct Harness {
     if (opts.eos_token_ids.empty()) opts.eos_token_ids = {CharTokenizer::kEos};
     executor.mutable_summary().kv_num_blocks = kv.blocks;
     executor.mutable_summary().kv_block_size = kv.blocks ? kv.block_size : 0;
+    executor.mutable_summary().num_ranks = kv.ranks;
     auto p = make_policy(policy);
     EXPECT_TRUE(p.ok()) << p.status();
     scheduler = std::make_unique<Scheduler>(&executor, &tokenizer, opts, &metrics, std::move(*p));

@@ -59,8 +59,10 @@ class CharTokenizer final : public Tokenizer {
 };
 
 // An executor whose "model" is a script: sequence s's i-th sampled token is next_token(seed, i). It checks the
-// protocol the scheduler must follow (first step creates state, no step after release, one result per SeqStep)
-// and records every step. With hold(), steps block until the test lets them run.
+// protocol the scheduler must follow (first step creates state, no step after release, one result per SeqStep; a
+// sequence stays on the rank it started on and is released there; no rank holds more KV blocks than
+// summary().kv_num_blocks) and records every step. With hold(), steps block until the test lets them run.
+// want_logits: row p of a sequence (its p-th appended position) is [p × 1000 + v for v in 0..vocab).
 class ScriptedExecutor final : public Executor {
  public:
   using TokenFn = std::function<int32_t(const SamplingParams& sp, size_t index)>;
@@ -73,11 +75,17 @@ class ScriptedExecutor final : public Executor {
 
   struct Recorded {
     std::vector<uint64_t> seq_ids;
+    std::vector<uint32_t> ranks;
     std::vector<bool> first;
     std::vector<size_t> n_tokens;
     std::vector<bool> sample;
-    std::vector<uint64_t> release;
+    std::vector<bool> want_logits;
+    std::vector<uint64_t> release;        // ids
+    std::vector<uint32_t> release_ranks;  // the rank of each
   };
+
+  // The logits row of position p (want_logits).
+  static float logit(size_t position, size_t v) { return static_cast<float>(position * 1000 + v); }
 
   StatusOr<StepOutput> step(const StepInput& in) override {
     std::unique_lock<std::mutex> lock(mu_);
@@ -86,11 +94,16 @@ class ScriptedExecutor final : public Executor {
     cv_.wait(lock, [this] { return !held_ || permits_ > 0; });
     if (held_) --permits_;
     Recorded rec;
-    for (uint64_t id : in.release) {
-      if (!live_.erase(id)) protocol_errors_.push_back("release of unknown seq " + std::to_string(id));
-      released_.insert(id);
+    for (const SeqRelease& rel : in.release) {
+      auto it = live_.find(rel.seq_id);
+      if (it == live_.end()) protocol_errors_.push_back("release of unknown seq " + std::to_string(rel.seq_id));
+      else if (it->second.rank != rel.rank)
+        protocol_errors_.push_back("release of seq " + std::to_string(rel.seq_id) + " on the wrong rank");
+      if (it != live_.end()) live_.erase(it);
+      released_.insert(rel.seq_id);
+      rec.release.push_back(rel.seq_id);
+      rec.release_ranks.push_back(rel.rank);
     }
-    rec.release = in.release;
     if (fail_next_.has_value()) {
       Status st = *fail_next_;
       fail_next_.reset();
@@ -101,20 +114,31 @@ class ScriptedExecutor final : public Executor {
     StepOutput out;
     for (const SeqStep& s : in.seqs) {
       rec.seq_ids.push_back(s.seq_id);
+      rec.ranks.push_back(s.rank);
       rec.first.push_back(s.first);
       rec.n_tokens.push_back(s.tokens.size());
       rec.sample.push_back(s.sample);
+      rec.want_logits.push_back(s.want_logits);
+      if (s.rank >= std::max<uint32_t>(1, summary_.num_ranks))
+        protocol_errors_.push_back("seq " + std::to_string(s.seq_id) + " on rank " + std::to_string(s.rank) +
+                                   " of " + std::to_string(summary_.num_ranks));
       if (s.first) {
         if (live_.count(s.seq_id) || released_.count(s.seq_id))
           protocol_errors_.push_back("first step twice for seq " + std::to_string(s.seq_id));
-        live_[s.seq_id] = {s.sampling, 0};
+        live_[s.seq_id] = {s.sampling, 0, s.rank, 0};
       } else if (!live_.count(s.seq_id)) {
         protocol_errors_.push_back("step of unknown seq " + std::to_string(s.seq_id));
         live_[s.seq_id] = {};
+      } else if (live_[s.seq_id].rank != s.rank) {
+        protocol_errors_.push_back("seq " + std::to_string(s.seq_id) + " moved between ranks");
       }
       auto& st = live_[s.seq_id];
       SeqResult r;
       r.seq_id = s.seq_id;
+      if (s.want_logits)
+        for (size_t p = st.length; p < st.length + s.tokens.size(); ++p)
+          for (size_t v = 0; v < summary_.vocab_size; ++v) r.logits.push_back(logit(p, v));
+      st.length += s.tokens.size();
       if (!s.sample) {  // a prompt chunk that is not the last: no token
         out.results.push_back(r);
         continue;
@@ -123,6 +147,7 @@ class ScriptedExecutor final : public Executor {
       r.logprob = -0.5f * static_cast<float>(st.generated);
       out.results.push_back(r);
     }
+    check_kv_locked();
     steps_.push_back(rec);
     cv_.notify_all();
     return out;
@@ -180,12 +205,31 @@ class ScriptedExecutor final : public Executor {
     std::lock_guard<std::mutex> lock(mu_);
     return live_.size();
   }
+  // The most sequences held at once after a step, all ranks together.
+  size_t max_live() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_live_;
+  }
 
  private:
   struct SeqState {
     SamplingParams sampling;
     size_t generated = 0;
+    uint32_t rank = 0;
+    size_t length = 0;  // positions appended
   };
+
+  // Like the engine's paged cache: a sequence of n positions holds ceil(n / block_size) blocks of its rank.
+  void check_kv_locked() {
+    max_live_ = std::max(max_live_, live_.size());
+    if (summary_.kv_num_blocks == 0 || summary_.kv_block_size == 0) return;
+    std::map<uint32_t, uint64_t> used;
+    for (auto& [id, st] : live_) used[st.rank] += (st.length + summary_.kv_block_size - 1) / summary_.kv_block_size;
+    for (auto& [rank, blocks] : used)
+      if (blocks > summary_.kv_num_blocks)
+        protocol_errors_.push_back("rank " + std::to_string(rank) + " holds " + std::to_string(blocks) +
+                                   " KV blocks, over kv_num_blocks " + std::to_string(summary_.kv_num_blocks));
+  }
   TokenFn fn_;
   ModelSummary summary_;
   mutable std::mutex mu_;
@@ -196,6 +240,7 @@ class ScriptedExecutor final : public Executor {
   std::optional<Status> fail_next_;
   std::map<uint64_t, SeqState> live_;
   std::set<uint64_t> released_;
+  size_t max_live_ = 0;
   std::vector<Recorded> steps_;
   std::vector<std::string> protocol_errors_;
 };

@@ -102,6 +102,14 @@ TEST(WorkerProtocol, StepInputAndOutputRoundTrip) {
   EXPECT_FALSE(back.seqs[1].sample);
   EXPECT_TRUE(back.seqs[1].want_logits);
   EXPECT_EQ(back.release, in.release);
+  // A frame is one rank's micro-batch: ranks do not travel (the worker runs it as its rank 0).
+  in.seqs[1].rank = 3;
+  in.release = {SeqRelease(6, 2)};
+  p.Clear();
+  to_proto(in, &p);
+  back = from_proto(p);
+  EXPECT_EQ(back.seqs[1].rank, 0u);
+  EXPECT_EQ(back.release, (std::vector<SeqRelease>{SeqRelease(6, 0)}));
 
   StepOutput out;
   out.results = {{11, 42, -0.25f, {}}, {12, -1, 0.0f, {0.5f, 1.5f}}};
