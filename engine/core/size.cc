@@ -37,6 +37,12 @@ StatusOr<uint64_t> parse_size(std::string_view text, std::string_view what) {
   auto bad = [&](std::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat(std::string(what), ": ", std::string(why), ", got '", std::string(text), "'"));
   };
+  // A plain byte count is read exactly (a double would round past 2^53).
+  uint64_t exact = 0;
+  if (auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), exact); ec == std::errc() && p == s.data() + s.size())
+    return exact;
+  if (auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), exact); ec == std::errc::result_out_of_range)
+    return bad("is larger than 2^64 - 1 bytes");
   size_t digits = 0;
   while (digits < s.size() && (std::isdigit(static_cast<unsigned char>(s[digits])) || s[digits] == '.')) ++digits;
   double number = 0;

@@ -32,6 +32,10 @@ int run(const ConvertFlags& f) {
   server::ServeConfig config;
   config.engine.model_dir = f.model;
   if (Status s = f.options->apply(&config); !s.ok()) return fail(s, 2);
+  if (f.options->print_requested()) {
+    std::printf("%s\n", engine_options_json(config).c_str());
+    return 0;
+  }
   const EngineOptions& o = config.engine;
   auto quant = make_quant_config(o.quant_bits, o.quant_group_size, false);
   if (!quant.ok()) return fail(quant.status(), 2);

@@ -16,9 +16,7 @@ OptionBinder::OptionBinder(CLI::App* cmd, server::Command command) {
     const std::string help = absl::StrCat(k.help, " (", k.key, ")");
     std::optional<std::string>* text = &slots_[i].text;
     if (k.bare) {
-      cmd->add_flag_callback(k.flag, [text] { *text = "true"; }, help);
-    } else if (k.key == "offload.pin_memory") {
-      // --pin-memory [true|false|0|1]: bare = true (its default is on, so the bare form only documents intent).
+      // A switch: bare = true, or an explicit value (--kv-offload=false) read like its YAML key.
       cmd->add_option(k.flag, *text, help)->expected(0, 1)->default_str("true");
     } else {
       cmd->add_option(k.flag, *text, help);
@@ -28,8 +26,7 @@ OptionBinder::OptionBinder(CLI::App* cmd, server::Command command) {
     cmd->add_flag("--cpu-offload", cpu_offload_, "Stream weights from CPU memory (offload.tier: cpu)");
     cmd->add_flag("--disk-offload", disk_offload_, "Stream weights from NVMe files (offload.tier: nvme)");
   }
-  if (command != server::kConvert)
-    cmd->add_flag("--print-options", print_,
+  cmd->add_flag("--print-options", print_,
                   "Print the engine options the config and flags resolve to (JSON, keys as in YAML) and exit");
 }
 

@@ -40,6 +40,8 @@ Status walk(const YAML::Node& node, const std::string& prefix, const std::string
     return err(prefix.empty() ? std::string("(top level)") : prefix.substr(0, prefix.size() - 1),
                "must be a mapping of keys");
   for (const auto& kv : node) {
+    if (kv.first.Scalar().find('.') != std::string::npos)  // "aio.block_size: x" would bypass the nesting
+      return err(prefix + kv.first.Scalar(), "unknown key (write nested keys as nested mappings)");
     const std::string key = prefix + kv.first.Scalar();
     const YAML::Node& value = kv.second;
     if (const Knob* k = find_knob(key)) {

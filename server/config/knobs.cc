@@ -235,9 +235,9 @@ std::vector<Knob> make_knobs() {
                                +[](C& c) -> OffloadTier& { return c.engine.offload_tier; }, kOffloadTierNames)));
   t.push_back(engine(string_knob(row("offload.dir", "--offload-dir", kEngine, "Directory of the NVMe offload store"),
                                  [](C& c) -> std::string& { return c.engine.offload_dir; }, true)));
-  t.push_back(engine(bool_knob(row("offload.pin_memory", "--pin-memory", kEngine,
-                                   "Pin host weight buffers: true|false (bare = true)"),
-                               [](C& c) -> bool& { return c.engine.pin_memory; })));
+  t.push_back(engine(bare(bool_knob(row("offload.pin_memory", "--pin-memory", kEngine,
+                                        "Pin host weight buffers: true|false (bare = true)"),
+                                    [](C& c) -> bool& { return c.engine.pin_memory; }))));
   t.push_back(engine(size_knob(row("offload.gpu_weights_budget", "--gpu-weights-budget", kEngine,
                                    "Cap on resident weight bytes per GPU, e.g. 2GiB (0 = as many layers as fit)"),
                                [](C& c) -> uint64_t& { return c.engine.gpu_weights_budget; }, 0, UINT64_MAX)));

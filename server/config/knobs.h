@@ -37,7 +37,7 @@ struct Knob {
   std::string help;         // flag help, ending with the choices or range
   bool engine = false;      // an EngineOptions field: workers see it; `--print-options` prints it
   bool reloadable = false;  // SIGHUP applies it without a restart
-  bool bare = false;        // the flag takes no value (a boolean switched on); YAML still takes true/false
+  bool bare = false;        // a switch: the flag alone means true (--kv-offload), or takes a value (--kv-offload=false)
   // Reads `text` into the config. `what` names the key or flag in errors ("test.yaml: kv_cache.max_bytes" or
   // "--kv-cache-bytes"); `base_dir` resolves a relative path (YAML: the file's folder; flags: "" = as given).
   std::function<Status(ServeConfig&, std::string_view text, const std::string& what, const std::string& base_dir)>

@@ -1,6 +1,7 @@
 #include "server/scheduler/scheduler.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "engine/core/log.h"
 #include "engine/runtime/stopping.h"
@@ -8,18 +9,19 @@
 namespace zi::server {
 
 struct Scheduler::Sequence {
-  Sequence(uint64_t id, GenerationRequest r, std::shared_ptr<ResponseSink> s, const Tokenizer& tok)
+  Sequence(uint64_t id, GenerationRequest r, std::shared_ptr<ResponseSink> s, const Tokenizer* tok)
       : seq_id(id),
         req(std::move(r)),
         sink(std::move(s)),
-        detok(tok, /*skip_special_tokens=*/true),
+        detok(tok ? std::optional<IncrementalDetokenizer>(std::in_place, *tok, /*skip_special_tokens=*/true)
+                  : std::nullopt),
         stop(req.stop),
         criteria{req.max_new_tokens, {}, req.ignore_eos} {}
 
   uint64_t seq_id;
   GenerationRequest req;
   std::shared_ptr<ResponseSink> sink;
-  IncrementalDetokenizer detok;
+  std::optional<IncrementalDetokenizer> detok;  // none without a tokenizer: token ids only, no text
   StopStringMatcher stop;
   TokenStopCriteria criteria;       // EOS ids filled in by the scheduler
   std::vector<int32_t> next_tokens;  // decoding: the last sampled token, appended by the next step
@@ -144,7 +146,7 @@ void Scheduler::submit(Reservation reservation, GenerationRequest request, std::
     sink->fail(st);
     return;
   }
-  auto seq = std::make_unique<Sequence>(next_seq_id_++, std::move(request), std::move(sink), *tokenizer_);
+  auto seq = std::make_unique<Sequence>(next_seq_id_++, std::move(request), std::move(sink), tokenizer_);
   seq->criteria.eos_token_ids = options_.eos_token_ids;
   waiting_.push_back(std::move(seq));
   publish_waiting_locked();
@@ -450,7 +452,7 @@ void Scheduler::handle_token(Sequence& s, const SeqResult& r, Clock::time_point 
   GenerationChunk chunk;
   chunk.logits = std::exchange(s.pending_logits, {});  // every row since the last chunk, this token's included
   if (token_stop == FinishReason::kEos) {  // ends generation and is not returned
-    StopStringMatcher::Result tail = s.stop.push(s.detok.flush());
+    StopStringMatcher::Result tail = s.stop.push(s.detok ? s.detok->flush() : std::string());
     chunk.text = std::move(tail.emit);
     if (tail.stopped) return finish(s, std::move(chunk), FinishReason::kStop);
     chunk.text += s.stop.flush();
@@ -460,11 +462,11 @@ void Scheduler::handle_token(Sequence& s, const SeqResult& r, Clock::time_point 
   if (metrics_) metrics_->add_generation_tokens(1);
   chunk.token_ids.push_back(static_cast<uint32_t>(r.token));
   if (s.req.sampling.return_logprobs) chunk.logprobs.push_back(r.logprob);
-  StopStringMatcher::Result piece = s.stop.push(s.detok.push(r.token));
+  StopStringMatcher::Result piece = s.stop.push(s.detok ? s.detok->push(r.token) : std::string());
   chunk.text = std::move(piece.emit);
   if (piece.stopped) return finish(s, std::move(chunk), FinishReason::kStop);
   if (token_stop == FinishReason::kLength) {
-    StopStringMatcher::Result tail = s.stop.push(s.detok.flush());
+    StopStringMatcher::Result tail = s.stop.push(s.detok ? s.detok->flush() : std::string());
     chunk.text += tail.emit;
     if (tail.stopped) return finish(s, std::move(chunk), FinishReason::kStop);
     chunk.text += s.stop.flush();

@@ -76,7 +76,8 @@ class Reservation {
 
 class Scheduler {
  public:
-  // `executor` and `tokenizer` are borrowed and must outlive the scheduler; `metrics` may be null.
+  // `executor` and `tokenizer` are borrowed and must outlive the scheduler; `metrics` may be null, and so may
+  // `tokenizer` (then chunks carry token ids only, no text: `generate --prompt-ids` on a folder without one).
   // The executor's summary() must be valid (its model loaded).
   Scheduler(Executor* executor, const Tokenizer* tokenizer, SchedulerOptions options, ServingMetrics* metrics,
             std::unique_ptr<SchedulingPolicy> policy = std::make_unique<ContinuousPolicy>());

@@ -100,7 +100,10 @@ class CudaForward : public ::testing::TestWithParam<Param> {
     auto backend = make_cuda_backend({0, act(), offload.value_or(KvOffloadAttention::kAuto)});
     EXPECT_TRUE(backend.ok()) << backend.status();
     if (!backend.ok()) return nullptr;
-    auto ex = LocalExecutor::Create(o, std::move(*backend));
+    auto folder = open_model_folder(o);
+    EXPECT_TRUE(folder.ok()) << folder.status();
+    if (!folder.ok()) return nullptr;
+    auto ex = LocalExecutor::Create(o, std::move(*folder), std::move(*backend));
     EXPECT_TRUE(ex.ok()) << ex.status();
     return ex.ok() ? std::move(*ex) : nullptr;
   }

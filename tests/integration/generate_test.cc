@@ -236,10 +236,12 @@ TEST(Generate, BadUsageExitsTwoAndNamesTheFlag) {
     std::string fragment;
   };
   const std::vector<Case> cases = {
-      {{"--prompt-ids", "1,2048"}, "token id 2048 is outside the vocabulary (vocab_size 2048)"},
-      {{"--prompt-ids", "1,2", "--max-new-tokens", "255"}, "exceed max_context 256"},
-      {{"--prompt-ids", "1,2", "--max-context", "8", "--max-new-tokens", "7"}, "exceed max_context 8"},
-      {{"--prompt-ids", "1", "--top-p", "0"}, "--top-p must be in (0, 1]"},
+      // The request's checks are serve's (server/grpc/validate.cc), naming the flag instead of the field.
+      {{"--prompt-ids", "1,2048"}, "--prompt-ids: token id 2048 is out of range (vocab_size 2048)"},
+      {{"--prompt-ids", "1,2", "--max-new-tokens", "255"},
+       "--max-new-tokens: prompt (2 tokens) + max_new_tokens (255) = 257 exceeds the model context of 256 tokens"},
+      {{"--prompt-ids", "1,2", "--max-context", "8", "--max-new-tokens", "7"}, "exceeds the model context of 8 tokens"},
+      {{"--prompt-ids", "1", "--top-p", "0"}, "--top-p: must be in (0, 1], got 0"},
       {{"--prompt-ids", "1", "--top-p", "1.01"}, "--top-p"},
       {{"--prompt-ids", "1", "--temperature", "-0.5"}, "--temperature"},
       {{"--prompt-ids", "1", "--temperature", "nan"}, "--temperature"},

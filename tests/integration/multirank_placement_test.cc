@@ -11,7 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/runtime/engine_options.h"
-#include "engine/runtime/kv_cache.h"
+#include "engine/model/kv_cache.h"
 #include "server/scheduler/scheduler.h"
 #include "server/worker_pool/worker_pool.h"
 
@@ -88,7 +88,7 @@ constexpr uint32_t kNewTokens = 33;        // 8 + 32 positions: 3 blocks, so one
 size_t most_together(int world) {
   EngineOptions eo;
   eo.model_dir = std::string(ZI_TEST_DATA) + "/models/llama_mha";  // 3 layers, 4 KV heads of 16, vocab 2048
-  eo.device = "cpu";
+  eo.device = Device::kCpu;
   eo.max_batch_size = 4;
   eo.max_context = 128;
   eo.world_size = static_cast<uint32_t>(world);
@@ -136,7 +136,9 @@ size_t most_together(int world) {
     for (auto& s : sinks) {
       StatusOr<size_t> n = s->wait();
       EXPECT_TRUE(n.ok()) << n.status();
-      if (n.ok()) EXPECT_EQ(*n, kNewTokens);
+      if (n.ok()) {
+        EXPECT_EQ(*n, kNewTokens);
+      }
     }
     EXPECT_EQ(scheduler.kv_blocks_reserved(), 0);
   }

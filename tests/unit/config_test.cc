@@ -1,11 +1,14 @@
-// The YAML deployment file: DESIGN.md's schema, defaults, errors naming the key path, flag overrides.
+// The YAML deployment file: DESIGN.md's schema, defaults, errors naming the key path, flag overrides (the knob
+// table's apply_flags, which the command-line binder feeds).
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "engine/core/size.h"
 #include "server/config/config.h"
+#include "server/config/knobs.h"
 
 namespace zi::server {
 namespace {
@@ -17,32 +20,39 @@ std::string error_of(const std::string& yaml) {
   return c.ok() ? "(accepted)" : std::string(c.status().message());
 }
 
+// One flag given on the command line: the knob of `key` (which must exist) and its text.
+std::pair<const Knob*, std::string> flag(const std::string& key, const std::string& text) {
+  const Knob* k = find_knob(key);
+  EXPECT_NE(k, nullptr) << "no knob " << key;
+  return {k, text};
+}
+
 TEST(Config, OnlyModelPathIsRequiredAndDefaultsFollowTheDesign) {
   auto c = parse("model: {path: models/llama}\n");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->model_path, "/base/models/llama");  // relative to the config file's folder
-  EXPECT_EQ(c->model_name, "llama");
-  EXPECT_EQ(c->dtype, "auto");
-  EXPECT_EQ(c->device, "auto");
+  EXPECT_EQ(c->engine.model_dir, "/base/models/llama");  // relative to the config file's folder
+  EXPECT_EQ(c->engine.served_name, "llama");
+  EXPECT_EQ(c->engine.dtype, ComputeDtype::kAuto);
+  EXPECT_EQ(c->engine.device, Device::kAuto);
   EXPECT_EQ(c->listen, "127.0.0.1:50051");
   EXPECT_EQ(c->metrics_listen, "127.0.0.1:9400");
   EXPECT_EQ(c->max_queue, 256u);
-  EXPECT_EQ(c->max_batch_size, 16u);
+  EXPECT_EQ(c->engine.max_batch_size, 16u);
   EXPECT_EQ(c->max_new_tokens_default, 256u);
   EXPECT_EQ(c->max_prompt_tokens, 0u);
   EXPECT_EQ(c->shutdown_grace_seconds, 30);
-  EXPECT_EQ(c->num_gpus, 1u);
-  EXPECT_EQ(c->offload_tier, OffloadTier::kNone);
-  EXPECT_EQ(c->offload_dir, "/var/lib/zeroinfer/offload");
-  EXPECT_TRUE(c->pin_memory);
-  EXPECT_EQ(c->aio_block_size, 1u << 20);
-  EXPECT_EQ(c->aio_queue_depth, 8u);
-  EXPECT_EQ(c->quant_bits, 16u);
-  EXPECT_EQ(c->quant_group_size, 64u);
-  EXPECT_FALSE(c->kv_offload);
+  EXPECT_EQ(c->engine.world_size, 1u);
+  EXPECT_EQ(c->engine.offload_tier, OffloadTier::kNone);
+  EXPECT_EQ(c->engine.offload_dir, "/var/lib/zeroinfer/offload");
+  EXPECT_TRUE(c->engine.pin_memory);
+  EXPECT_EQ(c->engine.aio_block_size, 1u << 20);
+  EXPECT_EQ(c->engine.aio_queue_depth, 8u);
+  EXPECT_EQ(c->engine.quant_bits, 16u);
+  EXPECT_EQ(c->engine.quant_group_size, 64u);
+  EXPECT_FALSE(c->engine.kv_offload);
   EXPECT_EQ(c->log_level, "info");
-  EXPECT_EQ(c->debug_step_delay_ms, 0u);
-  EXPECT_EQ(parse("model: {path: /abs/m/}\n")->model_name, "m");
+  EXPECT_EQ(c->engine.debug_step_delay_ms, 0u);
+  EXPECT_EQ(parse("model: {path: /abs/m/}\n")->engine.served_name, "m");
 }
 
 TEST(Config, ParsesEveryKeyOfTheSchema) {
@@ -50,52 +60,66 @@ TEST(Config, ParsesEveryKeyOfTheSchema) {
 model:    {path: /m/opt, name: opt-30b, dtype: float16, max_context: 4096}
 device: cuda
 server:   {listen: "0.0.0.0:6000", metrics_listen: "[::1]:9500", max_queue: 8, max_batch_size: 32,
-           max_new_tokens_default: 100, max_prompt_tokens: 1000, shutdown_grace_seconds: 2.5}
-parallel: {num_gpus: 4}
+           max_new_tokens_default: 100, max_prompt_tokens: 1000, shutdown_grace_seconds: 2.5,
+           max_streams_per_connection: 7, keepalive_seconds: 0, auth_token_file: token, allow_insecure: true,
+           tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem, require_client_cert: true}}
+parallel: {num_gpus: 4, heartbeat_timeout_seconds: 5}
 offload:  {tier: nvme, dir: store, pin_memory: false, gpu_weights_budget: 2GiB, prefetch_depth: 3,
            aio: {block_size: 512KiB, queue_depth: 16}}
-quantization: {bits: 4, group_size: 128}
-kv_cache: {offload: true}
+quantization: {bits: 4, group_size: 128, embeddings: true}
+kv_cache: {offload: true, offload_attention: cpu, max_bytes: 1.5GiB, block_size: 32}
+scheduler: {policy: static, max_num_batched_tokens: 512}
 logging:  {level: debug}
 debug:    {step_delay_ms: 25}
 )");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->model_name, "opt-30b");
-  EXPECT_EQ(c->dtype, "float16");
-  EXPECT_EQ(c->max_context, 4096u);
-  EXPECT_EQ(c->device, "cuda");
+  const EngineOptions& e = c->engine;
+  EXPECT_EQ(e.model_dir, "/m/opt");
+  EXPECT_EQ(e.served_name, "opt-30b");
+  EXPECT_EQ(e.dtype, ComputeDtype::kFloat16);
+  EXPECT_EQ(e.max_context, 4096u);
+  EXPECT_EQ(e.device, Device::kCuda);
   EXPECT_EQ(c->listen, "0.0.0.0:6000");
   EXPECT_EQ(c->metrics_listen, "[::1]:9500");
   EXPECT_EQ(c->max_queue, 8u);
-  EXPECT_EQ(c->max_batch_size, 32u);
+  EXPECT_EQ(e.max_batch_size, 32u);
   EXPECT_EQ(c->max_new_tokens_default, 100u);
   EXPECT_EQ(c->max_prompt_tokens, 1000u);
   EXPECT_DOUBLE_EQ(c->shutdown_grace_seconds, 2.5);
-  EXPECT_EQ(c->num_gpus, 4u);
-  EXPECT_EQ(c->offload_tier, OffloadTier::kNvme);
-  EXPECT_EQ(c->offload_dir, "/base/store");
-  EXPECT_FALSE(c->pin_memory);
-  EXPECT_EQ(c->gpu_weights_budget, 2ull << 30);
-  EXPECT_EQ(c->prefetch_depth, 3u);
-  EXPECT_EQ(c->aio_block_size, 512u << 10);
-  EXPECT_EQ(c->aio_queue_depth, 16u);
-  EXPECT_EQ(c->quant_bits, 4u);
-  EXPECT_EQ(c->quant_group_size, 128u);
-  EXPECT_TRUE(c->kv_offload);
-  EXPECT_EQ(c->log_level, "debug");
-  EXPECT_EQ(c->debug_step_delay_ms, 25u);
-
-  EngineOptions e = engine_options(*c);
-  EXPECT_EQ(e.model_dir, "/m/opt");
-  EXPECT_EQ(e.served_name, "opt-30b");
-  EXPECT_EQ(e.device, "cuda");
-  EXPECT_EQ(e.max_batch_size, 32u);
-  EXPECT_EQ(e.offload_tier, OffloadTier::kNvme);
-  EXPECT_EQ(e.gpu_weights_budget, 2ull << 30);
-  EXPECT_EQ(e.quant_bits, 4u);
-  EXPECT_TRUE(e.kv_offload);
+  EXPECT_EQ(c->max_streams_per_connection, 7u);
+  EXPECT_EQ(c->keepalive_seconds, 0u);
+  EXPECT_EQ(c->auth_token_file, "/base/token");
+  EXPECT_TRUE(c->allow_insecure);
+  EXPECT_EQ(c->tls.cert_file, "/base/c.pem");
   EXPECT_EQ(e.world_size, 4u);
+  EXPECT_DOUBLE_EQ(c->heartbeat_timeout_seconds, 5);
+  EXPECT_EQ(e.offload_tier, OffloadTier::kNvme);
+  EXPECT_EQ(e.offload_dir, "/base/store");
+  EXPECT_FALSE(e.pin_memory);
+  EXPECT_EQ(e.gpu_weights_budget, 2ull << 30);
+  EXPECT_EQ(e.prefetch_depth, 3u);
+  EXPECT_EQ(e.aio_block_size, 512u << 10);
+  EXPECT_EQ(e.aio_queue_depth, 16u);
+  EXPECT_EQ(e.quant_bits, 4u);
+  EXPECT_EQ(e.quant_group_size, 128u);
+  EXPECT_TRUE(e.quant_embeddings);
+  EXPECT_TRUE(e.kv_offload);
+  EXPECT_EQ(e.kv_offload_attention, KvOffloadAttention::kCpu);
+  EXPECT_EQ(e.kv_cache_bytes, 3ull << 29);
+  EXPECT_EQ(e.kv_block_size, 32u);
+  EXPECT_EQ(c->scheduler_policy, "static");
+  EXPECT_EQ(c->max_num_batched_tokens, 512u);
+  EXPECT_EQ(c->log_level, "debug");
   EXPECT_EQ(e.debug_step_delay_ms, 25u);
+
+  // The file above sets every key of the table to a value other than its default: a new knob extends it.
+  auto defaults = parse("model: {path: /base/models/llama}\n");
+  ASSERT_TRUE(defaults.ok());
+  std::vector<std::string> unchanged;
+  for (const Knob& k : knobs())
+    if (k.get(*defaults) == k.get(*c)) unchanged.push_back(k.key);
+  EXPECT_TRUE(unchanged.empty()) << "keys the schema test does not set: " << ::testing::PrintToString(unchanged);
+  EXPECT_EQ(diff_configs(*defaults, *c).size(), knobs().size());
 }
 
 TEST(Config, BadValuesNameTheFileAndKeyPath) {
@@ -121,8 +145,10 @@ TEST(Config, BadValuesNameTheFileAndKeyPath) {
   EXPECT_EQ(error_of("model: {path: m}\noffload: {aio: {block_size: 5000}}\n"),
             "test.yaml: offload.aio.block_size: must be a multiple of 4096 bytes (direct I/O), got 5000");
   EXPECT_EQ(error_of("model: {path: m}\noffload: {gpu_weights_budget: 2 parsecs}\n"),
-            "test.yaml: offload.gpu_weights_budget: unknown size unit 'parsecs' in '2 parsecs' (use B, KiB, MiB, "
-            "GiB, TiB, KB, MB, GB, TB)");
+            "test.yaml: offload.gpu_weights_budget: unknown size unit (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB, "
+            "in any case), got '2 parsecs'");
+  EXPECT_EQ(error_of("model: {path: m}\nkv_cache: {max_bytes: 0.5B}\n"),
+            "test.yaml: kv_cache.max_bytes: is not a whole number of bytes, got '0.5B'");
   EXPECT_EQ(error_of("model: {path: m}\nserver: {shutdown_grace_seconds: .nan}\n"),
             "test.yaml: server.shutdown_grace_seconds: must be a number in 0..3600, got '.nan'");
   EXPECT_EQ(error_of("model: {path: m}\nlogging: {level: loud}\n"),
@@ -130,7 +156,9 @@ TEST(Config, BadValuesNameTheFileAndKeyPath) {
   EXPECT_EQ(error_of("model: {path: m}\ndebug: {step_delay_ms: 100000}\n"),
             "test.yaml: debug.step_delay_ms: must be 0..60000, got 100000");
   EXPECT_EQ(error_of("model: {path: m}\nserver: 5\n"), "test.yaml: server: must be a mapping of keys");
-  EXPECT_EQ(error_of("model: {path: [a, b]}\n"), "test.yaml: model.path: must be a folder path");
+  EXPECT_EQ(error_of("model: {path: [a, b]}\n"),
+            "test.yaml: model.path: must be a single value, not a list or mapping");
+  EXPECT_EQ(error_of("model: {path: \"\"}\n"), "test.yaml: model.path: must be a folder path");
 }
 
 TEST(Config, UnknownKeysAreErrorsAtEveryLevel) {
@@ -143,6 +171,21 @@ TEST(Config, UnknownKeysAreErrorsAtEveryLevel) {
   EXPECT_EQ(deep.rfind("test.yaml: offload.aio.depth: unknown key", 0), 0u) << deep;
 }
 
+// A mapping or list where a knob takes one value is an error naming the knob's key path (not an unknown key below
+// it, and not silently ignored).
+TEST(Config, AKeyNestedUnderAScalarKnobIsAnError) {
+  EXPECT_EQ(error_of("model: {path: m, dtype: {x: 1}}\n"),
+            "test.yaml: model.dtype: must be a single value, not a list or mapping");
+  EXPECT_EQ(error_of("model: {path: m}\ndevice: {x: 1}\n"),
+            "test.yaml: device: must be a single value, not a list or mapping");
+  EXPECT_EQ(error_of("model: {path: m}\noffload: {aio: {block_size: {x: 1}}}\n"),
+            "test.yaml: offload.aio.block_size: must be a single value, not a list or mapping");
+  EXPECT_EQ(error_of("model: {path: m}\nquantization: {bits: [4, 8]}\n"),
+            "test.yaml: quantization.bits: must be a single value, not a list or mapping");
+  // A section where a mapping is expected but a value is given.
+  EXPECT_EQ(error_of("model: {path: m}\noffload: {aio: 5}\n"), "test.yaml: offload.aio: must be a mapping of keys");
+}
+
 TEST(Config, SyntaxErrorsGiveTheLine) {
   std::string e = error_of("model: {path: m}\nserver: {listen: [\n");
   EXPECT_EQ(e.rfind("test.yaml:", 0), 0u);
@@ -152,43 +195,50 @@ TEST(Config, SyntaxErrorsGiveTheLine) {
 TEST(Config, FlagsOverrideKeys) {
   auto c = parse("model: {path: m}\nserver: {listen: \"127.0.0.1:1\"}\noffload: {tier: cpu}\n");
   ASSERT_TRUE(c.ok());
-  ConfigOverrides o;
-  o.listen = "127.0.0.1:0";
-  o.metrics_listen = "127.0.0.1:0";
-  o.offload_tier = "nvme";
-  o.offload_dir = "/mnt/nvme";
-  o.pin_memory = false;
-  o.gpu_weights_budget = "1.5GiB";
-  o.max_context = 512;
-  o.quant_bits = 8;
-  o.quant_group_size = 32;
-  o.kv_offload = true;
-  o.num_gpus = 2;
-  o.device = "cpu";
-  o.log_level = "warning";
-  ASSERT_TRUE(apply_overrides(o, &*c).ok());
+  const FlagValues flags = {
+      flag("server.listen", "127.0.0.1:0"),
+      flag("server.metrics_listen", "127.0.0.1:0"),
+      flag("offload.tier", "nvme"),
+      flag("offload.dir", "/mnt/nvme"),
+      flag("offload.pin_memory", "false"),
+      flag("offload.gpu_weights_budget", "1.5GiB"),
+      flag("model.max_context", "512"),
+      flag("quantization.bits", "8"),
+      flag("quantization.group_size", "32"),
+      flag("kv_cache.offload", "true"),
+      flag("parallel.num_gpus", "2"),
+      flag("device", "cpu"),
+      flag("logging.level", "warning"),
+  };
+  ASSERT_TRUE(apply_flags(flags, &*c).ok());
   EXPECT_EQ(c->listen, "127.0.0.1:0");
   EXPECT_EQ(c->metrics_listen, "127.0.0.1:0");
-  EXPECT_EQ(c->offload_tier, OffloadTier::kNvme);
-  EXPECT_EQ(c->offload_dir, "/mnt/nvme");
-  EXPECT_FALSE(c->pin_memory);
-  EXPECT_EQ(c->gpu_weights_budget, 3ull << 29);
-  EXPECT_EQ(c->max_context, 512u);
-  EXPECT_EQ(c->quant_bits, 8u);
-  EXPECT_EQ(c->quant_group_size, 32u);
-  EXPECT_TRUE(c->kv_offload);
-  EXPECT_EQ(c->num_gpus, 2u);
-  EXPECT_EQ(c->device, "cpu");
+  EXPECT_EQ(c->engine.offload_tier, OffloadTier::kNvme);
+  EXPECT_EQ(c->engine.offload_dir, "/mnt/nvme");
+  EXPECT_FALSE(c->engine.pin_memory);
+  EXPECT_EQ(c->engine.gpu_weights_budget, 3ull << 29);
+  EXPECT_EQ(c->engine.max_context, 512u);
+  EXPECT_EQ(c->engine.quant_bits, 8u);
+  EXPECT_EQ(c->engine.quant_group_size, 32u);
+  EXPECT_TRUE(c->engine.kv_offload);
+  EXPECT_EQ(c->engine.world_size, 2u);
+  EXPECT_EQ(c->engine.device, Device::kCpu);
   EXPECT_EQ(c->log_level, "warning");
+  // A relative path from a flag is taken as given (the shell's working directory), not against the file's folder.
+  ASSERT_TRUE(apply_flags({flag("offload.dir", "store")}, &*c).ok());
+  EXPECT_EQ(c->engine.offload_dir, "store");
 
-  ConfigOverrides bad;
-  bad.listen = "nohost";
-  Status st = apply_overrides(bad, &*c);
-  EXPECT_EQ(st.message(), "--listen: expected HOST:PORT, got 'nohost'");
-  ConfigOverrides bad_size;
-  bad_size.gpu_weights_budget = "lots";
-  EXPECT_EQ(apply_overrides(bad_size, &*c).message(),
-            "--gpu-weights-budget: must be a size such as 1MiB, 2GiB or 1048576, got 'lots'");
+  // Errors name the flag (its first spelling), not the YAML key.
+  EXPECT_EQ(apply_flags({flag("server.listen", "nohost")}, &*c).message(),
+            "--listen: expected HOST:PORT, got 'nohost'");
+  EXPECT_EQ(apply_flags({flag("offload.gpu_weights_budget", "lots")}, &*c).message(),
+            "--gpu-weights-budget: must be a size such as 2GiB, 512MiB, 1.5GB or 1048576, got 'lots'");
+  EXPECT_EQ(apply_flags({flag("scheduler.policy", "fifo")}, &*c).message(),
+            "--scheduler-policy: must be one of continuous|static, got 'fifo'");
+  EXPECT_EQ(apply_flags({flag("device", "tpu")}, &*c).message(), "--device: must be one of auto|cpu|cuda, got 'tpu'");
+  // Flags apply in order: the last of two wins; a refused flag leaves the earlier ones applied.
+  ASSERT_TRUE(apply_flags({flag("quantization.bits", "4"), flag("quantization.bits", "16")}, &*c).ok());
+  EXPECT_EQ(c->engine.quant_bits, 16u);
 }
 
 TEST(Config, TlsTokenAndInsecureKeys) {
@@ -245,26 +295,25 @@ TEST(Config, PlaintextOnlyOnLoopbackUnlessAllowed) {
   EXPECT_TRUE(check_transport_security(*with_tls).ok());
   // The flags: --listen moves a loopback file onto a public address; --allow-insecure allows it.
   auto local = parse("model: {path: m}\n");
-  ConfigOverrides o;
-  o.listen = "[::]:0";
-  ASSERT_TRUE(apply_overrides(o, &*local).ok());
+  ASSERT_TRUE(apply_flags({flag("server.listen", "[::]:0")}, &*local).ok());
   EXPECT_FALSE(check_transport_security(*local).ok());
-  o.allow_insecure = true;
-  ASSERT_TRUE(apply_overrides(o, &*local).ok());
+  ASSERT_TRUE(apply_flags({flag("server.allow_insecure", "true")}, &*local).ok());
   EXPECT_TRUE(check_transport_security(*local).ok());
 }
 
 TEST(Config, QuantizedEmbeddingsReachTheEngineOptions) {
   auto c = parse("model: {path: m}\nquantization: {bits: 4, embeddings: true}\n");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_TRUE(c->quant_embeddings);
-  EXPECT_TRUE(engine_options(*c).quant_embeddings);
+  EXPECT_TRUE(c->engine.quant_embeddings);
   auto d = parse("model: {path: m}\nquantization: {bits: 4}\n");
-  EXPECT_FALSE(engine_options(*d).quant_embeddings);
-  ConfigOverrides o;
-  o.quant_embeddings = true;  // --quant-embeddings
-  ASSERT_TRUE(apply_overrides(o, &*d).ok());
-  EXPECT_TRUE(engine_options(*d).quant_embeddings);
+  EXPECT_FALSE(d->engine.quant_embeddings);
+  const Knob* k = find_knob("quantization.embeddings");
+  ASSERT_NE(k, nullptr);
+  EXPECT_EQ(k->flag, "--quant-embeddings");
+  EXPECT_TRUE(k->bare);    // the binder hands a bare flag over as "true"
+  EXPECT_TRUE(k->engine);  // workers see it
+  ASSERT_TRUE(apply_flags({{k, "true"}}, &*d).ok());  // --quant-embeddings
+  EXPECT_TRUE(d->engine.quant_embeddings);
   EXPECT_EQ(error_of("model: {path: m}\nquantization: {embeddings: 4}\n"),
             "test.yaml: quantization.embeddings: must be true or false, got '4'");
 }
@@ -329,16 +378,16 @@ TEST(Config, ABrokenExampleNamesItsBadKey) {
 }
 
 TEST(Config, SizesAndAddresses) {
-  EXPECT_EQ(*parse_size("1048576"), 1048576u);
-  EXPECT_EQ(*parse_size("1MiB"), 1u << 20);
-  EXPECT_EQ(*parse_size("1 MiB"), 1u << 20);
-  EXPECT_EQ(*parse_size("2G"), 2ull << 30);
-  EXPECT_EQ(*parse_size("1GB"), 1000000000u);
-  EXPECT_EQ(*parse_size("4kib"), 4096u);
-  EXPECT_FALSE(parse_size("").ok());
-  EXPECT_FALSE(parse_size("MiB").ok());
-  EXPECT_FALSE(parse_size("0.3B").ok());
-  EXPECT_FALSE(parse_size("-1").ok());
+  EXPECT_EQ(*zi::parse_size("1048576", "x"), 1048576u);
+  EXPECT_EQ(*zi::parse_size("1MiB", "x"), 1u << 20);
+  EXPECT_EQ(*zi::parse_size("1 MiB", "x"), 1u << 20);
+  EXPECT_EQ(*zi::parse_size("2G", "x"), 2ull << 30);
+  EXPECT_EQ(*zi::parse_size("1GB", "x"), 1000000000u);
+  EXPECT_EQ(*zi::parse_size("4kib", "x"), 4096u);
+  EXPECT_FALSE(zi::parse_size("", "x").ok());
+  EXPECT_FALSE(zi::parse_size("MiB", "x").ok());
+  EXPECT_FALSE(zi::parse_size("0.3B", "x").ok());
+  EXPECT_FALSE(zi::parse_size("-1", "x").ok());
   auto hp = parse_host_port("[::1]:50051");
   ASSERT_TRUE(hp.ok());
   EXPECT_EQ(hp->host, "::1");
@@ -354,12 +403,13 @@ TEST(Config, TheRepositoryDefaultServesTheBundledModel) {
   const std::string path = std::string(ZI_SOURCE_DIR) + "/config/default.yaml";
   auto c = load_config(path);
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_TRUE(std::filesystem::exists(c->model_path + "/config.json")) << c->model_path;
-  EXPECT_TRUE(std::filesystem::exists(c->model_path + "/tokenizer.json")) << c->model_path;
-  EXPECT_EQ(std::filesystem::path(c->model_path).filename(), "kjv-llama");
+  const std::string& dir = c->engine.model_dir;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/config.json")) << dir;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/tokenizer.json")) << dir;
+  EXPECT_EQ(std::filesystem::path(dir).filename(), "kjv-llama");
   EXPECT_EQ(c->listen, "127.0.0.1:50051");
   EXPECT_EQ(c->metrics_listen, "127.0.0.1:9400");
-  EXPECT_EQ(c->debug_step_delay_ms, 0u);
+  EXPECT_EQ(c->engine.debug_step_delay_ms, 0u);
 }
 
 TEST(Config, LoadChecksTheModelFolder) {

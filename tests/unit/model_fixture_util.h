@@ -82,7 +82,7 @@ inline double rel_err(const std::vector<float>& got, const float* ref, size_t n)
 inline EngineOptions cpu_options(const std::string& dir, uint32_t threads = 0) {
   EngineOptions o;
   o.model_dir = dir;
-  o.device = "cpu";
+  o.device = Device::kCpu;
   o.max_batch_size = 4;
   o.max_context = 64;
   o.cpu_threads = threads;

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
+#include "engine/core/size.h"
+
 namespace zi {
 namespace {
 
@@ -86,14 +90,69 @@ TEST(Placement, RingThatCannotFitIsRefusedNamingTheSettings) {
 }
 
 TEST(Placement, ParsesSizes) {
-  EXPECT_EQ(*parse_bytes("2GiB", "x"), 2 * GiB);
-  EXPECT_EQ(*parse_bytes("512MiB", "x"), 512 * MiB);
-  EXPECT_EQ(*parse_bytes("1.5GB", "x"), 1500000000u);
-  EXPECT_EQ(*parse_bytes("4096", "x"), 4096u);
-  auto bad = parse_bytes("lots", "offload.gpu_weights_budget");
+  EXPECT_EQ(*parse_size("2GiB", "x"), 2 * GiB);
+  EXPECT_EQ(*parse_size("512MiB", "x"), 512 * MiB);
+  EXPECT_EQ(*parse_size("1.5GB", "x"), 1500000000u);
+  EXPECT_EQ(*parse_size("4096", "x"), 4096u);
+  auto bad = parse_size("lots", "offload.gpu_weights_budget");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("offload.gpu_weights_budget"), std::string::npos);
-  EXPECT_FALSE(parse_bytes("2 parsecs", "x").ok());
+  EXPECT_FALSE(parse_size("2 parsecs", "x").ok());
+}
+
+// One parser for every size flag and key: units in any case, decimals when the bytes come out whole.
+TEST(Placement, SizeUnitsInAnyCase) {
+  for (const char* s : {"2GiB", "2gib", "2GIB", "2Gib", "2 GiB", "2g", "2G", " 2GiB "})
+    EXPECT_EQ(parse_size(s, "x").value_or(0), 2 * GiB) << s;
+  for (const char* s : {"2GB", "2gb", "2Gb"}) EXPECT_EQ(parse_size(s, "x").value_or(0), 2000000000u) << s;
+  EXPECT_EQ(parse_size("512kib", "x").value_or(0), 512u << 10);
+  EXPECT_EQ(parse_size("3KB", "x").value_or(0), 3000u);
+  EXPECT_EQ(parse_size("1TiB", "x").value_or(0), uint64_t{1} << 40);
+  EXPECT_EQ(parse_size("7b", "x").value_or(0), 7u);
+  EXPECT_EQ(parse_size("0", "x").value_or(1), 0u);
+}
+
+TEST(Placement, SizeDecimalsMustComeToWholeBytes) {
+  EXPECT_EQ(parse_size("1.5GiB", "x").value_or(0), 1610612736u);
+  EXPECT_EQ(parse_size("0.5KiB", "x").value_or(0), 512u);
+  EXPECT_EQ(parse_size("2.0", "x").value_or(0), 2u);
+  auto frac = parse_size("0.3B", "x");
+  ASSERT_FALSE(frac.ok());
+  EXPECT_EQ(frac.status().message(), "x: is not a whole number of bytes, got '0.3B'");
+  EXPECT_FALSE(parse_size("1.1", "x").ok());
+  EXPECT_FALSE(parse_size("1.5.2GiB", "x").ok());
+  EXPECT_FALSE(parse_size(".", "x").ok());
+}
+
+TEST(Placement, SizeErrorsNameTheFlagOrKey) {
+  auto unit = parse_size("2 parsecs", "--kv-cache-bytes");
+  ASSERT_FALSE(unit.ok());
+  EXPECT_EQ(unit.status().message(),
+            "--kv-cache-bytes: unknown size unit (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB, in any case), "
+            "got '2 parsecs'");
+  auto word = parse_size("lots", "test.yaml: kv_cache.max_bytes");
+  ASSERT_FALSE(word.ok());
+  EXPECT_EQ(word.status().message(),
+            "test.yaml: kv_cache.max_bytes: must be a size such as 2GiB, 512MiB, 1.5GB or 1048576, got 'lots'");
+  for (const char* s : {"", "  ", "GiB", "-1", "-1GiB", "+1", "1e3", "0x10", "2 GiB extra"}) {
+    auto r = parse_size(s, "--what");
+    ASSERT_FALSE(r.ok()) << "'" << s << "' was read as " << *r;
+    EXPECT_EQ(r.status().message().rfind("--what: ", 0), 0u) << r.status();
+  }
+}
+
+TEST(Placement, SizeOverflowIsAnError) {
+  EXPECT_EQ(parse_size("18446744073709549568", "x").value_or(0), 18446744073709549568ull);  // 2^64 - 2^11
+  EXPECT_EQ(parse_size("16777215TiB", "x").value_or(0), 16777215ull << 40);  // 2^64 - 2^40
+  for (const char* s :
+       {"16EiB", "16777216TiB", "17179869184GiB", "18446744073709551616", "99999999999999999999999", "1e400"}) {
+    auto r = parse_size(s, "x");
+    ASSERT_FALSE(r.ok()) << s << " was read as " << *r;
+  }
+  EXPECT_EQ(parse_size("16777216TiB", "x").status().message(),
+            "x: is larger than 2^64 - 1 bytes, got '16777216TiB'");
+  EXPECT_EQ(parse_size("20000000000000000000", "x").status().message(),
+            "x: is larger than 2^64 - 1 bytes, got '20000000000000000000'");
 }
 
 }  // namespace
