@@ -1,4 +1,4 @@
-// The CUDA backend's factory. This header has no CUDA includes, so code outside zi_cuda (create_executor, CLI
+// The CUDA backend's factory. This header has no CUDA includes, so code outside the CUDA sources (create_executor, CLI
 // commands) can declare its use; it links only in builds with the toolkit (ZI_WITH_CUDA). The class itself, for
 // code that needs its stream and allocator (weight streaming), is in cuda_backend_impl.h.
 #pragma once

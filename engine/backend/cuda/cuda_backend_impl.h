@@ -1,4 +1,4 @@
-// CudaBackend: the Backend interface on one GPU. For code in zi_cuda that needs more than the interface — the
+// CudaBackend: the Backend interface on one GPU. For CUDA-side code that needs more than the interface — the
 // weight-streaming coordinator enqueues copies on its own stream and orders them against compute_stream() with
 // events (see stream.h), and sizes its slots from memory_info().
 //
