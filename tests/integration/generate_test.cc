@@ -261,6 +261,44 @@ TEST(Generate, BadUsageExitsTwoAndNamesTheFlag) {
   }
 }
 
+// generate runs serve's path: N CPU worker ranks (ZeRO-3 partitions gathered every step) and chunked prefill give
+// the one-rank tokens and logits, and the engine flags it takes are honoured, not ignored.
+TEST(Generate, RanksAndChunkedPrefillGiveTheOneRankTokensAndLogits) {
+  const std::string dir = kModels + "/llama_mha";
+  auto run_json = [&](std::vector<std::string> extra, const std::string& logits) {
+    std::vector<std::string> args = {"generate", "--model", dir, "--prompt-ids", ids_arg(kPrompt1), "--max-new-tokens",
+                                     "12", "--ignore-eos", "--json", "--device", "cpu", "--logits-out", logits};
+    args.insert(args.end(), extra.begin(), extra.end());
+    CmdResult r = run(args);
+    EXPECT_EQ(r.rc, 0) << r.err;
+    return r.rc == 0 ? last_json_line(r.out) : json();
+  };
+  const std::string one = scratch("one_rank.safetensors"), two = scratch("two_ranks.safetensors"),
+                    chunked = scratch("chunked.safetensors");
+  const json a = run_json({}, one);
+  const json b = run_json({"--num-gpus", "2"}, two);
+  const json c = run_json({"--max-num-batched-tokens", "2"}, chunked);  // the 7-token prompt over 4 steps
+  EXPECT_EQ(a["token_ids"].get<std::vector<int32_t>>(), kGreedy1);
+  EXPECT_EQ(b["token_ids"], a["token_ids"]);
+  EXPECT_EQ(c["token_ids"], a["token_ids"]);
+  for (const std::string& other : {two, chunked}) {
+    auto x = SafetensorsFile::Open(one), y = SafetensorsFile::Open(other);
+    ASSERT_TRUE(x.ok() && y.ok());
+    for (const char* name : {"prefill_logits", "step_logits"}) {
+      std::vector<int64_t> xs, ys;
+      auto xv = tensor<float>(**x, name, &xs);
+      auto yv = tensor<float>(**y, name, &ys);
+      ASSERT_EQ(xs, ys) << other << " " << name;
+      EXPECT_LT(rel_err(yv.data(), xv.data(), xv.size()), 1e-4)
+          << other << " " << name;
+    }
+  }
+  // --kv-cache-bytes reaches the engine: a cache too small for one block is refused by name.
+  CmdResult r = run({"generate", "--model", dir, "--prompt-ids", "1,2", "--device", "cpu", "--kv-cache-bytes", "1KiB"});
+  EXPECT_EQ(r.rc, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("KV cache too small"));
+}
+
 TEST(Generate, ModelErrorsExitOne) {
   CmdResult r = run({"generate", "--model", "/nonexistent/model", "--prompt-ids", "1"});
   EXPECT_EQ(r.rc, 1);
