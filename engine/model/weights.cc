@@ -1,5 +1,8 @@
 #include "engine/model/weights.h"
 
+#include "engine/core/compute_dtype.h"
+#include "engine/model/dummy_weights.h"
+
 #include <cmath>
 #include <map>
 
@@ -55,33 +58,6 @@ Status load_weights(Backend& backend, const Checkpoint& checkpoint, std::vector<
     *spec.slot = backend.upload_weight(t->dtype, spec.shape, t->data);
   }
   return absl::OkStatus();
-}
-
-void init_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint64_t seed) {
-  std::vector<float> host;
-  for (WeightSpec& spec : specs) {
-    int64_t n = 1;
-    for (int64_t d : spec.shape) n *= d;
-    host.assign(static_cast<size_t>(n), 0.0f);
-    if (spec.init == WeightInit::kOnes) std::fill(host.begin(), host.end(), 1.0f);
-    if (spec.init == WeightInit::kNormal) {
-      uint64_t state = seed ^ fnv1a(spec.name);
-      for (int64_t i = 0; i < n; i += 2) {
-        // Box–Muller: two N(0, 0.02²) values per pair of uniforms in (0, 1].
-        const double u1 = (static_cast<double>(splitmix64(state) >> 11) + 1.0) * 0x1.0p-53;
-        const double u2 = static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
-        const double r = 0.02 * std::sqrt(-2.0 * std::log(u1));
-        host[i] = static_cast<float>(r * std::cos(2.0 * M_PI * u2));
-        if (i + 1 < n) host[i + 1] = static_cast<float>(r * std::sin(2.0 * M_PI * u2));
-      }
-    }
-    if (spec.quantized) {
-      const Status s = upload_quantized(backend, spec, host.data(), "dummy weights");
-      ZI_CHECK(s.ok());  // finite values of magnitude < 1
-      continue;
-    }
-    *spec.slot = backend.upload_weight(DType::kF32, spec.shape, host.data());
-  }
 }
 
 uint64_t count_parameters(const std::vector<WeightSpec>& specs) {
@@ -143,7 +119,8 @@ StatusOr<std::unique_ptr<ParameterSource>> load_resident_parameters(Backend& bac
       if (b > most) best = d, most = b;
     params->stored_dtype_ = std::string(dtype_torch_name(best));
   } else {
-    init_dummy_weights(backend, specs, dummy_seed);
+    // Every core generates, one tensor at a time, in the dtype the backend keeps (no fp32 copy of the model).
+    upload_dummy_weights(backend, specs, dummy_seed, backend.weight_dtype(config_dtype(config.dtype)));
     params->stored_dtype_ = config.dtype.empty() ? "float32" : config.dtype;
   }
   if (config.tie_word_embeddings) {

@@ -67,8 +67,6 @@ struct WeightSpec {
 // Loads specs from the checkpoint: each tensor must exist, have the expected shape and a float dtype
 // (F32/F16/BF16); errors name the file and the tensor.
 Status load_weights(Backend& backend, const Checkpoint& checkpoint, std::vector<WeightSpec>& specs);
-// Random weights (normal, std 0.02; norms 1, biases 0), seeded: the same seed and name give the same values.
-void init_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint64_t seed);
 uint64_t count_parameters(const std::vector<WeightSpec>& specs);
 
 // Per-step figures of weight streaming (zeros when every layer is resident): metrics and the bench.

@@ -1,5 +1,7 @@
 #include "engine/zero/layer_pack.h"
 
+#include "engine/model/dummy_weights.h"
+
 #include <cstring>
 #include <thread>
 
@@ -22,18 +24,6 @@ std::vector<WeightSpec> specs_of(const ModelConfig& cfg, const Architecture& arc
 // A quantized weight's three shard tensors: the codes under the checkpoint name, then its scales and minimums.
 std::string scales_name(const std::string& weight) { return weight + ".scales"; }
 std::string mins_name(const std::string& weight) { return weight + ".mins"; }
-
-uint64_t mix(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-uint64_t name_hash(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  return h;
-}
 
 void store_f32(DType dtype, float v, void* dst) {
   switch (dtype) {
@@ -122,29 +112,6 @@ Status pack_layer_from_checkpoint(const Checkpoint& checkpoint, const StoreShard
   return absl::OkStatus();
 }
 
-namespace {
-
-// Elements [begin, end) of one dummy tensor.
-void fill_dummy(const std::string& name, WeightInit init, uint64_t seed, DType dtype, size_t begin, size_t end,
-                char* out) {
-  const size_t es = dtype_size(dtype);
-  if (init != WeightInit::kNormal) {
-    const float v = init == WeightInit::kOnes ? 1.0f : 0.0f;
-    for (size_t i = begin; i < end; ++i) store_f32(dtype, v, out + i * es);
-    return;
-  }
-  // Uniform on (−a, a) has std a/√3: a = 0.02·√3 matches transformers' normal(0, 0.02) in scale.
-  const float a = 0.02f * 1.7320508f;
-  const uint64_t key = seed ^ name_hash(name);
-  for (size_t i = begin; i < end; ++i) {
-    const uint64_t r = mix(key + 0x9e3779b97f4a7c15ull * (i + 1));
-    const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f);  // [0, 1)
-    store_f32(dtype, (2.0f * u - 1.0f) * a, out + i * es);
-  }
-}
-
-}  // namespace
-
 void pack_layer_dummy(const ModelConfig& cfg, const Architecture& arch, int layer, const StoreShard& shard,
                       uint64_t seed, void* dst, const QuantConfig& quant) {
   LayerWeights scratch;
@@ -172,29 +139,6 @@ void pack_layer_dummy(const ModelConfig& cfg, const Architecture& arch, int laye
   }
   ZI_CHECK(k == shard.tensors.size());
 }
-
-void upload_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint64_t seed, DType dtype,
-                          int threads) {
-  std::vector<char> host;
-  for (WeightSpec& s : specs) {
-    size_t n = 1;
-    for (int64_t d : s.shape) n *= static_cast<size_t>(d);
-    const DType gen = s.quantized ? DType::kF32 : dtype;  // quantized from the fp32 values
-    host.resize(n * dtype_size(gen));
-    const int t = std::max(1, std::min<int>(threads, static_cast<int>(n / 65536) + 1));
-    std::vector<std::thread> pool;
-    for (int k = 0; k < t; ++k)
-      pool.emplace_back([&, k] { fill_dummy(s.name, s.init, seed, gen, n * k / t, n * (k + 1) / t, host.data()); });
-    for (auto& th : pool) th.join();
-    if (s.quantized) {
-      const Status st = upload_quantized(backend, s, reinterpret_cast<const float*>(host.data()), "dummy weights");
-      ZI_CHECK(st.ok());
-      continue;
-    }
-    *s.slot = backend.upload_weight(dtype, s.shape, host.data());
-  }
-}
-
 
 void bind_layer_views(const ModelConfig& cfg, const Architecture& arch, int layer, const StoreShard& shard,
                       void* base, LayerWeights& out, const QuantConfig& quant) {

@@ -32,17 +32,10 @@ StoreShard layer_layout(const ModelConfig& cfg, const Architecture& arch, int la
 Status pack_layer_from_checkpoint(const Checkpoint& checkpoint, const StoreShard& shard, void* dst,
                                   const QuantConfig& quant = {});
 
-// Random weights for benchmarks (`--dummy`): uniform with std 0.02 for matrices, ones for norms, zeros for biases,
-// from a counter-based generator (seed, tensor name, index): deterministic and parallel. Packed weights are the
-// quantization of the fp32 values. `shard` = layer_layout(cfg, arch, layer, ..., quant).
+// Random weights for benchmarks (`--dummy`, engine/model/dummy_weights.h) packed as a layer shard. Packed weights
+// are the quantization of the fp32 values. `shard` = layer_layout(cfg, arch, layer, ..., quant).
 void pack_layer_dummy(const ModelConfig& cfg, const Architecture& arch, int layer, const StoreShard& shard,
                       uint64_t seed, void* dst, const QuantConfig& quant = {});
-
-// The same random weights for tensors that stay resident: generated on `threads` threads in `dtype` and uploaded
-// (seconds for a 7B model, where a per-element normal generator takes minutes); specs marked for quantization are
-// generated in fp32 and uploaded packed.
-void upload_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint64_t seed, DType dtype,
-                          int threads);
 
 // Points `out`'s tensors at the shard's bytes at `base` (host or device memory); packed weights become kQuantized
 // LinearWeights. The views do not own the memory: whoever owns `base` keeps it alive while `out` is in use.

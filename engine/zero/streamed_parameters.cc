@@ -1,5 +1,7 @@
 #include "engine/zero/streamed_parameters.h"
 
+#include "engine/model/dummy_weights.h"
+
 #include <algorithm>
 
 #include "engine/core/log.h"
@@ -145,8 +147,7 @@ StatusOr<std::unique_ptr<StreamedParameters>> load_streamed_parameters(
         stored_dtype = std::string(dtype_torch_name(t->dtype));
   } else {
     upload_dummy_weights(backend, resident_specs, dummy_seed, layer_shard_dtype(backend, cfg, arch, nullptr),
-                         load.load_threads > 0 ? load.load_threads
-                                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+                         load.load_threads);
   }
   if (cfg.tie_word_embeddings) {
     globals.lm_head.weight = globals.embed_tokens;

@@ -211,6 +211,31 @@ TEST(Executor, DummyWeightsNeedOnlyConfigAndAreSeeded) {
   EXPECT_EQ(a->summary().dtype, "bfloat16");  // from config.json
 }
 
+// One generator for every tier (engine/model/dummy_weights.h): a dummy model computes the same whether its layers
+// are resident or read from an NVMe store at every step, dense or 8-bit.
+TEST(Executor, DummyWeightsAreTheSameResidentOrStreamed) {
+  for (uint32_t bits : {16u, 8u}) {
+    EngineOptions o = llama_options();
+    o.dummy_weights = true;
+    o.dummy_seed = 11;
+    o.quant_bits = bits;
+    auto resident = make(o);
+    o.offload_tier = OffloadTier::kNvme;
+    o.offload_dir = ::testing::TempDir() + "/zi_dummy_store_" + std::to_string(bits);
+    std::filesystem::remove_all(o.offload_dir);
+    auto streamed = make(o);
+    ASSERT_TRUE(resident && streamed);
+    EXPECT_NE(streamed->summary().layer_tiers.front(), "cpu") << "layer 0 should stream from the store";
+    SeqStep s = first_step(1, {1, 2, 3, 4});
+    s.want_logits = true;
+    auto a = resident->step({{s}, {}}), b = streamed->step({{s}, {}});
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(a->results[0].logits, b->results[0].logits) << bits << "-bit";
+    EXPECT_EQ(a->results[0].token, b->results[0].token);
+    std::filesystem::remove_all(o.offload_dir);
+  }
+}
+
 TEST(Executor, DebugStepDelaySleeps) {
   EngineOptions o = llama_options();
   o.debug_step_delay_ms = 30;
