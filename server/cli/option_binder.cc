@@ -17,9 +17,9 @@ OptionBinder::OptionBinder(CLI::App* cmd, server::Command command) {
     std::optional<std::string>* text = &slots_[i].text;
     if (k.bare) {
       // A switch: bare = true, or an explicit value (--kv-offload=false) read like its YAML key.
-      cmd->add_option(k.flag, *text, help)->expected(0, 1)->default_str("true");
+      cmd->add_option(k.flag, *text, help)->expected(0, 1)->default_str("true")->type_name("[true|false]");
     } else {
-      cmd->add_option(k.flag, *text, help);
+      cmd->add_option(k.flag, *text, help)->type_name("VALUE");
     }
   }
   if (command != server::kConvert) {
