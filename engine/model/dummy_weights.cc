@@ -6,6 +6,7 @@
 
 #include "engine/core/log.h"
 #include "engine/model/quantized_weights.h"
+#include "engine/quant/quantize.h"
 
 namespace zi {
 namespace {
@@ -23,18 +24,19 @@ uint64_t name_hash(const std::string& s) {  // FNV-1a
   return h;
 }
 
+// store(k, v) writes element begin + k.
 template <typename Store>
 void fill_range(WeightInit init, uint64_t key, size_t begin, size_t end, Store store) {
   if (init != WeightInit::kNormal) {
     const float v = init == WeightInit::kOnes ? 1.0f : 0.0f;
-    for (size_t i = begin; i < end; ++i) store(i, v);
+    for (size_t i = begin; i < end; ++i) store(i - begin, v);
     return;
   }
   constexpr float a = 0.02f * 1.7320508f;  // uniform on (−a, a) has std a/√3 = 0.02
   for (size_t i = begin; i < end; ++i) {
     const uint64_t r = mix(key + 0x9e3779b97f4a7c15ull * (i + 1));
     const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f);  // [0, 1), 24 bits
-    store(i, (2.0f * u - 1.0f) * a);
+    store(i - begin, (2.0f * u - 1.0f) * a);
   }
 }
 
@@ -65,7 +67,35 @@ void fill_dummy_parallel(const std::string& name, WeightInit init, uint64_t seed
   std::vector<std::thread> pool;
   pool.reserve(static_cast<size_t>(t));
   for (int k = 0; k < t; ++k)
-    pool.emplace_back([&, k] { fill_dummy(name, init, seed, dtype, n * k / t, n * (k + 1) / t, out); });
+    pool.emplace_back([&, k] {
+      const size_t begin = n * k / t;
+      fill_dummy(name, init, seed, dtype, begin, n * (k + 1) / t, static_cast<char*>(out) + begin * dtype_size(dtype));
+    });
+  for (auto& th : pool) th.join();
+}
+
+void pack_dummy_quantized(const WeightSpec& spec, uint64_t seed, uint8_t* codes, uint16_t* scales, uint16_t* mins,
+                          int threads) {
+  ZI_CHECK(spec.shape.size() == 2);
+  const int64_t rows = spec.shape[0], cols = spec.shape[1];
+  const int64_t row_bytes = quant_row_bytes(cols, spec.quant.bits), groups = quant_groups(cols, spec.quant.group_size);
+  const int64_t block = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(cols, 1));  // ~4 MiB of fp32
+  // Rows [lo, hi), a block at a time through one fp32 buffer.
+  auto pack = [&](int64_t lo, int64_t hi) {
+    std::vector<float> values(static_cast<size_t>(std::min(block, std::max<int64_t>(hi - lo, 1)) * cols));
+    for (int64_t r0 = lo; r0 < hi; r0 += block) {
+      const int64_t n = std::min(block, hi - r0);
+      fill_dummy(spec.name, spec.init, seed, DType::kF32, static_cast<size_t>(r0 * cols),
+                 static_cast<size_t>((r0 + n) * cols), values.data());
+      const Status st = quantize_rows(values.data(), n, cols, spec.quant, spec.name, codes + r0 * row_bytes,
+                                      scales + r0 * groups, mins + r0 * groups);
+      ZI_CHECK(st.ok());  // finite values of magnitude < 1
+    }
+  };
+  const int t = static_cast<int>(std::clamp<int64_t>(rows / std::max<int64_t>(block, 1), 1, std::max(threads, 1)));
+  if (t == 1) return pack(0, rows);
+  std::vector<std::thread> pool;
+  for (int k = 0; k < t; ++k) pool.emplace_back(pack, rows * k / t, rows * (k + 1) / t);
   for (auto& th : pool) th.join();
 }
 
@@ -75,15 +105,20 @@ void upload_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint
   for (WeightSpec& s : specs) {
     size_t n = 1;
     for (int64_t d : s.shape) n *= static_cast<size_t>(d);
-    const DType gen = s.quantized ? DType::kF32 : dtype;  // quantized from the fp32 values
-    host.resize(n * dtype_size(gen));
-    fill_dummy_parallel(s.name, s.init, seed, gen, n, host.data(), threads);
     if (s.quantized) {
-      const Status st = upload_quantized(backend, s, reinterpret_cast<const float*>(host.data()), "dummy weights");
-      ZI_CHECK(st.ok());  // finite values of magnitude < 1
+      const int64_t out = s.shape[0], in = s.shape[1];
+      const int64_t row_bytes = quant_row_bytes(in, s.quant.bits), groups = quant_groups(in, s.quant.group_size);
+      std::vector<uint8_t> codes(static_cast<size_t>(out * row_bytes));
+      std::vector<uint16_t> scales(static_cast<size_t>(out * groups)), mins(scales.size());
+      pack_dummy_quantized(s, seed, codes.data(), scales.data(), mins.data(), threads);
+      set_quantized(*s.quantized, s.quant, in, backend.from_host(DType::kU8, {out, row_bytes}, codes.data()),
+                    backend.from_host(DType::kF16, {out, groups}, scales.data()),
+                    backend.from_host(DType::kF16, {out, groups}, mins.data()));
       continue;
     }
-    *s.slot = backend.upload_weight(gen, s.shape, host.data());
+    host.resize(n * dtype_size(dtype));
+    fill_dummy_parallel(s.name, s.init, seed, dtype, n, host.data(), threads);
+    *s.slot = backend.upload_weight(dtype, s.shape, host.data());
   }
 }
 

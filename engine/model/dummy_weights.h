@@ -16,7 +16,8 @@
 
 namespace zi {
 
-// Elements [begin, end) of one tensor of `init`, written in `dtype` (F32/F16/BF16) at out + i × dtype_size.
+// Elements [begin, end) of one tensor of `init`, written in `dtype` (F32/F16/BF16): element i at
+// out + (i − begin) × dtype_size, so `out` may be a buffer for just that range.
 void fill_dummy(const std::string& name, WeightInit init, uint64_t seed, DType dtype, size_t begin, size_t end,
                 void* out);
 
@@ -24,9 +25,15 @@ void fill_dummy(const std::string& name, WeightInit init, uint64_t seed, DType d
 void fill_dummy_parallel(const std::string& name, WeightInit init, uint64_t seed, DType dtype, size_t n, void* out,
                          int threads);
 
+// A quantized tensor's random values [rows, cols], quantized as `spec.quant` into packed codes [rows, row bytes]
+// and fp16 scales and minimums [rows, groups], a block of rows at a time: the fp32 values of the whole tensor
+// (3.3 GB for one of BLOOM-176B's MLP matrices) are never held. Rows are split over `threads` threads.
+void pack_dummy_quantized(const WeightSpec& spec, uint64_t seed, uint8_t* codes, uint16_t* scales, uint16_t* mins,
+                          int threads = 1);
+
 // Uploads every spec's random values onto `backend`, one tensor at a time (the host never holds more than the
-// largest tensor): dense ones generated in `dtype` (the backend's weight dtype), quantized ones generated in fp32
-// and uploaded packed. threads = 0: every core of this host.
+// largest tensor as stored): dense ones generated in `dtype` (the backend's weight dtype), quantized ones packed as
+// above. threads = 0: every core of this host.
 void upload_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint64_t seed, DType dtype,
                           int threads = 0);
 

@@ -117,20 +117,16 @@ void pack_layer_dummy(const ModelConfig& cfg, const Architecture& arch, int laye
   LayerWeights scratch;
   const std::vector<WeightSpec> specs = specs_of(cfg, arch, layer, scratch, quant);
   char* base = static_cast<char*>(dst);
-  std::vector<float> values;
   size_t k = 0;
   for (const WeightSpec& s : specs) {
     ZI_CHECK(k < shard.tensors.size() && shard.tensors[k].name == s.name);
     const StoreTensor& t = shard.tensors[k];
     if (s.quantized) {
-      // Quantized dummy weights are the quantization of the fp32 dummy values (as upload_dummy_weights does).
-      values.resize(static_cast<size_t>(s.shape[0] * s.shape[1]));
-      fill_dummy(s.name, s.init, seed, DType::kF32, 0, values.size(), reinterpret_cast<char*>(values.data()));
-      const Status st = quantize_rows(values.data(), s.shape[0], s.shape[1], s.quant, s.name,
-                                      reinterpret_cast<uint8_t*>(base + t.offset),
-                                      reinterpret_cast<uint16_t*>(base + shard.tensors[k + 1].offset),
-                                      reinterpret_cast<uint16_t*>(base + shard.tensors[k + 2].offset));
-      ZI_CHECK(st.ok());  // finite values of magnitude < 1
+      // Quantized dummy weights are the quantization of the fp32 dummy values (as upload_dummy_weights does),
+      // generated and packed a block of rows at a time.
+      pack_dummy_quantized(s, seed, reinterpret_cast<uint8_t*>(base + t.offset),
+                           reinterpret_cast<uint16_t*>(base + shard.tensors[k + 1].offset),
+                           reinterpret_cast<uint16_t*>(base + shard.tensors[k + 2].offset));
       k += 3;
       continue;
     }
