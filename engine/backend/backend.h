@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,8 @@ class Tensor {
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
   // Raw pointer (a device pointer on GPU backends): for backend implementations only, never for model code.
   void* data() const { return data_; }
+  // The shared storage (for views made outside this class, e.g. packed step inputs).
+  const std::shared_ptr<void>& storage() const { return storage_; }
   template <class T>
   T* data_as() const { return static_cast<T*>(data_); }
 
@@ -162,6 +165,9 @@ class Backend {
   virtual Tensor from_host(DType dtype, std::vector<int64_t> shape, const void* src) = 0;
   // A weight from a checkpoint (`src` any alignment, `src_dtype` F32/F16/BF16), converted to weight_dtype().
   virtual Tensor upload_weight(DType src_dtype, std::vector<int64_t> shape, const void* src) = 0;
+  // Overwrites `dst`'s nbytes() with the bytes at `src` (host memory), ordered before later ops; `src` may be reused
+  // when it returns. Refills a step's input buffer in place (the addresses a captured StepGraph reads).
+  virtual void upload(Tensor& dst, const void* src) = 0;
   // Copies the tensor's raw bytes to host memory (nbytes()).
   virtual void copy_to_host(const Tensor& t, void* dst) = 0;
   // The tensor as fp32 on the host (converting bf16/fp16).
@@ -197,8 +203,12 @@ class Backend {
   virtual Tensor add(const Tensor& a, const Tensor& b) = 0;
   // a += b (same shape).
   virtual void add_inplace(Tensor& a, const Tensor& b) = 0;
-  // x [T, H], rows (host list, each < T) → [rows.size(), H].
-  virtual Tensor gather_rows(const Tensor& x, const std::vector<int32_t>& rows) = 0;
+  // x [T, H], rows int32 [R] in backend memory (each < T; a step's StepTensors::logit_rows) → [R, H].
+  virtual Tensor gather_rows(const Tensor& x, const Tensor& rows) = 0;
+  // The same with a host list (uploads it first).
+  Tensor gather_rows(const Tensor& x, const std::vector<int32_t>& rows) {
+    return gather_rows(x, from_host(DType::kI32, {static_cast<int64_t>(rows.size())}, rows.data()));
+  }
   // x [T, G × n] viewed as [T, n, G]: columns [offset, offset + width) of every group → [T, n × width]
   // (splits fused projections, e.g. BLOOM's per-head [q k v]; group = the whole row for a plain column slice).
   virtual Tensor column_slice(const Tensor& x, int64_t group, int64_t offset, int64_t width) = 0;
@@ -208,6 +218,24 @@ class Backend {
   // backend that shares the link (CUDA's KV offload) budgets its own transfers around them. No-op by default.
   virtual void observe_weight_stream(uint64_t bytes, double copy_seconds, int layers) {
     (void)bytes, (void)copy_seconds, (void)layers;
+  }
+
+  // ---- step graphs ----
+  // Records the ops `body` enqueues instead of running them, into a StepGraph that replays them with the same
+  // tensors (CUDA graphs: one launch for a whole decode step instead of hundreds). Memory the body allocates comes
+  // from a pool kept for the graphs, so its addresses stay valid for every replay; tensors the body leaves alive
+  // (its outputs) are rewritten by each replay. The body must not synchronise or read results. Inputs change
+  // between replays only through upload() into tensors made before the capture. nullptr when the backend has no
+  // graphs (the CPU: every step runs eagerly); an error when the body failed or the capture was refused.
+  class StepGraph {
+   public:
+    virtual ~StepGraph() = default;
+    // Enqueues the recorded ops once.
+    virtual void replay() = 0;
+  };
+  virtual StatusOr<std::unique_ptr<StepGraph>> capture(const std::function<Status()>& body) {
+    (void)body;
+    return std::unique_ptr<StepGraph>();
   }
 
   // ---- KV cache memory ----

@@ -107,7 +107,9 @@ class BloomModel final : public CausalLM {
 
   const ModelConfig& config() const override { return cfg_; }
   ParameterSource& parameters() override { return *params_; }
-  StatusOr<Tensor> forward(const ForwardBatch& batch, KvCache& kv) override;
+  Backend& backend() override { return be_; }
+  using CausalLM::forward;
+  StatusOr<Tensor> forward(const StepTensors& in, KvCache& kv) override;
 
  private:
   ModelConfig cfg_;
@@ -117,21 +119,18 @@ class BloomModel final : public CausalLM {
 };
 
 // T = rows in the step, H = hidden, nH = heads, D = head dim, F = 4H, V = vocab, R = logit rows.
-StatusOr<Tensor> BloomModel::forward(const ForwardBatch& batch, KvCache& kv) {
+StatusOr<Tensor> BloomModel::forward(const StepTensors& in, KvCache& kv) {
   Backend& be = be_;
   ParameterSource& params = *params_;
   const GlobalWeights& g = params.globals();
   const int nH = static_cast<int>(cfg_.num_heads), D = static_cast<int>(cfg_.head_dim);
   const float eps = static_cast<float>(cfg_.norm_eps);
-  const int64_t T = static_cast<int64_t>(batch.tokens.size());
-
-  ZI_ASSIGN_OR_RETURN(AttentionBatch step, kv.prepare_step(be, batch.seqs));  // block tables, rows, positions [T]
+  const AttentionBatch& step = in.attn;                                  // block tables, rows, positions [T]
   // Scores q·k/√D + slope_h·(key_pos − query_pos): transformers adds slope_h·key_pos, which differs by a constant
   // per query row and so gives the same softmax.
   const AttentionParams attn{nH, nH, D, 1.0f / std::sqrt(static_cast<float>(D)), 0, slopes_};
-  Tensor ids = be.from_host(DType::kI32, {T}, batch.tokens.data());        // int32 [T]
 
-  Tensor embedded = be.embedding(g.embed_tokens, ids);                    // [T, H]
+  Tensor embedded = be.embedding(g.embed_tokens, in.ids);                 // [T, H]
   Tensor x = be.layer_norm(embedded, g.embed_norm, g.embed_norm_bias, eps);  // [T, H] residual
   params.prefetch(0);
   for (int l = 0; l < cfg_.num_layers; ++l) {
@@ -169,7 +168,7 @@ StatusOr<Tensor> BloomModel::forward(const ForwardBatch& batch, KvCache& kv) {
     params.release(l);
   }
 
-  Tensor x_wanted = be.gather_rows(x, batch.logit_rows);                  // [R, H]
+  Tensor x_wanted = be.gather_rows(x, in.logit_rows);                     // [R, H]
   Tensor final_hidden = be.layer_norm(x_wanted, g.final_norm, g.final_norm_bias, eps);  // [R, H]
   return be.linear(final_hidden, g.lm_head);                              // [R, V]
 }

@@ -86,14 +86,4 @@ Status KvCache::reserve(int slot, int64_t tokens) {
   return absl::OkStatus();
 }
 
-StatusOr<AttentionBatch> KvCache::prepare_step(Backend& backend, const std::vector<SeqSlice>& seqs) {
-  std::vector<std::vector<int32_t>> tables;
-  tables.reserve(seqs.size());
-  for (const SeqSlice& s : seqs) {
-    ZI_RETURN_IF_ERROR(reserve(s.slot, int64_t{s.past_len} + s.n_new));
-    tables.push_back(tables_[s.slot]);
-  }
-  return make_attention_batch(backend, seqs, shape_.block_size, tables);
-}
-
 }  // namespace zi

@@ -68,10 +68,6 @@ class KvCache {
     return shape_.num_blocks ? static_cast<double>(used_blocks()) / static_cast<double>(shape_.num_blocks) : 0.0;
   }
 
-  // The step's layout for the backend (make_attention_batch with each sequence's block table), after growing each
-  // sequence's table to hold past_len + n_new positions: RESOURCE_EXHAUSTED when blocks run out.
-  StatusOr<AttentionBatch> prepare_step(Backend& backend, const std::vector<SeqSlice>& seqs);
-
   // Bytes held by the cache (all layers, K and V).
   uint64_t bytes() const { return bytes_; }
 

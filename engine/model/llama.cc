@@ -154,7 +154,10 @@ class LlamaModel final : public CausalLM {
 
   const ModelConfig& config() const override { return cfg_; }
   ParameterSource& parameters() override { return *params_; }
-  StatusOr<Tensor> forward(const ForwardBatch& batch, KvCache& kv) override;
+  Backend& backend() override { return be_; }
+  using CausalLM::forward;
+  StatusOr<Tensor> forward(const StepTensors& in, KvCache& kv) override;
+  bool replayable(const std::vector<SeqSlice>& seqs) const override { return rope_.shared_table(seqs); }
 
  private:
   ModelConfig cfg_;
@@ -164,21 +167,18 @@ class LlamaModel final : public CausalLM {
 };
 
 // T = rows in the step, H = hidden, nH/nKV = heads, D = head dim, F = MLP size, V = vocab, R = logit rows.
-StatusOr<Tensor> LlamaModel::forward(const ForwardBatch& batch, KvCache& kv) {
+StatusOr<Tensor> LlamaModel::forward(const StepTensors& in, KvCache& kv) {
   Backend& be = be_;
   ParameterSource& params = *params_;
   const GlobalWeights& g = params.globals();
   const int nH = static_cast<int>(cfg_.num_heads), nKV = static_cast<int>(cfg_.num_kv_heads);
   const int D = static_cast<int>(cfg_.head_dim);
   const float eps = static_cast<float>(cfg_.norm_eps);
-  const int64_t T = static_cast<int64_t>(batch.tokens.size());
-
-  ZI_ASSIGN_OR_RETURN(AttentionBatch step, kv.prepare_step(be, batch.seqs));  // block tables, rows, positions [T]
+  const AttentionBatch& step = in.attn;                                  // block tables, rows, positions [T]
   rope_.begin_step(step);
   const AttentionParams attn{nH, nKV, D, 1.0f / std::sqrt(static_cast<float>(D)), cfg_.sliding_window, Tensor()};
-  Tensor ids = be.from_host(DType::kI32, {T}, batch.tokens.data());        // int32 [T]
 
-  Tensor x = be.embedding(g.embed_tokens, ids);                           // [T, H] residual stream
+  Tensor x = be.embedding(g.embed_tokens, in.ids);                        // [T, H] residual stream
   params.prefetch(0);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     ZI_ASSIGN_OR_RETURN(const LayerWeights* w, params.fetch(l));
@@ -208,7 +208,7 @@ StatusOr<Tensor> LlamaModel::forward(const ForwardBatch& batch, KvCache& kv) {
     params.release(l);
   }
 
-  Tensor x_wanted = be.gather_rows(x, batch.logit_rows);                  // [R, H]
+  Tensor x_wanted = be.gather_rows(x, in.logit_rows);                     // [R, H]
   Tensor final_hidden = be.rms_norm(x_wanted, g.final_norm, eps);         // [R, H]
   Tensor logits = be.linear(final_hidden, g.lm_head);                     // [R, V]
   return logits;

@@ -106,14 +106,21 @@ void layer_weights(const ModelConfig& c, int layer, LayerWeights& w, std::vector
   linear("fc2", H, F, w.down_proj);
 }
 
-StatusOr<std::vector<int32_t>> position_rows(const std::vector<SeqSlice>& seqs, int64_t max_position_embeddings) {
-  std::vector<int32_t> rows;
+Status check_positions(const std::vector<SeqSlice>& seqs, int64_t max_position_embeddings) {
   for (const SeqSlice& s : seqs) {
     const int64_t last = static_cast<int64_t>(s.past_len) + s.n_new - 1;
     if (s.n_new > 0 && last >= max_position_embeddings)
       return absl::OutOfRangeError(absl::StrCat("OPT has learned positions 0..", max_position_embeddings - 1,
                                                 " (config.json max_position_embeddings); position ", last,
                                                 " is past them: lower max_context"));
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<std::vector<int32_t>> position_rows(const std::vector<SeqSlice>& seqs, int64_t max_position_embeddings) {
+  ZI_RETURN_IF_ERROR(check_positions(seqs, max_position_embeddings));
+  std::vector<int32_t> rows;
+  for (const SeqSlice& s : seqs) {
     for (int32_t i = 0; i < s.n_new; ++i) rows.push_back(static_cast<int32_t>(s.past_len + i + kPositionOffset));
   }
   return rows;
@@ -137,7 +144,13 @@ class OptModel final : public CausalLM {
 
   const ModelConfig& config() const override { return cfg_; }
   ParameterSource& parameters() override { return *params_; }
-  StatusOr<Tensor> forward(const ForwardBatch& batch, KvCache& kv) override;
+  Backend& backend() override { return be_; }
+  using CausalLM::forward;
+  StatusOr<Tensor> forward(const StepTensors& in, KvCache& kv) override;
+  // A position past the table is an error the eager forward reports; a replay would read past the table.
+  bool replayable(const std::vector<SeqSlice>& seqs) const override {
+    return check_positions(seqs, cfg_.max_position_embeddings).ok();
+  }
 
  private:
   Tensor norm(const Tensor& x, const Tensor& weight, const Tensor& bias) {
@@ -154,22 +167,20 @@ class OptModel final : public CausalLM {
 
 // T = rows in the step, H = hidden, E = word_embed_proj_dim, nH = heads, D = head dim, F = ffn_dim, V = vocab,
 // R = logit rows.
-StatusOr<Tensor> OptModel::forward(const ForwardBatch& batch, KvCache& kv) {
+StatusOr<Tensor> OptModel::forward(const StepTensors& in, KvCache& kv) {
   Backend& be = be_;
   ParameterSource& params = *params_;
   const GlobalWeights& g = params.globals();
   const int nH = static_cast<int>(cfg_.num_heads), D = static_cast<int>(cfg_.head_dim);
-  const int64_t T = static_cast<int64_t>(batch.tokens.size());
-
-  ZI_ASSIGN_OR_RETURN(std::vector<int32_t> pos_rows, position_rows(batch.seqs, cfg_.max_position_embeddings));
-  ZI_ASSIGN_OR_RETURN(AttentionBatch step, kv.prepare_step(be, batch.seqs));  // block tables, rows, positions [T]
+  const AttentionBatch& step = in.attn;                                  // block tables, rows, positions [T]
+  ZI_RETURN_IF_ERROR(check_positions(step.seqs, cfg_.max_position_embeddings));
   const AttentionParams attn{nH, nH, D, 1.0f / std::sqrt(static_cast<float>(D)), 0, Tensor()};
-  Tensor ids = be.from_host(DType::kI32, {T}, batch.tokens.data());        // int32 [T]
-  Tensor pos_ids = be.from_host(DType::kI32, {T}, pos_rows.data());        // int32 [T]
 
-  Tensor x = be.embedding(g.embed_tokens, ids);                           // [T, E]
+  Tensor x = be.embedding(g.embed_tokens, in.ids);                        // [T, E]
   if (cfg_.embed_dim > 0) x = be.linear(x, g.project_in);                 // [T, H]
-  Tensor pos = be.embedding(g.embed_positions, pos_ids);                  // [T, H]
+  // Learned positions start kPositionOffset rows into the table: a view from there, indexed by position.
+  const Tensor pos_table = g.embed_positions.rows(kPositionOffset, g.embed_positions.dim(0));  // [P - 2, H]
+  Tensor pos = be.embedding(pos_table, step.positions);                   // [T, H]
   be.add_inplace(x, pos);                                                 // [T, H] residual stream
   params.prefetch(0);
   for (int l = 0; l < cfg_.num_layers; ++l) {
@@ -199,7 +210,7 @@ StatusOr<Tensor> OptModel::forward(const ForwardBatch& batch, KvCache& kv) {
     params.release(l);
   }
 
-  Tensor h = be.gather_rows(x, batch.logit_rows);                         // [R, H]
+  Tensor h = be.gather_rows(x, in.logit_rows);                            // [R, H]
   if (cfg_.final_norm) h = norm(h, g.final_norm, g.final_norm_bias);      // [R, H]
   if (cfg_.embed_dim > 0) h = be.linear(h, g.project_out);                // [R, E]
   return be.linear(h, g.lm_head);                                         // [R, V]

@@ -19,6 +19,8 @@ StatusOr<std::unique_ptr<CausalLM>> create(const ModelConfig& cfg, Backend& back
 // Row indices into model.decoder.embed_positions for the step's rows: position + 2, positions counted from the
 // attention mask as transformers does (for unpadded sequences: past_len + i). An error when a position is past the
 // learned table (max_position_embeddings).
+// OUT_OF_RANGE when a new row's position is past the learned positions.
+Status check_positions(const std::vector<SeqSlice>& seqs, int64_t max_position_embeddings);
 StatusOr<std::vector<int32_t>> position_rows(const std::vector<SeqSlice>& seqs, int64_t max_position_embeddings);
 
 }  // namespace zi::opt

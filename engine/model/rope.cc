@@ -155,12 +155,16 @@ RopeTables::RopeTables(Backend& backend, const RopeConfig& rope, int64_t head_di
   base_ = be_.from_host(DType::kF32, {static_cast<int64_t>(inv.size())}, inv.data());
 }
 
+bool RopeTables::shared_table(const std::vector<SeqSlice>& seqs) const {
+  if (rope_.type != "dynamic") return true;
+  for (const SeqSlice& s : seqs)
+    if (s.past_len + s.n_new > rope_.original_max_position_embeddings) return false;
+  return true;
+}
+
 void RopeTables::begin_step(const AttentionBatch& step) {
   spans_.clear();
-  if (rope_.type != "dynamic") return;
-  bool any = false;
-  for (const SeqSlice& s : step.seqs) any |= s.past_len + s.n_new > rope_.original_max_position_embeddings;
-  if (!any) return;
+  if (shared_table(step.seqs)) return;
   // Rows are contiguous per sequence, in order (make_attention_batch); neighbours within the limit share base_.
   for (const SeqSlice& s : step.seqs) {
     if (s.n_new == 0) continue;

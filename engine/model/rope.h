@@ -33,6 +33,9 @@ Status parse_rope_config(const ConfigReader& config, int64_t max_position_embedd
 class RopeTables {
  public:
   RopeTables(Backend& backend, const RopeConfig& rope, int64_t head_dim);
+  // True when every row of these sequences rotates with the one shared table (always, unless dynamic scaling
+  // gives a sequence past the trained context a table of its own).
+  bool shared_table(const std::vector<SeqSlice>& seqs) const;
   // Prepares the tables of this step's sequences (no-op unless dynamic).
   void begin_step(const AttentionBatch& step);
   // Rotates x [T, n_heads × D] in place at step.positions.

@@ -44,6 +44,8 @@ struct EngineOptions {
   uint32_t quant_group_size = 64;
   bool quant_embeddings = false;       // quantization.embeddings: the LM head is quantized too
   // KV cache (paged: engine/model/kv_cache.h).
+  // CUDA: decode steps of fully resident models replay CUDA graphs (engine/runtime/step_graphs.h) unless set.
+  bool enforce_eager = false;
   bool kv_offload = false;             // CUDA: blocks in pinned host memory, read over PCIe (CPU backend: no-op)
   uint64_t kv_cache_bytes = 0;         // 0 = GPU: the device memory left after weights, ring and activations;
                                        //     host (CPU backend or KV offload): max_batch_size full contexts

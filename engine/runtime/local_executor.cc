@@ -1,5 +1,6 @@
 #include "engine/runtime/local_executor.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -164,6 +165,14 @@ StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptio
     }
     s.prefetch_depth = ps.prefetch_depth();
   }
+  // Decode steps replay CUDA graphs where nothing outside the graph changes between replays (step_graphs.h).
+  const bool all_resident = std::all_of(s.layer_tiers.begin(), s.layer_tiers.end(),
+                                        [&](const std::string& t) { return t == "gpu"; });
+  if (!options.enforce_eager && s.device == "cuda" && all_resident && options.world_size <= 1 &&
+      !options.kv_offload)
+    ex->graphs_ = std::make_unique<StepGraphs>(*ex->model_, *ex->backend_, *ex->kv_,
+                                               static_cast<int>(options.max_batch_size),
+                                               static_cast<int>(max_context));
   s.eos_token_ids = cfg.eos_token_ids;
   s.bos_token_id = cfg.bos_token_id;
   s.kv_block_size = static_cast<uint32_t>(ex->kv_->block_size());
@@ -288,7 +297,14 @@ StatusOr<StepOutput> LocalExecutor::step(const StepInput& input) {
 
   std::vector<float> logits;
   if (!batch.tokens.empty()) {
-    StatusOr<Tensor> result = model_->forward(batch, *kv_);
+    StatusOr<Tensor> result = absl::UnknownError("not run");
+    StatusOr<std::optional<Tensor>> replayed = graphs_ ? graphs_->run(batch) : std::optional<Tensor>();
+    if (!replayed.ok())
+      result = replayed.status();
+    else if (replayed->has_value())
+      result = **replayed;
+    else
+      result = model_->forward(batch, *kv_);
     if (!result.ok()) {
       // The step failed as a whole: forget the sequences it created (others keep their length: the KV rows written
       // past it are simply overwritten by their next step).

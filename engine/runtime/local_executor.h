@@ -17,6 +17,7 @@
 #include "engine/runtime/executor.h"
 #include "engine/model/kv_cache.h"
 #include "engine/runtime/sampler.h"
+#include "engine/runtime/step_graphs.h"
 
 namespace zi {
 
@@ -62,6 +63,8 @@ class LocalExecutor final : public Executor {
   size_t active_sequences() const { return seqs_.size(); }
   // The paged KV cache (tests: blocks held and freed). The driving thread only.
   const KvCache& kv_cache() const { return *kv_; }
+  // Decode-step graphs captured so far (0 when steps run op by op). The driving thread only.
+  int captured_step_graphs() const { return graphs_ ? graphs_->captured() : 0; }
 
  private:
   struct SeqState {
@@ -80,6 +83,7 @@ class LocalExecutor final : public Executor {
   std::shared_ptr<Communicator> comm_;  // ZeRO-3 group (N > 1): the parameters' all-gathers use it
   std::unique_ptr<CausalLM> model_;
   std::unique_ptr<KvCache> kv_;
+  std::unique_ptr<StepGraphs> graphs_;  // null when every step runs op by op
   std::unordered_map<uint64_t, SeqState> seqs_;
   EngineOptions options_;
   ModelSummary summary_;

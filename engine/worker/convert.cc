@@ -49,6 +49,7 @@ void to_proto(const EngineOptions& in, pb::EngineOptions* out) {
   out->set_quant_bits(in.quant_bits);
   out->set_quant_group_size(in.quant_group_size);
   out->set_kv_offload(in.kv_offload);
+  out->set_enforce_eager(in.enforce_eager);
   out->set_kv_cache_bytes(in.kv_cache_bytes);
   out->set_kv_block_size(in.kv_block_size);
   out->set_kv_offload_attention(static_cast<pb::KvOffloadAttention>(in.kv_offload_attention));
@@ -79,6 +80,7 @@ EngineOptions from_proto(const pb::EngineOptions& in) {
   o.quant_bits = in.quant_bits();
   o.quant_group_size = in.quant_group_size();
   o.kv_offload = in.kv_offload();
+  o.enforce_eager = in.enforce_eager();
   o.kv_cache_bytes = in.kv_cache_bytes();
   if (in.kv_block_size() > 0) o.kv_block_size = in.kv_block_size();
   o.kv_offload_attention = enum_from(in.kv_offload_attention(), kKvOffloadAttentionNames);

@@ -187,6 +187,9 @@ std::vector<Knob> make_knobs() {
   t.push_back(engine(uint_knob(row("model.max_context", "--max-context", kEngine,
                                    "Tokens per sequence (0 = from config.json): 0..16777216"),
                                [](C& c) -> uint32_t& { return c.engine.max_context; }, 0, kMaxTokens)));
+  t.push_back(engine(bare(bool_knob(row("model.enforce_eager", "--enforce-eager", kEngine,
+                                        "Run every step op by op: no CUDA graphs for decode steps"),
+                                    [](C& c) -> bool& { return c.engine.enforce_eager; }))));
   t.push_back(engine(enum_knob(row("device", "--device", kAll, "Compute device"),
                                +[](C& c) -> Device& { return c.engine.device; }, kDeviceNames)));
   // server

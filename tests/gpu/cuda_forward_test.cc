@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -90,8 +91,10 @@ class CudaForward : public ::testing::TestWithParam<Param> {
   double tol() const { return act() == DType::kF32 ? 1e-4 : 2e-2; }
 
   // `offload`: the KV cache in pinned host memory, decode attention computed as `mode` says.
-  std::unique_ptr<Executor> make_executor(std::optional<KvOffloadAttention> offload = std::nullopt) {
+  std::unique_ptr<Executor> make_executor(std::optional<KvOffloadAttention> offload = std::nullopt,
+                                          bool enforce_eager = false) {
     EngineOptions o;
+    o.enforce_eager = enforce_eager;
     o.model_dir = dir_;
     o.device = Device::kCuda;
     o.max_batch_size = 4;
@@ -249,6 +252,72 @@ TEST_P(CudaForward, ChunkedPrefillBesideADecodingSequence) {
   }
   EXPECT_LT(rel_err(b_logits, ref_.prefill_logits[2]), tol());
   check_step(2, 0, {}, b_token, "chunked prompt 2");
+}
+
+// Decode steps replayed from CUDA graphs give the tokens of the op-by-op path, while the batch shrinks and grows
+// across buckets (3 → padded to 4, 2, 1, then 3 again with a new sequence whose block table is narrower) and the
+// block tables widen past a bucket of table width.
+TEST_P(CudaForward, DecodeGraphsGiveTheEagerTokens) {
+  auto graphs = make_executor(std::nullopt, false);
+  auto eager = make_executor(std::nullopt, true);
+  ASSERT_TRUE(graphs && eager);
+  auto* g = dynamic_cast<LocalExecutor*>(graphs.get());
+  auto* e = dynamic_cast<LocalExecutor*>(eager.get());
+  ASSERT_TRUE(g && e);
+  std::map<uint64_t, int32_t> last_g, last_e;
+  auto start = [&](uint64_t id, int prompt) {
+    SeqStep s;
+    s.seq_id = id;
+    s.tokens = ref_.prompt[prompt];
+    s.first = true;
+    auto og = g->step({{s}, {}});
+    auto oe = e->step({{s}, {}});
+    ASSERT_TRUE(og.ok() && oe.ok()) << og.status() << oe.status();
+    EXPECT_EQ(og->results[0].token, oe->results[0].token);
+    last_g[id] = og->results[0].token;
+    last_e[id] = oe->results[0].token;
+  };
+  auto decode = [&](int steps) {
+    for (int k = 0; k < steps; ++k) {
+      StepInput ig, ie;
+      for (const auto& [id, tok] : last_g) {
+        SeqStep s;
+        s.seq_id = id;
+        s.tokens = {tok};
+        s.want_logits = true;
+        ig.seqs.push_back(s);
+        s.tokens = {last_e[id]};
+        ie.seqs.push_back(s);
+      }
+      auto og = g->step(ig);
+      auto oe = e->step(ie);
+      ASSERT_TRUE(og.ok() && oe.ok()) << og.status() << oe.status();
+      for (size_t i = 0; i < ig.seqs.size(); ++i) {
+        const uint64_t id = ig.seqs[i].seq_id;
+        EXPECT_EQ(og->results[i].token, oe->results[i].token) << "sequence " << id << " step " << k;
+        EXPECT_LT(rel_err(og->results[i].logits, oe->results[i].logits), tol()) << "sequence " << id;
+        last_g[id] = og->results[i].token;
+        last_e[id] = oe->results[i].token;
+      }
+    }
+  };
+  auto release = [&](uint64_t id) {
+    ASSERT_TRUE(g->step({{}, {id}}).ok());
+    ASSERT_TRUE(e->step({{}, {id}}).ok());
+    last_g.erase(id);
+    last_e.erase(id);
+  };
+  for (int i = 0; i < kPrompts; ++i) start(i, i);
+  decode(6);
+  release(0);
+  decode(3);
+  release(1);
+  decode(20);  // past 16 tokens a block: the block tables widen
+  start(7, 0);
+  start(8, 1);
+  decode(4);
+  EXPECT_GT(g->captured_step_graphs(), 2);
+  EXPECT_EQ(e->captured_step_graphs(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaForward,

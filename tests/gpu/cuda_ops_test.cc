@@ -192,7 +192,8 @@ TEST_P(CudaOps, GatherRowsAndColumnSlice) {
   Pair x = act_tensor({7, 24}, randn(7 * 24, 13));
   // Copies: exact.
   expect_close(cpu_->gather_rows(x.cpu, {6, 0, 3, 3}), gpu_->gather_rows(x.gpu, {6, 0, 3, 3}), "gather_rows", 1e-30);
-  expect_close(cpu_->gather_rows(x.cpu, {}), gpu_->gather_rows(x.gpu, {}), "gather_rows none", 1e-30);
+  expect_close(cpu_->gather_rows(x.cpu, std::vector<int32_t>{}), gpu_->gather_rows(x.gpu, std::vector<int32_t>{}),
+               "gather_rows none", 1e-30);
   // Rows of a view (odd row offset, unaligned base).
   Pair odd = act_tensor({5, 3}, randn(15, 14));
   expect_close(cpu_->gather_rows(odd.cpu.rows(1, 5), {2, 0}), gpu_->gather_rows(odd.gpu.rows(1, 5), {2, 0}),

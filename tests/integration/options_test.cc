@@ -50,6 +50,7 @@ struct Sample {
 const std::vector<Sample> kSamples = {
     {"model.dtype", "float16", "float16", "bogus"},
     {"model.max_context", "512", "512", "bogus"},
+    {"model.enforce_eager", std::nullopt, "true", "bogus"},
     {"device", "cpu", "cpu", "bogus"},
     {"parallel.num_gpus", "2", "2", "bogus"},
     {"offload.tier", "cpu", "cpu", "bogus"},

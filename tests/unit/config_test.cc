@@ -57,7 +57,7 @@ TEST(Config, OnlyModelPathIsRequiredAndDefaultsFollowTheDesign) {
 
 TEST(Config, ParsesEveryKeyOfTheSchema) {
   auto c = parse(R"(
-model:    {path: /m/opt, name: opt-30b, dtype: float16, max_context: 4096}
+model:    {path: /m/opt, name: opt-30b, dtype: float16, max_context: 4096, enforce_eager: true}
 device: cuda
 server:   {listen: "0.0.0.0:6000", metrics_listen: "[::1]:9500", max_queue: 8, max_batch_size: 32,
            max_new_tokens_default: 100, max_prompt_tokens: 1000, shutdown_grace_seconds: 2.5,
@@ -78,6 +78,7 @@ debug:    {step_delay_ms: 25}
   EXPECT_EQ(e.served_name, "opt-30b");
   EXPECT_EQ(e.dtype, ComputeDtype::kFloat16);
   EXPECT_EQ(e.max_context, 4096u);
+  EXPECT_TRUE(e.enforce_eager);
   EXPECT_EQ(e.device, Device::kCuda);
   EXPECT_EQ(c->listen, "0.0.0.0:6000");
   EXPECT_EQ(c->metrics_listen, "[::1]:9500");

@@ -2,6 +2,7 @@
 // (untouched pages of a large KV cache are not committed until written).
 #include <cstdlib>
 #include <cstring>
+#include <span>
 
 #include "engine/backend/cpu/kernels.h"
 
@@ -61,6 +62,10 @@ class CpuBackend final : public Backend {
     Tensor t = alloc(dtype, std::move(shape));
     if (t.nbytes()) std::memcpy(t.data(), src, t.nbytes());
     return t;
+  }
+
+  void upload(Tensor& dst, const void* src) override {
+    if (dst.nbytes()) std::memcpy(dst.data(), src, dst.nbytes());
   }
 
   Tensor upload_weight(DType src_dtype, std::vector<int64_t> shape, const void* src) override {
@@ -190,9 +195,11 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0, n = a.numel(); i < n; ++i) pa[i] += pb[i];
   }
 
-  Tensor gather_rows(const Tensor& x, const std::vector<int32_t>& rows) override {
-    ZI_CHECK(x.rank() == 2);
+  using Backend::gather_rows;
+  Tensor gather_rows(const Tensor& x, const Tensor& row_ids) override {
+    ZI_CHECK(x.rank() == 2 && row_ids.dtype() == DType::kI32);
     const int64_t H = x.dim(1);
+    const std::span<const int32_t> rows(row_ids.data_as<int32_t>(), static_cast<size_t>(row_ids.numel()));
     Tensor y = alloc(DType::kF32, {static_cast<int64_t>(rows.size()), H});
     for (size_t r = 0; r < rows.size(); ++r) {
       ZI_CHECK(rows[r] >= 0 && rows[r] < x.dim(0));

@@ -38,6 +38,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     attention_decode_kernel(KvArgs kv, AttentionArgs a, const T* __restrict__ q, T* __restrict__ out) {
   const int h = blockIdx.y;
   const SeqView sv = load_seq(kv, blockIdx.x);
+  if (sv.n_new == 0) return;  // a sequence with no new row this step (padding of a replayed step)
   const int D = kv.head_dim;
   const int kvh = h / (a.n_heads / kv.n_kv_heads);
   const int64_t q_stride = int64_t{a.n_heads} * D;

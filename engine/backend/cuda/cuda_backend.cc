@@ -141,18 +141,23 @@ Tensor CudaBackend::alloc(DType dtype, std::vector<int64_t> shape) { return outp
 
 Tensor CudaBackend::from_host(DType dtype, std::vector<int64_t> shape, const void* src) {
   Tensor t = output(dtype, std::move(shape));
-  if (t.nbytes() == 0) return t;
+  upload(t, src);
+  return t;
+}
+
+void CudaBackend::upload(Tensor& dst, const void* src) {
+  if (dst.nbytes() == 0) return;
+  make_current();
   // From pageable memory the runtime copies `src` into a staging buffer before cudaMemcpyAsync returns, so the
   // caller may free it at once while the DMA stays ordered on the compute stream. From pinned memory the copy is
   // truly asynchronous: wait for it, since the interface lets the caller reuse `src` on return.
-  ZI_CUDA_CHECK(cudaMemcpyAsync(t.data(), src, t.nbytes(), cudaMemcpyHostToDevice, compute_.get()));
+  ZI_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src, dst.nbytes(), cudaMemcpyHostToDevice, compute_.get()));
   cudaPointerAttributes attr{};
   if (cudaPointerGetAttributes(&attr, src) != cudaSuccess) {
     cudaGetLastError();
   } else if (attr.type == cudaMemoryTypeHost) {
     ZI_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
   }
-  return t;
 }
 
 Tensor CudaBackend::upload_weight(DType src_dtype, std::vector<int64_t> shape, const void* src) {

@@ -49,6 +49,7 @@ class CudaBackend final : public Backend {
   Tensor alloc(DType dtype, std::vector<int64_t> shape) override;
   Tensor from_host(DType dtype, std::vector<int64_t> shape, const void* src) override;
   Tensor upload_weight(DType src_dtype, std::vector<int64_t> shape, const void* src) override;
+  void upload(Tensor& dst, const void* src) override;
   void copy_to_host(const Tensor& t, void* dst) override;
   std::vector<float> to_host_f32(const Tensor& t) override;
   void fill_zero(Tensor& t) override;
@@ -65,7 +66,8 @@ class CudaBackend final : public Backend {
   Tensor activation(const Tensor& x, Activation kind) override;
   Tensor add(const Tensor& a, const Tensor& b) override;
   void add_inplace(Tensor& a, const Tensor& b) override;
-  Tensor gather_rows(const Tensor& x, const std::vector<int32_t>& rows) override;
+  using Backend::gather_rows;
+  Tensor gather_rows(const Tensor& x, const Tensor& rows) override;
   Tensor column_slice(const Tensor& x, int64_t group, int64_t offset, int64_t width) override;
   void synchronize() override;
   // Device memory through try_alloc, or pinned mapped host memory (cudaHostAllocMapped) for KV offload.
@@ -73,6 +75,9 @@ class CudaBackend final : public Backend {
   // cudaMemGetInfo's free bytes after returning this backend's cached blocks to the device.
   int64_t device_free_bytes() const override;
   void observe_weight_stream(uint64_t bytes, double copy_seconds, int layers) override;
+  // cudaStreamBeginCapture on the compute stream (relaxed mode), allocations from the allocator's graph pool
+  // (device_allocator.h), cudaGraphInstantiate (cuda_graph.cc).
+  StatusOr<std::unique_ptr<StepGraph>> capture(const std::function<Status()>& body) override;
 
   // ---- CUDA specifics ----
   int device() const { return device_; }

@@ -127,8 +127,9 @@ Tensor CudaBackend::attention(const Tensor& q, const KvLayer& cache, const Atten
     offload_->run(q, cache, batch, kv, a, params, out);
     return out;
   }
+  // Decode rows only (sequences with no new rows, e.g. a replayed graph's padding, exit at once).
   const bool all_decode =
-      std::all_of(batch.seqs.begin(), batch.seqs.end(), [](const SeqSlice& s) { return s.n_new == 1; });
+      std::all_of(batch.seqs.begin(), batch.seqs.end(), [](const SeqSlice& s) { return s.n_new <= 1; });
   if (all_decode)
     launch_attention_decode(act_, kv, a, q.data(), out.data(), compute_.get());
   else
@@ -166,18 +167,16 @@ void CudaBackend::add_inplace(Tensor& a, const Tensor& b) {
   launch_add(act_, a.data(), b.data(), a.numel(), a.data(), compute_.get());
 }
 
-Tensor CudaBackend::gather_rows(const Tensor& x, const std::vector<int32_t>& rows) {
-  ZI_CHECK(x.rank() >= 1);
-  for (int32_t r : rows) ZI_CHECK(r >= 0 && r < x.dim(0));
+Tensor CudaBackend::gather_rows(const Tensor& x, const Tensor& rows) {
+  // The ids are device memory the step packer filled and range-checked on the host (engine/model/step_tensors.h).
+  ZI_CHECK(x.rank() >= 1 && rows.dtype() == DType::kI32 && rows.rank() == 1);
+  make_current();
   std::vector<int64_t> shape = x.shape();
-  shape[0] = static_cast<int64_t>(rows.size());
+  shape[0] = rows.numel();
   Tensor out = output(x.dtype(), std::move(shape));
-  if (rows.empty()) return out;
-  // The row list travels with the step's other small uploads (staged by the runtime, ordered on the stream).
-  Tensor idx = from_host(DType::kI32, {static_cast<int64_t>(rows.size())}, rows.data());
+  if (rows.numel() == 0) return out;
   const int64_t row_bytes = x.dim(0) == 0 ? 0 : static_cast<int64_t>(x.nbytes()) / x.dim(0);
-  launch_gather_rows(x.data(), row_bytes, idx.data_as<int32_t>(), static_cast<int64_t>(rows.size()), out.data(),
-                     compute_.get());
+  launch_gather_rows(x.data(), row_bytes, rows.data_as<int32_t>(), rows.numel(), out.data(), compute_.get());
   return out;
 }
 

@@ -12,12 +12,19 @@
 // so a layer's weights of slightly different shapes and activations of varying token counts share few classes.
 // When cudaMalloc fails the allocator synchronises the device, frees every cached block and tries once more.
 // Thread-safe (the deleters may run on any thread).
+//
+// Graph pool: a captured CUDA graph (CudaBackend::capture) bakes the addresses of the memory its ops use into every
+// replay, so that memory must never be handed to anyone else. Blocks allocated by the capturing thread between
+// begin_graph_pool() and end_graph_pool() belong to the pool for good: when dropped they go back to the pool's own
+// free lists, which only later captures draw from, and release_cached() never frees them. All graphs share the
+// pool: they replay one at a time on the compute stream, and a graph's outputs stay referenced by their owner.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -31,6 +38,7 @@ struct AllocatorStats {
   size_t peak_bytes_in_use = 0;
   uint64_t device_mallocs = 0;   // cudaMalloc calls made (a cache hit makes none)
   uint64_t allocations = 0;      // allocate() calls that succeeded
+  size_t graph_pool_bytes = 0;   // rounded bytes owned by the graph pool (in use or free)
 };
 
 class DeviceAllocator : public std::enable_shared_from_this<DeviceAllocator> {
@@ -47,6 +55,9 @@ class DeviceAllocator : public std::enable_shared_from_this<DeviceAllocator> {
   // cudaFree every cached block (after a device synchronise). Blocks in use are untouched.
   void release_cached();
   AllocatorStats stats() const;
+  // The calling thread's allocations come from, and return to, the graph pool until end_graph_pool().
+  void begin_graph_pool();
+  void end_graph_pool();
   int device() const { return device_; }
 
   // The class a request of `bytes` is rounded up to (exposed for tests).
@@ -54,12 +65,16 @@ class DeviceAllocator : public std::enable_shared_from_this<DeviceAllocator> {
 
  private:
   explicit DeviceAllocator(int device) : device_(device) {}
-  void give_back(void* ptr, size_t rounded);
+  void give_back(void* ptr, size_t rounded, bool graph);
+  StatusOr<void*> take_locked(size_t rounded, bool graph);
   void free_cached_locked();
 
   const int device_;
   mutable std::mutex mu_;
-  std::unordered_map<size_t, std::vector<void*>> free_;  // rounded size → free blocks
+  std::unordered_map<size_t, std::vector<void*>> free_;        // rounded size → free blocks
+  std::unordered_map<size_t, std::vector<void*>> graph_free_;  // the graph pool's free blocks
+  std::vector<void*> graph_blocks_;                            // every block the pool owns (freed at destruction)
+  std::thread::id graph_thread_{};                             // the capturing thread, or none
   AllocatorStats stats_;
 };
 
