@@ -2,8 +2,11 @@
 // activation dtype first, so the two differ only by the GPU's own rounding (bf16 / fp16 stores, fp32 accumulation
 // order). Each test runs with bf16, fp16 and fp32 activations; fp32 must agree to ~1e-5, which catches indexing
 // errors that the half-precision tolerances could hide. Odd sizes exercise tails; attention covers prefill, decode,
-// mixed batches, GQA, sliding windows, ALiBi and head dims 5 to 256.
+// mixed batches, GQA, sliding windows, ALiBi and head dims 5 to 256, on both prefill kernels (bf16 / fp16 with the
+// common head dims take the tensor-core one, which is also checked against the scalar one on a Llama-7B shape).
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -13,6 +16,7 @@
 
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/cuda_backend.h"
+#include "engine/backend/cuda/kernels.h"
 #include "engine/core/compute_dtype.h"
 #include "tests/gpu/cuda_test_util.h"
 
@@ -235,7 +239,7 @@ class CudaAttention : public CudaOps {
     };
     std::vector<float> slopes(c.nH);
     for (int h = 0; h < c.nH; ++h) slopes[h] = std::pow(2.0f, -8.0f * (h + 1) / c.nH);
-    for (int window : {0, 3, 40}) {
+    for (int window : windows_) {
       for (bool alibi : {false, true}) {
         const std::string tag = c.name + " bs " + std::to_string(block_size) + (host ? " host" : "") + " window " +
                                 std::to_string(window) + (alibi ? " alibi" : "");
@@ -284,6 +288,8 @@ class CudaAttention : public CudaOps {
       }
     }
   }
+
+  std::vector<int> windows_ = {0, 3, 40};  // sliding windows run() tries (0 = none)
 };
 
 TEST_P(CudaAttention, PrefillDecodeAndChunkMixedWithGqa) {
@@ -310,6 +316,79 @@ TEST_P(CudaAttention, LongPrefillSpansManyTilesNextToADecodeRow) {
 TEST_P(CudaAttention, LargestHeadDim) {
   run({"prefill D=256", 2, 1, 256, 1, 64, {{0, 0, 20, 10}}});
   run({"decode D=256", 2, 1, 256, 2, 64, {{0, 0, 1, 10}, {1, 1, 1, 50}}});
+}
+
+TEST_P(CudaAttention, TensorCorePrefillTilesChunksAndDecodeRows) {
+  // bf16 / fp16 with these head dims take the tensor-core kernel (fp32: the scalar one): 64-row query tiles, 64-key
+  // tiles that span KV blocks of 16, 48 or 24 positions (not dividing 64). A fresh 300-row prefill (five tiles, the
+  // last partial), a 17-row and a 100-row chunk after cached context, a decode row, and a sequence with no new row
+  // (it must write nothing); GQA 4:1. Window 100 spans several key tiles; window 3 leaves whole tiles unseen.
+  windows_ = {0, 3, 40, 100};
+  const AttnCase d128{"flash D=128 GQA 4:1", 8, 2, 128, 5, 320,
+                      {{0, 0, 300, 0}, {1, 300, 17, 70}, {2, 317, 1, 150}, {3, 318, 0, 40}, {4, 318, 100, 130}}};
+  for (int bs : {16, 48, 24}) run(d128, bs);
+  const AttnCase d64{"flash D=64 GQA 4:1", 4, 1, 64, 3, 200, {{1, 0, 64, 0}, {0, 64, 129, 5}, {2, 193, 1, 0}}};
+  for (int bs : {16, 48}) run(d64, bs);
+}
+
+TEST_P(CudaAttention, TensorCorePrefillOtherHeadDims) {
+  run({"flash D=16", 4, 2, 16, 2, 90, {{0, 0, 80, 3}, {1, 80, 1, 60}}}, 4);
+  run({"flash D=32", 4, 2, 32, 1, 80, {{0, 0, 65, 0}}});
+  run({"flash D=80", 2, 2, 80, 2, 100, {{0, 0, 70, 20}, {1, 70, 1, 50}}}, 24);
+  run({"flash D=96", 4, 1, 96, 1, 80, {{0, 0, 33, 40}}}, 48);
+}
+
+// The tensor-core prefill kernel against the scalar one on a Llama-2-7B layer's shape (32 heads, D = 128, 16
+// sequences × 512 new tokens, blocks of 16); prints both kernels' times and useful TFLOPS (causal: 4·D per visible
+// (query, key) pair).
+TEST_P(CudaAttention, TensorCorePrefillMatchesScalarOnLlama7bShape) {
+  if (act() == DType::kF32) GTEST_SKIP() << "fp32 activations always take the scalar kernel";
+  const int nH = 32, D = 128, S = 16, N = 512, BS = 16, row = nH * D, T = S * N;
+  const int per_seq = N / BS, NB = S * per_seq;
+  std::vector<SeqSlice> seqs;
+  std::vector<std::vector<int32_t>> tables;
+  for (int s = 0; s < S; ++s) {
+    seqs.push_back({s, s * N, N, 0});
+    std::vector<int32_t> t;
+    for (int b = 0; b < per_seq; ++b) t.push_back(NB - 1 - (b * S + s));  // scattered, as run() does
+    tables.push_back(t);
+  }
+  AttentionBatch batch = make_attention_batch(*gpu_, seqs, BS, tables);
+  auto kc = gpu_->alloc_kv(act(), {NB, BS, nH, D}, false);
+  auto vc = gpu_->alloc_kv(act(), {NB, BS, nH, D}, false);
+  ASSERT_TRUE(kc.ok() && vc.ok());
+  KvLayer cache{*kc, *vc};
+  const std::vector<uint8_t> kb = encode(act(), randn(size_t(T) * row, 400));
+  const std::vector<uint8_t> vb = encode(act(), randn(size_t(T) * row, 401));
+  const std::vector<uint8_t> qb = encode(act(), randn(size_t(T) * row, 402));
+  Tensor k = gpu_->from_host(act(), {T, row}, kb.data());
+  Tensor v = gpu_->from_host(act(), {T, row}, vb.data());
+  Tensor q = gpu_->from_host(act(), {T, row}, qb.data());
+  gpu_->kv_write(cache, batch, k, v);
+  const AttentionParams params{nH, nH, D, 1.0f / std::sqrt(static_cast<float>(D)), 0, Tensor()};
+  const bool was = cuda::attention_prefill_flash_enabled();
+  auto time_ms = [&](bool flash, Tensor& result) {
+    cuda::set_attention_prefill_flash(flash);
+    result = gpu_->attention(q, cache, batch, params);  // warm-up (and the result compared)
+    cudaDeviceSynchronize();
+    const int iters = 10;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < iters; ++i) gpu_->attention(q, cache, batch, params);
+    cudaDeviceSynchronize();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / iters;
+  };
+  Tensor scalar_out, flash_out;
+  const double scalar_ms = time_ms(false, scalar_out);
+  const double flash_ms = time_ms(true, flash_out);
+  cuda::set_attention_prefill_flash(was);
+  const double flops = 4.0 * D * nH * S * (double(N) * (N + 1) / 2);
+  std::printf("[ prefill attention %s, 16 x 512 tokens, 32 heads, D 128 ] scalar %.3f ms (%.1f TFLOPS), tensor-core "
+              "%.3f ms (%.1f TFLOPS)\n",
+              std::string(dtype_torch_name(act())).c_str(), scalar_ms, flops / scalar_ms * 1e-9, flash_ms,
+              flops / flash_ms * 1e-9);
+  const double err = rel_err(gpu_->to_host_f32(flash_out), gpu_->to_host_f32(scalar_out));
+  // Both round the output once; the tensor-core kernel also rounds P (and Q·K is summed in another order).
+  EXPECT_LT(err, tol()) << "tensor-core vs scalar";
 }
 
 TEST_P(CudaAttention, KvOffloadedToPinnedHostMemory) {

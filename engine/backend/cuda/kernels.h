@@ -74,9 +74,13 @@ struct AttentionArgs {
   const float* alibi_slopes = nullptr;  // device f32 [nH] or null
 };
 
-// attention_prefill.cu: tiles of 16 rows of one sequence × one head; any mix of n_new.
+// attention_prefill.cu: any mix of n_new. Tensor cores (64-row tiles of one sequence × one head) for bf16 / fp16 and
+// the common head dims, else a scalar fp32 kernel (16-row tiles); set_attention_prefill_flash(false) (or
+// ZI_ATTENTION_PREFILL=scalar) forces the scalar one, for A/B comparisons.
 void launch_attention_prefill(DType type, const KvArgs& kv, const AttentionArgs& a, const void* q, void* out,
                               cudaStream_t stream);
+void set_attention_prefill_flash(bool on);
+bool attention_prefill_flash_enabled();
 // attention_decode.cu: every sequence has n_new == 1; one block per (sequence, head).
 void launch_attention_decode(DType type, const KvArgs& kv, const AttentionArgs& a, const void* q, void* out,
                              cudaStream_t stream);
