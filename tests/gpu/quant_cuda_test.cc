@@ -1,7 +1,9 @@
 // Quantized weights on the CUDA backend against the CPU reference (engine/quant): the dequantize kernel gives the
 // reference's fp32 values rounded once to the activation dtype, bit for bit (word and byte paths, short last
-// groups, odd widths); quantized linear — fused GEMV for decode-sized T and dequantize + cuBLAS otherwise — agrees
-// with the CPU's quantized linear within the activation dtype's tolerance; and a quantized model end to end
+// groups, odd widths); quantized linear — the fused kernels for T ≤ 64 (CUDA-core GEMV, and the tensor-core kernel
+// for 16-bit activations, also forced down to T = 1) and dequantize + cuBLAS — agrees with the CPU's quantized
+// linear within the activation dtype's tolerance, the fused result bit-identical from call to call (the cluster's
+// fixed-order reduction); and a quantized model end to end
 // (llama_mha, 8 and 4 bits) matches the CPU's quantized logits, streamed layers exactly equal to resident ones.
 #include <cstring>
 #include <string>
@@ -43,7 +45,10 @@ class QuantCuda : public ::testing::TestWithParam<DType> {
     gpu_ = std::move(*g);
     cuda_ = static_cast<cuda::CudaBackend*>(gpu_.get());
   }
-  void TearDown() override { cuda::set_quant_gemv_max_rows(cuda::kQuantGemvMaxRows); }
+  void TearDown() override {
+    cuda::set_quant_gemv_max_rows(cuda::kQuantGemvMaxRows);
+    cuda::set_quant_mma_min_rows(cuda::kQuantMmaMinRows);
+  }
   DType act() const { return GetParam(); }
   double tol() const { return act() == DType::kF32 ? 2e-5 : act() == DType::kF16 ? 3e-3 : 1.5e-2; }
 
@@ -66,14 +71,21 @@ class QuantCuda : public ::testing::TestWithParam<DType> {
   cuda::CudaBackend* cuda_ = nullptr;
 };
 
+// The tensor-core kernel's units (quant_gemm_small_t.cu): blocks of 128 rows, K-blocks of 128 columns split over a
+// cluster of up to 8 blocks, x chunks of 2 K-blocks at 4 bits and 1 at 8.
 const std::vector<Shape> kShapes = {
     {37, 70, 32},    // odd rows, short last group, 4-bit rows of 35 bytes: byte kernel, dequantize path
-    {64, 176, 64},   // llama_mha's down_proj: short last group of 48
-    {96, 256, 32},   // word kernel, fused GEMV
-    {130, 512, 64},  // fused GEMV, rows not a multiple of the warps per block
+    {64, 176, 64},   // llama_mha's down_proj: short last group of 48; fused at 8 bits (rows of 176 bytes) only
+    {96, 256, 32},   // word kernel, fused
+    {130, 512, 64},  // fused, rows not a multiple of the warps per block nor of 128 (a 2-row block)
     {5, 33, 7},      // group of 7: never aligned to a word or a chunk
     {3, 1, 64},      // one column
     {1000, 4096, 128},
+    {77, 640, 128},    // odd rows, group 128, 5 K-blocks: a cluster of 5 ranks with one K-block each
+    {259, 1056, 32},   // 3 row blocks (the last of 3 rows), a last K-block of 32 columns
+    {33, 1104, 48},    // 8 bits fused (a 16-column load straddles no group, a 128-column K-block does); 4 bits not
+    {24, 4960, 32},    // 39 K-blocks over the cluster: uneven ranges, several chunks each
+    {40, 8192, 64},    // 64 K-blocks: 8 per cluster rank
 };
 
 TEST_P(QuantCuda, DequantizeEqualsTheCpuReferenceBitForBit) {
@@ -109,32 +121,52 @@ TEST_P(QuantCuda, DequantizeEqualsTheCpuReferenceBitForBit) {
 }
 
 TEST_P(QuantCuda, LinearMatchesTheCpuQuantizedLinear) {
+  struct Mode {
+    int max_rows, mma_min_rows;
+    const char* name;
+  };
+  const std::vector<Mode> modes = {
+      {cuda::kQuantGemvMaxRows, cuda::kQuantMmaMinRows, "fused, default kernels"},
+      {cuda::kQuantGemvMaxRows, 1, "fused, tensor cores for every T"},  // skipped at fp32: the default
+      {0, cuda::kQuantMmaMinRows, "dequantize + GEMM"},
+  };
   for (int bits : {8, 4})
-    for (const Shape& s : kShapes)
-      for (int64_t T : {1, 2, 5, 8, 9, 16, 17, 33}) {
-        const std::vector<float> w = randn(s.out * s.in, s.out * 7 + bits, 0.05f);
-        auto [lc, lg] = quantized(w, s, bits);
-        const bool bias = s.out % 2 == 1;
-        if (bias) {
-          const std::vector<float> b = randn(s.out, 3);
-          const std::vector<uint8_t> bb = encode(DType::kBF16, b);
-          lc.bias = cpu_->upload_weight(DType::kBF16, {s.out}, bb.data());
-          lg.bias = gpu_->upload_weight(DType::kBF16, {s.out}, bb.data());
-        }
+    for (const Shape& s : kShapes) {
+      const std::vector<float> w = randn(s.out * s.in, s.out * 7 + bits, 0.05f);
+      auto [lc, lg] = quantized(w, s, bits);
+      const bool bias = s.out % 2 == 1;
+      if (bias) {
+        const std::vector<float> b = randn(s.out, 3);
+        const std::vector<uint8_t> bb = encode(DType::kBF16, b);
+        lc.bias = cpu_->upload_weight(DType::kBF16, {s.out}, bb.data());
+        lg.bias = gpu_->upload_weight(DType::kBF16, {s.out}, bb.data());
+      }
+      for (int64_t T : {1, 2, 5, 8, 9, 16, 17, 33, 64}) {
         const std::vector<float> xv = round_to(act(), randn(T * s.in, T + bits));
         const std::vector<uint8_t> xb = encode(act(), xv);
         const Tensor xc = cpu_->from_host(DType::kF32, {T, s.in}, xv.data());
         const Tensor xg = gpu_->from_host(act(), {T, s.in}, xb.data());
         const std::vector<float> want = cpu_->to_host_f32(cpu_->linear(xc, lc));
-        for (int max_rows : {cuda::kQuantGemvMaxRows, 0}) {  // fused GEMV where it applies, then never
-          cuda::set_quant_gemv_max_rows(max_rows);
+        for (const Mode& m : modes) {
+          if (act() == DType::kF32 && m.mma_min_rows == 1) continue;
+          cuda::set_quant_gemv_max_rows(m.max_rows);
+          cuda::set_quant_mma_min_rows(m.mma_min_rows);
           const Tensor y = gpu_->linear(xg, lg);
           ASSERT_EQ(y.shape(), (std::vector<int64_t>{T, s.out}));
-          EXPECT_LT(rel_err(gpu_->to_host_f32(y), want), tol())
-              << bits << " bits [" << s.out << ", " << s.in << "] group " << s.group << " T " << T
-              << (max_rows ? " (GEMV allowed)" : " (dequantize + GEMM)");
+          const std::vector<float> got = gpu_->to_host_f32(y);
+          const std::string what = std::to_string(bits) + " bits [" + std::to_string(s.out) + ", " +
+                                   std::to_string(s.in) + "] group " + std::to_string(s.group) + " T " +
+                                   std::to_string(T) + " (" + m.name + ")";
+          EXPECT_LT(rel_err(got, want), tol()) << what;
+          if (m.max_rows > 0) {
+            const std::vector<float> again = gpu_->to_host_f32(gpu_->linear(xg, lg));
+            ASSERT_EQ(again.size(), got.size());
+            EXPECT_EQ(std::memcmp(again.data(), got.data(), got.size() * sizeof(float)), 0)
+                << what << ": not repeatable";
+          }
         }
       }
+    }
 }
 
 TEST_P(QuantCuda, UploadedTensorsRoundTrip) {

@@ -2,11 +2,18 @@
 // y = x · Wᵀ with a quantized W:
 //  - quant_dequant.cu: W dequantized into a [out, in] buffer in the activation dtype, then the dense cuBLAS GEMM
 //    (any T; the fp32 value of each weight is exactly the CPU reference's, then rounded once to the act dtype);
-//  - quant_gemv.cu: a fused GEMV for decode-sized T (≤ kQuantGemvMaxRows): each warp streams one packed row once,
-//    dequantizes in registers (fp32, the same value as the reference) and dots it with all T activation rows,
-//    fp32 accumulation. It needs 16-byte-aligned rows (row_bytes % 16 == 0) and groups that are whole multiples of
-//    one 16-byte load (32 codes at 4 bits, 16 at 8); anything else takes the dequantize path.
-// Which one linear() picks for a given T is quant_gemv_max_rows() (measure before changing the default).
+//  - fused kernels for decode-sized T (1 ≤ T ≤ kQuantGemvMaxRows = 64) that read each packed row (and its scales
+//    and mins) from HBM once, dequantize it on chip to the reference's fp32 value and multiply it against all T
+//    activation rows, fp32 accumulation:
+//      quant_gemv.cu: CUDA cores, one warp per output row, all T dot products in registers; fp32 activations
+//        (any T ≤ 64) and 16-bit activations with T < quant_mma_min_rows();
+//      quant_gemm_small_t.cu: tensor cores (mma.sync m16n8k16) for bf16 / fp16 activations with
+//        T ≥ quant_mma_min_rows(); each weight is rounded once to the act dtype before the MMA, as the dequantize
+//        path rounds it (so the two paths differ only in summation order).
+//    Both need 16-byte-aligned rows (row_bytes % 16 == 0) and groups that are whole multiples of one 16-byte load
+//    (32 codes at 4 bits, 16 at 8); anything else takes the dequantize path.
+// linear() (gemm.cc) takes the fused path when T ≤ quant_gemv_max_rows() and quant_gemv_supported(), else
+// dequantize + GEMM; launch_quant_gemv picks the fused kernel by dtype and T (measure before changing a default).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -40,18 +47,32 @@ struct QuantArgs {
 // out [rows, cols] in `out_type` (F32 / F16 / BF16) = the dequantized matrix, rounded once to out_type.
 void launch_dequantize(const QuantArgs& q, DType out_type, void* out, cudaStream_t stream);
 
-// Largest T the fused GEMV handles. Beyond it, dequantize + GEMM: at batch 16 the two paths measured the same
-// (a 16-row GEMV, 0.0704 s vs 0.0701 s per 4-bit Llama-2-7B step, H200, docs/BENCHMARKS.md), so 8 it stays.
-inline constexpr int kQuantGemvMaxRows = 8;
-// Whether launch_quant_gemv takes this matrix (alignment and group conditions above; x and y 16-byte aligned).
+// Largest T the fused kernels handle. Beyond it, dequantize + GEMM (prefill-sized T: the dense buffer's extra
+// traffic is spread over many rows). Before the tensor-core kernel this was 8: a 16-row CUDA-core GEMV measured
+// the same as dequantize + GEMM at batch 16 (0.0704 s vs 0.0701 s per 4-bit Llama-2-7B step, H200,
+// docs/BENCHMARKS.md).
+inline constexpr int kQuantGemvMaxRows = 64;
+// Whether launch_quant_gemv takes this matrix (alignment and group conditions above; x 16-byte aligned).
 bool quant_gemv_supported(const QuantArgs& q, const void* x);
 // y [T, rows] = x [T, cols] · Wᵀ, x and y in `type` (the activation dtype), 1 ≤ T ≤ kQuantGemvMaxRows. No bias.
 void launch_quant_gemv(const QuantArgs& q, DType type, const void* x, int64_t T, void* y, cudaStream_t stream);
+// The tensor-core kernel alone (quant_gemm_small_t.cu): `type` BF16 or F16, 1 ≤ T ≤ kQuantGemvMaxRows, the
+// matrix quant_gemv_supported. launch_quant_gemv calls it; tests call it directly.
+void launch_quant_mma(const QuantArgs& q, DType type, const void* x, int64_t T, void* y, cudaStream_t stream);
 
-// linear() uses the fused GEMV for 1 ≤ T ≤ this (and supported matrices), else dequantize + GEMM. 0 = never.
+// linear() uses the fused kernels for 1 ≤ T ≤ this (and supported matrices), else dequantize + GEMM. 0 = never.
 // Defaults to $ZI_QUANT_GEMV_MAX_ROWS when set (clamped to 0..kQuantGemvMaxRows), else kQuantGemvMaxRows.
 // Process-wide; tests and benchmarks switch it to compare the two paths.
 int quant_gemv_max_rows();
 void set_quant_gemv_max_rows(int rows);
+
+// Smallest T that 16-bit activations send to the tensor-core kernel; smaller T take the CUDA-core GEMV (which
+// holds all T sums in registers, up to 8 rows). Range 1..kQuantMmaMinRows; defaults to $ZI_QUANT_MMA_MIN_ROWS
+// when set (clamped), else kQuantMmaMinRows = 9: T ≤ 8 keep the GEMV as measured until the two are timed against
+// each other on T = 1..8 (the tensor-core kernel spends ~4 ALU instructions a weight whatever T, the GEMV ~2 + 2T).
+// Process-wide, as above.
+inline constexpr int kQuantMmaMinRows = 9;
+int quant_mma_min_rows();
+void set_quant_mma_min_rows(int rows);
 
 }  // namespace zi::cuda
