@@ -1,15 +1,23 @@
 // `zeroinfer bench`: prefill latency, decode step time, tokens/s, bytes streamed per step, stall time and the
 // achieved PCIe bandwidth against a probe it runs itself (1 GiB pinned host→device, best of 5) and the card's
 // nominal 54.9 GB/s. `--dummy` makes random weights from config.json alone, so large shapes need no weight files.
+// On a GPU it also sets the decode step against the bytes it must read from HBM (a read probe, 4 GiB, best of 5)
+// and the prefill against cuBLASLt GEMMs of the model's own linear shapes (engine/runtime/bench_floors.h).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
+#include "engine/core/compute_dtype.h"
 #include "engine/core/log.h"
 #include "engine/io/direct_reader.h"
+#include "engine/model/config.h"
+#include "engine/model/quantized_weights.h"
+#include "engine/model/registry.h"
+#include "engine/runtime/bench_floors.h"
 #include "engine/runtime/benchmark.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/zero/placement.h"
@@ -45,11 +53,42 @@ struct BenchFlags {
   WorkloadOptions workload_opts;
 };
 
-// What bench measures against, probed before the executor loads: pinned host→device (and the disk when asked).
+// What bench measures against, probed before the executor loads (so nothing competes for device memory):
+// pinned host→device, HBM reads, GEMMs of the model's shapes (and the disk when asked).
 struct Probes {
   double pcie = 0;       // bytes/s, 1 GiB pinned host→device, best of 5
   double pinning = 0;    // bytes/s of cudaHostRegister over 4 GiB (--probe-disk)
   double disk = 0;       // bytes/s of O_DIRECT reads (--probe-disk)
+  double hbm = 0;        // bytes/s, read-only kernel over 4 GiB of device memory, best of 5
+  double gemm_tflops = 0;  // 10¹² FLOP/s of one layer's linears as cuBLASLt GEMMs at the prefill's T, best of 3
+  int64_t gemm_tokens = 0;  // that T: batch × prompt_len of one rank
+};
+
+// The model's shapes from config.json, read before the executor loads (the probes need them). Absent when the
+// config cannot be read: the executor then says why.
+struct BenchModel {
+  ModelConfig cfg;
+  const Architecture* arch = nullptr;
+  DType act = DType::kBF16;  // the GPU's activation dtype: dense weights, KV cache and the probe's GEMMs
+};
+
+std::optional<BenchModel> read_bench_model(const EngineOptions& o) {
+  auto cfg = load_model_config(o.model_dir);
+  if (!cfg.ok()) return std::nullopt;
+  const Architecture* arch = find_architecture(cfg->architecture);
+  if (!arch) return std::nullopt;
+  return BenchModel{*cfg, arch, gpu_compute_dtype(o.dtype, config_dtype(cfg->dtype))};
+}
+
+// The decode step against what it must read, and the prefill against the GEMM probe (zeros when not measured).
+struct Floors {
+  double hbm_bytes = 0;       // bytes one rank's decode step reads from GPU memory (bench_floors.h)
+  DecodeReadBytes parts;      // of which weights, head, KV
+  double hbm_floor_s = 0;     // hbm_bytes / HBM probe
+  // The decode floor: max(PCIe floor of one rank's streamed bytes, hbm_floor_s) — streaming and resident reads
+  // overlap, so the slower bounds the step (decode_floor_seconds). All resident: hbm_floor_s.
+  double decode_floor_s = 0;
+  double prefill_tflops = 0;  // 2 × decoder-linear weights × one rank's prompt tokens / prefill seconds
 };
 
 StatusOr<std::unique_ptr<Executor>> make_bench_executor(const server::ServeConfig& c);
@@ -129,16 +168,34 @@ StatusOr<server::ServeConfig> bench_config(const BenchFlags& f) {
   return c;
 }
 
-Probes probe(const BenchFlags& f, const EngineOptions& o) {
+Probes probe(const BenchFlags& f, const EngineOptions& o, const std::optional<BenchModel>& model) {
   Probes p;
 #if defined(ZI_WITH_CUDA)
-  if (o.device != Device::kCpu && cuda::probe_devices().device_count > 0) {
+  const bool gpu = o.device != Device::kCpu && cuda::probe_devices().device_count > 0;
+  if (o.device != Device::kCpu && !gpu) {
+    ZI_LOG(WARNING) << "no GPU: skipping the PCIe, HBM and GEMM probes (no floors in the report)";
+  }
+  if (gpu) {
     auto r = cuda::probe_h2d_bandwidth(0);
     if (r.ok()) p.pcie = *r;
     else ZI_LOG(WARNING) << "PCIe probe failed: " << r.status();
     if (f.probe_disk) {
       auto pin = cuda::probe_pinning_rate(size_t{4} << 30, 1);
       if (pin.ok()) p.pinning = *pin;
+    }
+    auto hbm = cuda::probe_hbm_read_bandwidth(0);
+    if (hbm.ok()) p.hbm = *hbm;
+    else ZI_LOG(WARNING) << "HBM probe failed: " << hbm.status();
+    if (model) {
+      // The prefill's GEMMs: every decoder layer has the same linears, so one layer's set at the prefill's T (one
+      // rank's batch × prompt_len tokens, as each rank prefills its own sequences) has the prefill's FLOP mix.
+      p.gemm_tokens = static_cast<int64_t>(f.bench.batch_size) * f.bench.prompt_len;
+      std::vector<cuda::GemmShape> shapes;
+      for (const LinearShape& s : layer_linear_shapes(model->cfg, *model->arch, 0))
+        shapes.push_back({p.gemm_tokens, s.out, s.in, s.bias});
+      auto g = cuda::probe_gemm_tflops(0, model->act, shapes);
+      if (g.ok()) p.gemm_tflops = g->tflops;
+      else ZI_LOG(WARNING) << "GEMM probe failed: " << g.status();
     }
   }
 #endif
@@ -167,8 +224,29 @@ double probe_store(const EngineOptions& o) {
   return 0;
 }
 
+Floors floors(const BenchFlags& f, const EngineOptions& o, const ModelSummary& m, const BenchReport& rep,
+              const Probes& p, const std::optional<BenchModel>& model) {
+  Floors fl;
+  if (!model || m.device != "cuda") return fl;
+  auto quant = make_quant_config(o.quant_bits, o.quant_group_size, o.quant_embeddings);  // the executor's, as loaded
+  // Per rank: each rank decodes its own batch_size sequences against its own copy of the resident layers.
+  fl.parts = decode_read_bytes(m, model->cfg, *model->arch, model->act, quant.ok() ? *quant : QuantConfig{},
+                               f.bench.batch_size, f.bench.prompt_len, f.bench.gen_len, !o.kv_offload);
+  fl.hbm_bytes = fl.parts.total();
+  if (p.hbm > 0) {
+    fl.hbm_floor_s = fl.hbm_bytes / p.hbm;
+    fl.decode_floor_s = decode_floor_seconds(rep.fetch_bytes_per_step / o.world_size, p.pcie, fl.hbm_bytes, p.hbm);
+  }
+  // Linear FLOPs only: attention (QKᵀ, PV) and the LM head over one row per sequence are excluded, so at long
+  // prompts the prefill does more work than this counts and the ratio understates it.
+  if (rep.prefill_seconds > 0)
+    fl.prefill_tflops = 2.0 * static_cast<double>(decoder_linear_parameters(model->cfg, *model->arch)) *
+                        f.bench.batch_size * f.bench.prompt_len / rep.prefill_seconds / 1e12;
+  return fl;
+}
+
 nlohmann::json report_json(const BenchFlags& f, const EngineOptions& o, const ModelSummary& m,
-                           const BenchReport& rep, const Probes& p, double load_s) {
+                           const BenchReport& rep, const Probes& p, const Floors& fl, double load_s) {
   const double probe = p.pcie, disk = p.disk;
   const double bw = rep.copy_seconds_per_step > 0 ? rep.fetch_bytes_per_step / rep.copy_seconds_per_step : 0;
   const double floor_s = probe > 0 ? rep.fetch_bytes_per_step / probe : 0;
@@ -216,11 +294,20 @@ nlohmann::json report_json(const BenchFlags& f, const EngineOptions& o, const Mo
        {"step_floor_per_rank_seconds", probe > 0 ? rep.fetch_bytes_per_step / o.world_size / probe : 0},
        {"step_over_rank_floor", probe > 0 && rep.fetch_bytes_per_step > 0
                                     ? rep.decode_step_seconds / (rep.fetch_bytes_per_step / o.world_size / probe)
-                                    : 0}};
+                                    : 0},
+       {"hbm_probe_bytes_per_second", p.hbm},
+       {"hbm_bytes_per_step", fl.hbm_bytes},
+       {"hbm_step_floor_seconds", fl.hbm_floor_s},
+       {"resident_step_floor_seconds", fl.decode_floor_s},
+       {"resident_step_over_floor", fl.decode_floor_s > 0 ? rep.decode_step_seconds / fl.decode_floor_s : 0},
+       {"gemm_reference_tflops", p.gemm_tflops},
+       {"gemm_reference_tokens", p.gemm_tokens},
+       {"prefill_tflops", fl.prefill_tflops},
+       {"prefill_over_gemm_reference", p.gemm_tflops > 0 ? fl.prefill_tflops / p.gemm_tflops : 0}};
 }
 
 void print_report(const BenchFlags& f, const EngineOptions& o, const ModelSummary& m, const BenchReport& rep,
-                  const Probes& p, double load_s) {
+                  const Probes& p, const Floors& fl, double load_s) {
   const double probe = p.pcie, disk = p.disk;
   const double bw = rep.copy_seconds_per_step > 0 ? rep.fetch_bytes_per_step / rep.copy_seconds_per_step : 0;
   const double floor_s = probe > 0 ? rep.fetch_bytes_per_step / probe : 0;
@@ -260,6 +347,22 @@ void print_report(const BenchFlags& f, const EngineOptions& o, const ModelSummar
                 rep.nvme_read_seconds_per_step, rep.nvme_bytes_per_step / std::max(1e-9, rep.nvme_read_seconds_per_step) / 1e9);
   if (disk > 0 || p.pinning > 0)
     std::printf("start-up     O_DIRECT read %.2f GB/s, pinning %.2f GB/s\n", disk / 1e9, p.pinning / 1e9);
+  if (p.hbm > 0) {
+    std::printf("HBM          hbm read %.1f GB/s (probe)", p.hbm / 1e9);
+    if (fl.decode_floor_s > 0)
+      std::printf("; a step reads %s (weights %s, head %s, KV %s): decode floor %.4f s%s, step/floor %.3f×",
+                  format_bytes(static_cast<uint64_t>(fl.hbm_bytes)).c_str(),
+                  format_bytes(fl.parts.layer_weights).c_str(), format_bytes(fl.parts.head).c_str(),
+                  format_bytes(static_cast<uint64_t>(fl.parts.kv)).c_str(), fl.decode_floor_s,
+                    fl.decode_floor_s > fl.hbm_floor_s ? " (PCIe-bound)" : "",
+                  rep.decode_step_seconds / fl.decode_floor_s);
+    std::printf("\n");
+  }
+  if (p.gemm_tflops > 0)
+    std::printf("GEMM         gemm reference %.1f TFLOPS (cuBLASLt, one layer's linears at T = %lld); prefill %.1f "
+                "TFLOPS (linears only, attention excluded), %.3f× the reference\n",
+                p.gemm_tflops, static_cast<long long>(p.gemm_tokens), fl.prefill_tflops,
+                fl.prefill_tflops / p.gemm_tflops);
 }
 
 int run(const BenchFlags& f) {
@@ -274,7 +377,8 @@ int run(const BenchFlags& f) {
   }
   if (f.workload) return run_workload_bench(f, *config);
   const EngineOptions& o = config->engine;
-  Probes probes = probe(f, o);
+  const std::optional<BenchModel> model = read_bench_model(o);
+  Probes probes = probe(f, o, model);
   const auto t0 = std::chrono::steady_clock::now();
   auto ex = make_bench_executor(*config);
   if (!ex.ok()) {
@@ -291,8 +395,9 @@ int run(const BenchFlags& f) {
     return absl::IsInvalidArgument(rep.status()) ? 2 : 1;
   }
   const ModelSummary& m = (*ex)->summary();
-  if (f.json) std::printf("%s\n", report_json(f, o, m, *rep, probes, load_s).dump().c_str());
-  else print_report(f, o, m, *rep, probes, load_s);
+  const Floors fl = floors(f, o, m, *rep, probes, model);
+  if (f.json) std::printf("%s\n", report_json(f, o, m, *rep, probes, fl, load_s).dump().c_str());
+  else print_report(f, o, m, *rep, probes, fl, load_s);
   return 0;
 }
 

@@ -17,6 +17,7 @@
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/cuda_backend.h"
 #include "engine/backend/cuda/kernels.h"
+#include "engine/backend/cuda/lt_gemm.h"
 #include "engine/core/compute_dtype.h"
 #include "tests/gpu/cuda_test_util.h"
 
@@ -162,6 +163,33 @@ TEST_P(CudaOps, Linear) {
   // The CPU keeps the fp32 weight; the GPU rounds it to the activation dtype: allow that rounding.
   expect_close(cpu_->linear(x.cpu, {WeightFormat::kDense, w.cpu, Tensor()}),
                gpu_->linear(x.gpu, {WeightFormat::kDense, w.gpu, Tensor()}), "linear fp32 weight", 2 * tol());
+}
+
+// The cuBLASLt path (bf16 / fp16; fp32 stays on cublasGemmEx): decode-sized and prefill-sized T, odd `out` and
+// `in` (rows not 16-byte aligned), the bias fused in the epilogue (activation dtype) or added by the separate
+// kernel (an fp32 bias), and a second call that reuses the cached plan: the same algorithm, bit-identical output.
+TEST_P(CudaOps, LinearTokenCountsBiasAndRepeat) {
+  for (auto [in, out] : {std::pair{96, 129}, {37, 7}}) {
+    for (int T : {1, 7, 64, 513}) {
+      Pair x = act_tensor({T, in}, randn(T * in, 20 + T));
+      Pair w = weight({out, in}, randn(out * in, 21, 0.1f));
+      Pair b = weight({out}, randn(out, 22));  // uploaded in the activation dtype
+      const std::vector<float> b32 = randn(out, 23);
+      Pair b_f32 = raw(DType::kF32, {out}, b32.data());
+      for (int bias : {0, 1, 2}) {
+        const Pair none{};
+        const Pair& bb = bias == 0 ? none : bias == 1 ? b : b_f32;
+        LinearWeight lc{WeightFormat::kDense, w.cpu, bb.cpu};
+        LinearWeight lg{WeightFormat::kDense, w.gpu, bb.gpu};
+        const std::string tag = absl::StrCat("linear ", T, "x", in, "->", out,
+                                             bias == 0 ? "" : bias == 1 ? " +bias" : " +fp32 bias");
+        Tensor first = gpu_->linear(x.gpu, lg);
+        expect_close(cpu_->linear(x.cpu, lc), first, tag);
+        Tensor again = gpu_->linear(x.gpu, lg);
+        EXPECT_EQ(gpu_->to_host_f32(first), gpu_->to_host_f32(again)) << tag << ": repeat call differs";
+      }
+    }
+  }
 }
 
 TEST_P(CudaOps, Rope) {
@@ -406,6 +434,36 @@ TEST_P(CudaAttention, KvOffloadedToPinnedHostMemory) {
         /*host=*/true);
     run({"offload prefill D=64", 4, 4, 64, 2, 300, {{1, 0, 70, 30}, {0, 70, 1, 200}}}, 16, /*host=*/true);
   }
+}
+
+// LtGemm's plan cache: one heuristic query per (shape, dtype, bias, alignment), none on a repeat.
+TEST(LtGemm, PlansAreCachedPerShapeBiasAndAlignment) {
+  if (device_count() == 0) GTEST_SKIP() << "no GPU";
+  auto lt = cuda::LtGemm::create(0);
+  ASSERT_TRUE(lt.ok()) << lt.status();
+  const int64_t T = 7, in = 64, out = 33;
+  void *x = nullptr, *w = nullptr, *y = nullptr, *bias = nullptr;
+  ASSERT_EQ(cudaMalloc(&x, (T * in + 8) * 2), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&w, out * in * 2), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&y, T * out * 2), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&bias, out * 2), cudaSuccess);
+  ASSERT_EQ(cudaMemset(x, 0, (T * in + 8) * 2), cudaSuccess);
+  ASSERT_EQ(cudaMemset(w, 0, out * in * 2), cudaSuccess);
+  ASSERT_EQ(cudaMemset(bias, 0, out * 2), cudaSuccess);
+  auto& g = **lt;
+  EXPECT_TRUE(g.matmul(DType::kBF16, x, w, nullptr, y, T, in, out, nullptr).ok());
+  EXPECT_TRUE(g.matmul(DType::kBF16, x, w, nullptr, y, T, in, out, nullptr).ok());
+  EXPECT_EQ(g.heuristic_queries(), 1u);
+  EXPECT_TRUE(g.matmul(DType::kBF16, x, w, bias, y, T, in, out, nullptr).ok());
+  EXPECT_TRUE(g.matmul(DType::kBF16, x, w, nullptr, y, T + 1, in, out, nullptr).ok());
+  EXPECT_EQ(g.heuristic_queries(), 3u);
+  // x one element past an aligned address: a plan of its own (or no algorithm: the caller's fallback).
+  const Status odd = g.matmul(DType::kBF16, static_cast<char*>(x) + 2, w, nullptr, y, T, in, out, nullptr);
+  EXPECT_TRUE(odd.ok() || absl::IsUnimplemented(odd)) << odd;
+  EXPECT_EQ(g.heuristic_queries(), 4u);
+  EXPECT_EQ(g.cached_plans(), 4u);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  for (void* p : {x, w, y, bias}) cudaFree(p);
 }
 
 const auto kDtypes = ::testing::Values(DType::kBF16, DType::kF16, DType::kF32);

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/lt_gemm.h"
 #include "engine/backend/cuda/offload_attention.h"
 #include "engine/core/log.h"
 
@@ -19,6 +20,10 @@ StatusOr<std::unique_ptr<Backend>> make_cuda_backend(const CudaBackendOptions& o
 namespace cuda {
 
 namespace {
+// cuBLAS's own workspace (cublasSetWorkspace): without one it allocates per call, which a CUDA graph capture
+// cannot hold. 32 MiB is its recommendation on Hopper.
+constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+
 int64_t numel_of(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
@@ -58,21 +63,43 @@ StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendOpti
     cublasDestroy(handle);
     return absl::InternalError("cublasSetStream / cublasSetMathMode failed");
   }
+  void* cublas_workspace = nullptr;
+  if (Status st = cuda_status(cudaMalloc(&cublas_workspace, kCublasWorkspaceBytes), "cudaMalloc (cuBLAS workspace)");
+      !st.ok()) {
+    cublasDestroy(handle);
+    return st;
+  }
+  if (cublasStatus_t st = cublasSetWorkspace(handle, cublas_workspace, kCublasWorkspaceBytes);
+      st != CUBLAS_STATUS_SUCCESS) {
+    cublasDestroy(handle);
+    cudaFree(cublas_workspace);
+    return absl::InternalError(absl::StrCat("cublasSetWorkspace: ", cublasGetStatusString(st)));
+  }
+  StatusOr<std::unique_ptr<LtGemm>> lt = LtGemm::create(options.device);
+  if (!lt.ok()) {
+    cublasDestroy(handle);
+    cudaFree(cublas_workspace);
+    return lt.status();
+  }
   cudaDeviceProp prop{};
   ZI_RETURN_IF_ERROR(cuda_status(cudaGetDeviceProperties(&prop, options.device), "cudaGetDeviceProperties"));
   ZI_LOG(INFO) << "CUDA backend on device " << options.device << " (" << prop.name << ", sm_" << prop.major
                << prop.minor << ", " << (prop.totalGlobalMem >> 20) << " MiB), activations "
                << dtype_torch_name(options.activation_dtype);
   return std::unique_ptr<CudaBackend>(
-      new CudaBackend(options, std::move(stream), handle, DeviceAllocator::create(options.device)));
+      new CudaBackend(options, std::move(stream), handle, cublas_workspace, *std::move(lt),
+                      DeviceAllocator::create(options.device)));
 }
 
 CudaBackend::CudaBackend(const CudaBackendOptions& options, CudaStream compute, cublasHandle_t cublas,
+                         void* cublas_workspace, std::unique_ptr<LtGemm> lt,
                          std::shared_ptr<DeviceAllocator> allocator)
     : device_(options.device),
       act_(options.activation_dtype),
       compute_(std::move(compute)),
       cublas_(cublas),
+      cublas_workspace_(cublas_workspace),
+      lt_(std::move(lt)),
       allocator_(std::move(allocator)),
       offload_mode_(options.offload_attention),
       host_threads_(options.host_threads) {}
@@ -81,6 +108,8 @@ CudaBackend::~CudaBackend() {
   make_current();
   cudaStreamSynchronize(compute_.get());
   if (cublas_) cublasDestroy(cublas_);
+  if (cublas_workspace_) cudaFree(cublas_workspace_);
+  lt_.reset();
   cudaGetLastError();
 }
 

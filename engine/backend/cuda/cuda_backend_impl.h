@@ -7,7 +7,9 @@
 //    copy_to_host / to_host_f32 (they must return data) and synchronize();
 //  - memory comes from a DeviceAllocator (size-class free lists, stream-ordered on the compute stream): a forward's
 //    temporaries are recycled, not cudaMalloc'ed every step;
-//  - linear = cublasGemmEx in the activation dtype with fp32 accumulation (CUBLAS_COMPUTE_32F), then a bias kernel;
+//  - linear = cuBLASLt in bf16/fp16 with fp32 accumulation and the bias fused in the epilogue (lt_gemm.h), or
+//    cublasGemmEx (fp32 activations, shapes cuBLASLt refuses) then a bias kernel; both have workspaces allocated
+//    at creation, so linear neither allocates nor synchronizes (decode steps can be captured in CUDA graphs);
 //  - kernels compute in fp32 and round once to the activation dtype on store.
 // Driven by one thread at a time (the Backend contract); ops make the backend's device current on that thread.
 #pragma once
@@ -27,6 +29,7 @@
 
 namespace zi::cuda {
 class OffloadAttention;
+class LtGemm;
 }
 
 namespace zi::cuda {
@@ -95,8 +98,8 @@ class CudaBackend final : public Backend {
   void make_current() const;
 
  private:
-  CudaBackend(const CudaBackendOptions& options, CudaStream compute, cublasHandle_t cublas,
-              std::shared_ptr<DeviceAllocator> allocator);
+  CudaBackend(const CudaBackendOptions& options, CudaStream compute, cublasHandle_t cublas, void* cublas_workspace,
+              std::unique_ptr<LtGemm> lt, std::shared_ptr<DeviceAllocator> allocator);
   // Output of an op: alloc() that aborts with the allocator's message when the device is out of memory.
   Tensor output(DType dtype, std::vector<int64_t> shape);
   KvArgs kv_args(const KvLayer& cache, const AttentionBatch& batch, int n_kv_heads, int head_dim) const;
@@ -105,6 +108,8 @@ class CudaBackend final : public Backend {
   const DType act_;
   CudaStream compute_;
   cublasHandle_t cublas_ = nullptr;
+  void* cublas_workspace_ = nullptr;  // kCublasWorkspaceBytes, given to cublasSetWorkspace
+  std::unique_ptr<LtGemm> lt_;        // linear's bf16/fp16 GEMM
   std::shared_ptr<DeviceAllocator> allocator_;
   const KvOffloadAttention offload_mode_;
   const int host_threads_;

@@ -1,13 +1,16 @@
-// linear on the GPU: y[T, out] = x[T, in] · W[out, in]ᵀ (+ b) with cublasGemmEx, inputs and output in the
-// activation dtype, fp32 accumulation (CUBLAS_COMPUTE_32F). cuBLAS is column-major: a row-major [r, c] matrix is a
-// column-major [c, r] one, so we ask for yᵀ[out, T] = op(A) · B with A = W seen as [in, out] (transposed, lda = in)
-// and B = xᵀ seen as [in, T] (lda = in); C = yᵀ [out, T] (ldc = out). The bias is added by a second kernel.
+// linear on the GPU: y[T, out] = x[T, in] · W[out, in]ᵀ (+ b), inputs and output in the activation dtype, fp32
+// accumulation. bf16 / fp16 go through cuBLASLt (lt_gemm.h) with the bias fused in the GEMM's epilogue when it is
+// in the activation dtype; fp32 activations, and shapes cuBLASLt has no algorithm for, take cublasGemmEx.
+// Both are column-major: a row-major [r, c] matrix is a column-major [c, r] one, so we ask for yᵀ[out, T] =
+// op(A) · B with A = W seen as [in, out] (transposed, lda = in) and B = xᵀ seen as [in, T] (ldb = in); C = yᵀ
+// [out, T] (ldc = out). An unfused bias is added by a second kernel. Neither path allocates or synchronizes.
 // Quantized weights (engine/quant) go through a fused GEMV for decode-sized T, else are dequantized into the
 // activation dtype first and take the same GEMM.
 #include <climits>
 
 #include "engine/backend/cuda/cuda_backend_impl.h"
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/lt_gemm.h"
 #include "engine/backend/cuda/quant_kernels.h"
 
 namespace zi::cuda {
@@ -56,8 +59,21 @@ Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
   shape.back() = out_f;
   Tensor y = output(act_, std::move(shape));
   if (T == 0 || out_f == 0) return y;
+  bool bias_fused = false;  // set by gemm when the epilogue added w.bias
   auto gemm = [&](const void* weight) {
     ZI_CHECK(T <= INT_MAX && in <= INT_MAX && out_f <= INT_MAX);
+    if (act_ != DType::kF32) {
+      const bool fuse = w.bias.defined() && w.bias.dtype() == act_;
+      const Status st = lt_->matmul(act_, x.data(), weight, fuse ? w.bias.data() : nullptr, y.data(), T, in, out_f,
+                                    compute_.get());
+      if (st.ok()) {
+        bias_fused = fuse;
+        return;
+      }
+      if (!absl::IsUnimplemented(st))
+        cuda_fail("cuBLASLt linear", std::string(st.message()).c_str(), __FILE__, __LINE__);
+      // No cuBLASLt algorithm for this shape and alignment: cublasGemmEx below.
+    }
     const float alpha = 1.0f, beta = 0.0f;
     const cudaDataType_t type = cuda_type(act_);
     ZI_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_f), static_cast<int>(T),
@@ -81,7 +97,8 @@ Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
       gemm(dense.data());
     }
   }
-  if (w.bias.defined()) launch_bias_add(act_, y.data(), T, out_f, w.bias.dtype(), w.bias.data(), compute_.get());
+  if (w.bias.defined() && !bias_fused)
+    launch_bias_add(act_, y.data(), T, out_f, w.bias.dtype(), w.bias.data(), compute_.get());
   return y;
 }
 
