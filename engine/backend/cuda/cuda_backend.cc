@@ -107,6 +107,10 @@ CudaBackend::CudaBackend(const CudaBackendOptions& options, CudaStream compute, 
 CudaBackend::~CudaBackend() {
   make_current();
   cudaStreamSynchronize(compute_.get());
+  if (times_.enabled()) {
+    times_.collect();
+    ZI_LOG(INFO) << times_.table();
+  }
   if (cublas_) cublasDestroy(cublas_);
   if (cublas_workspace_) cudaFree(cublas_workspace_);
   lt_.reset();
@@ -205,6 +209,7 @@ void CudaBackend::copy_to_host(const Tensor& t, void* dst) {
     // cudaMemcpyDefault: the tensor may be mapped pinned host memory (a KV-offloaded cache) as well as device memory.
     ZI_CUDA_CHECK(cudaMemcpyAsync(dst, t.data(), t.nbytes(), cudaMemcpyDefault, compute_.get()));
   ZI_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+  if (times_.enabled()) times_.collect();
 }
 
 std::vector<float> CudaBackend::to_host_f32(const Tensor& t) {
@@ -235,6 +240,7 @@ void CudaBackend::fill_zero(Tensor& t) {
 void CudaBackend::synchronize() {
   make_current();
   ZI_CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+  if (times_.enabled()) times_.collect();
 }
 
 MemoryInfo CudaBackend::memory_info() const {

@@ -25,6 +25,7 @@
 #include "engine/backend/cuda/cuda_backend.h"
 #include "engine/backend/cuda/device_allocator.h"
 #include "engine/backend/cuda/kernels.h"
+#include "engine/backend/cuda/op_timer.h"
 #include "engine/backend/cuda/stream.h"
 
 namespace zi::cuda {
@@ -114,6 +115,7 @@ class CudaBackend final : public Backend {
   const KvOffloadAttention offload_mode_;
   const int host_threads_;
   std::unique_ptr<OffloadAttention> offload_;  // made by the first alloc_kv in host memory
+  OpTimes times_;                              // ZI_OP_TIMING=1: GPU time per op (op_timer.h)
 };
 
 }  // namespace zi::cuda

@@ -36,6 +36,7 @@ class CudaStepGraph final : public Backend::StepGraph {
 }  // namespace
 
 StatusOr<std::unique_ptr<Backend::StepGraph>> CudaBackend::capture(const std::function<Status()>& body) {
+  if (times_.enabled()) return std::unique_ptr<Backend::StepGraph>();  // timed ops run eagerly (op_timer.h)
   make_current();
   ZI_RETURN_IF_ERROR(cuda_status(cudaStreamBeginCapture(compute_.get(), cudaStreamCaptureModeRelaxed),
                                  "cudaStreamBeginCapture"));

@@ -19,6 +19,7 @@ int64_t rows_of(const Tensor& x) { return x.rank() == 0 || x.dim(-1) == 0 ? 0 : 
 }  // namespace
 
 Tensor CudaBackend::embedding(const Tensor& table, const Tensor& ids) {
+  OpTimer timer(times_, compute_.get(), "embedding");
   ZI_CHECK(table.rank() == 2 && is_float(table.dtype()) && ids.dtype() == DType::kI32);
   make_current();
   const int64_t T = ids.numel(), H = table.dim(1);
@@ -29,6 +30,7 @@ Tensor CudaBackend::embedding(const Tensor& table, const Tensor& ids) {
 }
 
 Tensor CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps) {
+  OpTimer timer(times_, compute_.get(), "rms_norm");
   ZI_CHECK(x.dtype() == act_ && x.rank() >= 1 && is_float(weight.dtype()) && weight.numel() == x.dim(-1));
   make_current();
   Tensor y = output(act_, x.shape());
@@ -38,6 +40,7 @@ Tensor CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps) {
 }
 
 Tensor CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) {
+  OpTimer timer(times_, compute_.get(), "layer_norm");
   ZI_CHECK(x.dtype() == act_ && x.rank() >= 1 && is_float(weight.dtype()) && weight.numel() == x.dim(-1));
   ZI_CHECK(!bias.defined() || (is_float(bias.dtype()) && bias.numel() == x.dim(-1)));
   make_current();
@@ -50,6 +53,7 @@ Tensor CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tens
 
 void CudaBackend::rope_inplace(Tensor& x, const Tensor& positions, const Tensor& inv_freq, int n_heads,
                                int head_dim) {
+  OpTimer timer(times_, compute_.get(), "rope");
   ZI_CHECK(x.dtype() == act_ && x.rank() == 2 && x.dim(1) == int64_t{n_heads} * head_dim && head_dim % 2 == 0);
   ZI_CHECK(positions.dtype() == DType::kI32 && positions.numel() == x.dim(0));
   ZI_CHECK(inv_freq.dtype() == DType::kF32 && inv_freq.numel() == head_dim / 2);
@@ -95,6 +99,7 @@ KvArgs CudaBackend::kv_args(const KvLayer& cache, const AttentionBatch& batch, i
 }
 
 void CudaBackend::kv_write(KvLayer& cache, const AttentionBatch& batch, const Tensor& k, const Tensor& v) {
+  OpTimer timer(times_, compute_.get(), "kv_write");
   const int nKV = static_cast<int>(cache.k.dim(2)), D = static_cast<int>(cache.k.dim(3));
   ZI_CHECK(k.dtype() == act_ && v.dtype() == act_ && k.shape() == v.shape() && k.rank() == 2 &&
            k.dim(0) == batch.total_rows && k.dim(1) == int64_t{nKV} * D);
@@ -106,6 +111,7 @@ void CudaBackend::kv_write(KvLayer& cache, const AttentionBatch& batch, const Te
 
 Tensor CudaBackend::attention(const Tensor& q, const KvLayer& cache, const AttentionBatch& batch,
                               const AttentionParams& params) {
+  OpTimer timer(times_, compute_.get(), "attention");
   const int nH = params.n_heads, nKV = params.n_kv_heads, D = params.head_dim;
   ZI_CHECK(nH > 0 && nKV > 0 && nH % nKV == 0 && D > 0 && D <= kMaxAttentionHeadDim);
   ZI_CHECK(q.dtype() == act_ && q.rank() == 2 && q.dim(0) == batch.total_rows && q.dim(1) == int64_t{nH} * D);
@@ -124,12 +130,14 @@ Tensor CudaBackend::attention(const Tensor& q, const KvLayer& cache, const Atten
   for (const SeqSlice& s : batch.seqs) covered += s.n_new;
   if (covered != batch.total_rows) fill_zero(out);
   if (offload_ && offload_->host_address(cache.k) != nullptr) {
+    timer.detail(" (kv offload)");
     offload_->run(q, cache, batch, kv, a, params, out);
     return out;
   }
   // Decode rows only (sequences with no new rows, e.g. a replayed graph's padding, exit at once).
   const bool all_decode =
       std::all_of(batch.seqs.begin(), batch.seqs.end(), [](const SeqSlice& s) { return s.n_new <= 1; });
+  timer.detail(all_decode ? " decode" : " prefill");
   if (all_decode)
     launch_attention_decode(act_, kv, a, q.data(), out.data(), compute_.get());
   else
@@ -138,6 +146,7 @@ Tensor CudaBackend::attention(const Tensor& q, const KvLayer& cache, const Atten
 }
 
 Tensor CudaBackend::silu_mul(const Tensor& gate, const Tensor& up) {
+  OpTimer timer(times_, compute_.get(), "silu_mul");
   ZI_CHECK(gate.dtype() == act_ && up.dtype() == act_ && gate.shape() == up.shape());
   make_current();
   Tensor y = output(act_, gate.shape());
@@ -146,6 +155,7 @@ Tensor CudaBackend::silu_mul(const Tensor& gate, const Tensor& up) {
 }
 
 Tensor CudaBackend::activation(const Tensor& x, Activation kind) {
+  OpTimer timer(times_, compute_.get(), "activation");
   ZI_CHECK(x.dtype() == act_);
   make_current();
   Tensor y = output(act_, x.shape());
@@ -154,6 +164,7 @@ Tensor CudaBackend::activation(const Tensor& x, Activation kind) {
 }
 
 Tensor CudaBackend::add(const Tensor& a, const Tensor& b) {
+  OpTimer timer(times_, compute_.get(), "add");
   ZI_CHECK(a.dtype() == act_ && b.dtype() == act_ && a.shape() == b.shape());
   make_current();
   Tensor y = output(act_, a.shape());
@@ -162,12 +173,14 @@ Tensor CudaBackend::add(const Tensor& a, const Tensor& b) {
 }
 
 void CudaBackend::add_inplace(Tensor& a, const Tensor& b) {
+  OpTimer timer(times_, compute_.get(), "add");
   ZI_CHECK(a.dtype() == act_ && b.dtype() == act_ && a.shape() == b.shape());
   make_current();
   launch_add(act_, a.data(), b.data(), a.numel(), a.data(), compute_.get());
 }
 
 Tensor CudaBackend::gather_rows(const Tensor& x, const Tensor& rows) {
+  OpTimer timer(times_, compute_.get(), "gather_rows");
   // The ids are device memory the step packer filled and range-checked on the host (engine/model/step_tensors.h).
   ZI_CHECK(x.rank() >= 1 && rows.dtype() == DType::kI32 && rows.rank() == 1);
   make_current();
@@ -181,6 +194,7 @@ Tensor CudaBackend::gather_rows(const Tensor& x, const Tensor& rows) {
 }
 
 Tensor CudaBackend::column_slice(const Tensor& x, int64_t group, int64_t offset, int64_t width) {
+  OpTimer timer(times_, compute_.get(), "column_slice");
   ZI_CHECK(x.rank() == 2 && group > 0 && x.dim(1) % group == 0 && offset >= 0 && width >= 0 &&
            offset + width <= group);
   make_current();

@@ -48,6 +48,10 @@ QuantArgs quant_args(const LinearWeight& w) {
 }  // namespace
 
 Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
+  OpTimer timer(times_, compute_.get(), "linear");
+  if (times_.enabled())
+    timer.detail(absl::StrCat(" ", w.out_features(), "x", w.in_features(),
+                              w.format == WeightFormat::kQuantized ? absl::StrCat(" q", w.bits) : std::string()));
   const bool quantized = w.format == WeightFormat::kQuantized;
   ZI_CHECK(quantized || (w.format == WeightFormat::kDense && w.weight.rank() == 2 && w.weight.dtype() == act_));
   const int64_t in = w.in_features(), out_f = w.out_features();
