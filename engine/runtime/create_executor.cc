@@ -73,10 +73,11 @@ StatusOr<ExecutorParts> make_cpu_parts(const EngineOptions& options) {
         in.num_ranks = options.world_size;
         ZI_ASSIGN_OR_RETURN(Placement placement, plan_placement(in));
         load.tiers = placement.layers;
+        load.prefetch_depth = placement.prefetch_depth;
       } else {
         load.tiers.assign(cfg.num_layers, LayerTier::kCpu);
+        load.prefetch_depth = options.prefetch_depth ? options.prefetch_depth : 2;
       }
-      load.prefetch_depth = options.prefetch_depth;
       load.store_dir = options.offload_dir;
       load.quant = quant;
       load.rank = options.rank;

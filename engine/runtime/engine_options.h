@@ -36,7 +36,7 @@ struct EngineOptions {
   std::string offload_dir = "/var/lib/zeroinfer/offload";
   bool pin_memory = true;
   uint64_t gpu_weights_budget = 0;     // bytes; 0 = as many layers as fit
-  uint32_t prefetch_depth = 2;
+  uint32_t prefetch_depth = 0;          // streaming ring slots; 0 = auto (engine/zero/placement.h)
   uint64_t aio_block_size = 1 << 20;
   uint32_t aio_queue_depth = 8;
   // Quantization.

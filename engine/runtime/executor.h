@@ -37,6 +37,9 @@ struct ModelSummary {
   // Paged KV cache of each rank (0 = not reported: the scheduler then counts sequences only).
   uint32_t kv_block_size = 0;          // tokens per block
   uint64_t kv_num_blocks = 0;          // blocks in one rank's cache (every rank has at least this many)
+  // Rows one step may carry within the activation memory reserved at load (engine/zero/placement.h
+  // activation_bytes): the scheduler's default step budget when layers stream (0 = not reported).
+  uint32_t max_step_tokens = 0;
 };
 
 // One sequence's work in a step.

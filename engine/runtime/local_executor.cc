@@ -173,6 +173,7 @@ StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptio
     ex->graphs_ = std::make_unique<StepGraphs>(*ex->model_, *ex->backend_, *ex->kv_,
                                                static_cast<int>(options.max_batch_size),
                                                static_cast<int>(max_context));
+  s.max_step_tokens = static_cast<uint32_t>(activation_tokens(options.max_batch_size, max_context));
   s.eos_token_ids = cfg.eos_token_ids;
   s.bos_token_id = cfg.bos_token_id;
   s.kv_block_size = static_cast<uint32_t>(ex->kv_->block_size());

@@ -111,6 +111,7 @@ void to_proto(const ModelSummary& in, pb::ModelSummary* out) {
   for (const std::string& t : in.layer_tiers) out->add_layer_tiers(t);
   out->set_streamed_bytes_per_step(in.streamed_bytes_per_step);
   out->set_prefetch_depth(in.prefetch_depth);
+  out->set_max_step_tokens(in.max_step_tokens);
 }
 
 ModelSummary from_proto(const pb::ModelSummary& in) {
@@ -133,6 +134,7 @@ ModelSummary from_proto(const pb::ModelSummary& in) {
   s.layer_tiers.assign(in.layer_tiers().begin(), in.layer_tiers().end());
   s.streamed_bytes_per_step = in.streamed_bytes_per_step();
   s.prefetch_depth = in.prefetch_depth();
+  s.max_step_tokens = in.max_step_tokens();
   return s;
 }
 

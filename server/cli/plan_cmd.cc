@@ -95,6 +95,7 @@ int run(const PlanFlags& f) {
   in.tier = o.offload_tier;
   in.gpu_weights_budget = o.gpu_weights_budget;
   in.prefetch_depth = o.prefetch_depth;
+  in.h2d_bytes_per_second = kPcieBytesPerSecond;  // what the floor below assumes too
   in.num_ranks = n;
   auto p = plan_placement(in);
   if (!p.ok()) return fail(p.status(), 1);
@@ -108,7 +109,8 @@ int run(const PlanFlags& f) {
                       {"quant_bits", o.quant_bits}, {"quant_group_size", o.quant_group_size},
                       {"model_bytes", model_bytes}, {"num_gpus", n}, {"tier", tier},
                       {"gpu_memory_bytes", gpu_bytes}, {"resident_weight_bytes", p->resident_weight_bytes},
-                      {"ring_bytes", p->ring_bytes}, {"kv_cache_bytes", in.kv_cache_bytes},
+                      {"ring_bytes", p->ring_bytes}, {"prefetch_depth", p->prefetch_depth},
+                      {"kv_cache_bytes", in.kv_cache_bytes},
                       {"activation_bytes", in.activation_bytes}, {"gpu_total_bytes", p->gpu_total_bytes},
                       {"layers_streamed", p->num_streamed}, {"host_bytes_per_rank", p->host_bytes_per_rank + kv_host},
                       {"disk_bytes_per_rank", p->disk_bytes_per_rank},
@@ -126,8 +128,9 @@ int run(const PlanFlags& f) {
   std::printf("per GPU     weights %s (model %s / %u ranks: %d of %ld layers resident)\n",
               format_bytes(p->resident_weight_bytes).c_str(), format_bytes(model_bytes).c_str(), n,
               static_cast<int>(cfg->num_layers) - p->num_streamed, static_cast<long>(cfg->num_layers));
-  std::printf("            + streaming ring %s + KV cache %s + activations %s = %s\n",
-              format_bytes(p->ring_bytes).c_str(), format_bytes(in.kv_cache_bytes).c_str(),
+  std::printf("            + streaming ring %s (%u slots) + KV cache %s + activations %s = %s\n",
+              format_bytes(p->ring_bytes).c_str(), p->num_streamed ? p->prefetch_depth : 0,
+              format_bytes(in.kv_cache_bytes).c_str(),
               format_bytes(in.activation_bytes).c_str(), format_bytes(p->gpu_total_bytes).c_str());
   std::printf("host        %s per rank (%s)\n", format_bytes(p->host_bytes_per_rank + kv_host).c_str(),
               o.pin_memory ? "pinned" : "pageable");

@@ -52,7 +52,7 @@ struct ServeConfig {
   double heartbeat_timeout_seconds = 60;
   // scheduler
   std::string scheduler_policy = "continuous";  // continuous|static
-  uint32_t max_num_batched_tokens = 8192;       // tokens per step (decodes + prefill chunks)
+  uint32_t max_num_batched_tokens = 0;          // tokens per step (decodes + prefill chunks); 0 = auto
   // logging
   std::string log_level = "info";      // debug|info|warning|error
 };

@@ -245,8 +245,8 @@ std::vector<Knob> make_knobs() {
                                    "Cap on resident weight bytes per GPU, e.g. 2GiB (0 = as many layers as fit)"),
                                [](C& c) -> uint64_t& { return c.engine.gpu_weights_budget; }, 0, UINT64_MAX)));
   t.push_back(engine(uint_knob(row("offload.prefetch_depth", "--prefetch-depth", kEngine,
-                                   "GPU slots in the streaming ring: 0..64"),
-                               [](C& c) -> uint32_t& { return c.engine.prefetch_depth; }, 0, 64)));
+                                   "GPU slots in the streaming ring: 1..16, 0 = auto (20 ms of copy)"),
+                               [](C& c) -> uint32_t& { return c.engine.prefetch_depth; }, 0, 16)));
   t.push_back(engine(size_knob(row("offload.aio.block_size", "--aio-block-size", kEngine,
                                    "NVMe tier: bytes per read request, a multiple of 4096: 4KiB..1GiB"),
                                [](C& c) -> uint64_t& { return c.engine.aio_block_size; }, 4096, 1ull << 30, 4096)));
@@ -287,8 +287,8 @@ std::vector<Knob> make_knobs() {
                               "Batching policy"),
                           [](C& c) -> std::string& { return c.scheduler_policy; }, {"continuous", "static"}));
   t.push_back(uint_knob(row("scheduler.max_num_batched_tokens", "--max-num-batched-tokens", kServe | kGenerate | kBench,
-                            "Tokens per step (decodes + prefill chunks): 1..16777216"),
-                        [](C& c) -> uint32_t& { return c.max_num_batched_tokens; }, 1, 1u << 24));
+                            "Tokens per step (decodes + prefill chunks): 1..16777216, 0 = auto"),
+                        [](C& c) -> uint32_t& { return c.max_num_batched_tokens; }, 0, 1u << 24));
   // logging
   t.push_back(reloadable(choice_knob(row("logging.level", "--log-level", kServe, "Log level"),
                                      [](C& c) -> std::string& { return c.log_level; },

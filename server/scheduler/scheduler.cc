@@ -49,6 +49,11 @@ Reservation::~Reservation() {
   if (owner_) owner_->unreserve();
 }
 
+uint32_t step_token_budget(uint32_t configured, const ModelSummary& m) {
+  if (configured > 0) return configured;
+  return m.streamed_bytes_per_step > 0 && m.max_step_tokens > 0 ? m.max_step_tokens : kResidentStepTokens;
+}
+
 Scheduler::Scheduler(Executor* executor, const Tokenizer* tokenizer, SchedulerOptions options,
                      ServingMetrics* metrics, std::unique_ptr<SchedulingPolicy> policy)
     : executor_(executor),
@@ -62,7 +67,7 @@ Scheduler::Scheduler(Executor* executor, const Tokenizer* tokenizer, SchedulerOp
   num_ranks_ = std::max<uint32_t>(1, m.num_ranks);
   rank_slots_ = std::max<size_t>(1, (options_.max_batch_size + num_ranks_ - 1) / num_ranks_);
   logits_row_bytes_ = uint64_t{m.vocab_size} * sizeof(float);
-  step_tokens_ = std::max<size_t>({options_.max_num_batched_tokens, options_.max_batch_size, 1});
+  step_tokens_ = std::max<size_t>({step_token_budget(options_.max_num_batched_tokens, m), options_.max_batch_size, 1});
   if (m.kv_num_blocks > 0 && m.kv_block_size > 0) {
     kv_block_size_ = m.kv_block_size;
     kv_per_rank_ = static_cast<int64_t>(m.kv_num_blocks);

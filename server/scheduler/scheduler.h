@@ -43,13 +43,22 @@
 
 namespace zi::server {
 
+// Rows a step carries by default when the model's layers are all resident: short steps keep inter-token latency
+// low while prompts are prefilled beside decodes.
+inline constexpr uint32_t kResidentStepTokens = 8192;
+
+// scheduler.max_num_batched_tokens as a step budget: `configured` when set, else (0 = auto) the rows the
+// activation memory was sized for when layers stream — each step pays the whole weight stream, so a batch's
+// prompts should cross in as few steps (weight passes) as memory allows — or kResidentStepTokens.
+uint32_t step_token_budget(uint32_t configured, const ModelSummary& m);
+
 struct SchedulerOptions {
   uint32_t max_queue = 256;       // requests reserved/waiting before RESOURCE_EXHAUSTED
   // Sequences per step, all ranks together (serve: server.max_batch_size × ranks); each rank takes at most
   // ceil(max_batch_size / ranks) of them, its engine's slots.
   uint32_t max_batch_size = 16;
   // Tokens per step (decodes + prefill chunks); raised to max_batch_size if below it (every decode runs).
-  uint32_t max_num_batched_tokens = 8192;
+  uint32_t max_num_batched_tokens = 0;  // 0 = auto (scheduler.cc)
   std::vector<int32_t> eos_token_ids;
   // Logits one rank may return in one step, in bytes (rows of vocab_size float32): the rows of want_logits decodes
   // count first, and prompt chunks of want_logits sequences get what is left (rows = bytes / (vocab × 4)), the

@@ -89,10 +89,11 @@ nlohmann::json step_json(const StepStats& s) {
 StatusOr<double> warm_up(Executor& executor, const std::vector<WorkloadRequest>& requests,
                          const WorkloadOptions& options) {
   const ModelSummary& m = executor.summary();
+  const uint32_t step_tokens = step_token_budget(options.max_num_batched_tokens, m);
   uint32_t longest = 1;
   for (const WorkloadRequest& r : requests) longest = std::max(longest, r.prompt_tokens);
-  longest = std::min<uint32_t>({longest, options.max_num_batched_tokens, std::max<uint32_t>(1, m.max_context - 1)});
-  uint64_t budget = options.max_num_batched_tokens;
+  longest = std::min<uint32_t>({longest, step_tokens, std::max<uint32_t>(1, m.max_context - 1)});
+  uint64_t budget = step_tokens;
   if (m.kv_num_blocks > 0) budget = std::min<uint64_t>(budget, m.kv_num_blocks * m.kv_block_size / 2);
   const uint64_t n = std::clamp<uint64_t>(budget / longest, 1, std::max<uint32_t>(1, options.max_batch_size));
   const auto t0 = Clock::now();

@@ -26,7 +26,7 @@ StatusOr<std::vector<WorkloadRequest>> load_workload(const std::string& path);
 struct WorkloadOptions {
   std::string policy = "continuous";      // continuous | static
   uint32_t max_batch_size = 16;
-  uint32_t max_num_batched_tokens = 8192;
+  uint32_t max_num_batched_tokens = 0;  // 0 = auto (server/scheduler/scheduler.h step_token_budget)
   double request_rate = 0;                // requests/s (Poisson arrivals); 0 = all at once
   uint64_t seed = 0;
   // Before the clock starts: one step prefilling up to max_num_batched_tokens (in prompts no longer than the

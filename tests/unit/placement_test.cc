@@ -43,6 +43,7 @@ TEST(Placement, TwoGiBBudgetStreamsAllButTheLayersThatFitAfterTheEmbeddings) {
   PlacementInput in = llama7b();
   in.tier = OffloadTier::kCpu;
   in.gpu_weights_budget = 2 * GiB;
+  in.prefetch_depth = 2;
   auto p = plan_placement(in);
   ASSERT_TRUE(p.ok()) << p.status();
   // (2048 MiB − 500 MiB of embeddings/head) / 386 MiB per layer → 4 resident, the first four; 28 streamed.
@@ -87,6 +88,40 @@ TEST(Placement, RingThatCannotFitIsRefusedNamingTheSettings) {
   auto p = plan_placement(in);
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.status().message().find("prefetch_depth"), std::string::npos) << p.status();
+}
+
+// Auto ring (prefetch_depth 0): 20 ms of copy beyond the layer in use, 2..8 slots, fewer when memory is short.
+TEST(Placement, AutoRingHoldsTwentyMillisecondsOfCopy) {
+  // A 7B fp16 layer (405 MB) at 55 GB/s copies in 7.4 ms: 1 + ceil(20 / 7.4) = 4 slots.
+  EXPECT_EQ(auto_prefetch_depth(404750336, 55e9), 4u);
+  // At 25 GB/s (the assumption when nothing was measured) 16.2 ms: 1 + 2 = 3.
+  EXPECT_EQ(auto_prefetch_depth(404750336, 0), 3u);
+  // Huge layers (a 4-bit BLOOM-176B layer, 1.0 GB: 18 ms) still get 2 behind the one in use.
+  EXPECT_EQ(auto_prefetch_depth(1000000000, 55e9), 3u);
+  EXPECT_EQ(auto_prefetch_depth(4000000000, 55e9), 2u);
+  // Tiny layers are capped at 8.
+  EXPECT_EQ(auto_prefetch_depth(1 << 20, 55e9), 8u);
+
+  PlacementInput in = llama7b();
+  in.tier = OffloadTier::kCpu;
+  in.gpu_weights_budget = 1;  // every layer streams
+  in.h2d_bytes_per_second = 55e9;
+  auto p = plan_placement(in);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->prefetch_depth, 4u);
+  EXPECT_EQ(p->ring_bytes, 4ull * 404750336);
+  // GPU memory for globals, KV, activations and only 3 slots: auto takes 3, a fixed 4 is refused.
+  in.gpu_memory_bytes = in.global_bytes + in.kv_cache_bytes + in.activation_bytes + 3ull * 404750336 + MiB;
+  p = plan_placement(in);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->prefetch_depth, 3u);
+  EXPECT_EQ(p->num_streamed, 32);
+  in.prefetch_depth = 4;
+  EXPECT_FALSE(plan_placement(in).ok());
+  in.prefetch_depth = 17;
+  p = plan_placement(in);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("0 (auto) or 1..16"), std::string::npos) << p.status();
 }
 
 TEST(Placement, ParsesSizes) {

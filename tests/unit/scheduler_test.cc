@@ -338,5 +338,17 @@ TEST(Scheduler, TheQueueNeverExceedsItsBound) {
   EXPECT_EQ(h.scheduler->in_flight(), 0u);
 }
 
+// scheduler.max_num_batched_tokens: 0 = auto, by whether layers stream (scheduler.h step_token_budget).
+TEST(StepTokenBudget, AutoFollowsStreamingAndASetValueWins) {
+  ModelSummary m;
+  m.max_step_tokens = 32768;
+  EXPECT_EQ(step_token_budget(0, m), kResidentStepTokens);  // every layer resident
+  m.streamed_bytes_per_step = 12ull << 30;
+  EXPECT_EQ(step_token_budget(0, m), 32768u);  // one weight pass for a 64 × 512 prefill
+  EXPECT_EQ(step_token_budget(4096, m), 4096u);
+  m.max_step_tokens = 0;  // an executor that does not report it
+  EXPECT_EQ(step_token_budget(0, m), kResidentStepTokens);
+}
+
 }  // namespace
 }  // namespace zi::server

@@ -11,6 +11,7 @@
 #include "engine/model/registry.h"
 #include "engine/model/quantized_weights.h"
 #include "engine/zero/cuda/cuda_transport.h"
+#include "engine/zero/cuda/probes.h"
 #include "engine/zero/layer_pack.h"
 #include "engine/zero/placement.h"
 #include "engine/zero/streamed_parameters.h"
@@ -95,9 +96,16 @@ StatusOr<ExecutorParts> make_cuda_parts(const EngineOptions& options, const Mode
     in.tier = options.offload_tier;
     in.gpu_weights_budget = options.gpu_weights_budget;
     in.prefetch_depth = options.prefetch_depth;
+    if (in.prefetch_depth == 0 && options.offload_tier != OffloadTier::kNone) {
+      // The automatic ring is sized in seconds of copy: measure this link (256 MiB, ~0.05 s).
+      StatusOr<double> rate = cuda::probe_h2d_bandwidth(cuda->device(), size_t{256} << 20, 3);
+      if (rate.ok()) in.h2d_bytes_per_second = *rate;
+      else ZI_LOG(WARNING) << "host→device probe failed (" << rate.status() << "); the ring assumes 25 GB/s";
+    }
     in.num_ranks = options.world_size;
     ZI_ASSIGN_OR_RETURN(Placement placement, plan_placement(in));
-    ZI_LOG(INFO) << "placement: " << describe(placement) << "; resident weights "
+    ZI_LOG(INFO) << "placement: " << describe(placement) << "; ring of " << placement.prefetch_depth
+                 << " slots; resident weights "
                  << format_bytes(placement.resident_weight_bytes) << ", streamed per step "
                  << format_bytes(placement.streamed_bytes_per_step) << ", ring " << format_bytes(placement.ring_bytes)
                  << ", KV cache " << format_bytes(in.kv_cache_bytes) << ", GPU free " << format_bytes(free_bytes);
@@ -106,7 +114,7 @@ StatusOr<ExecutorParts> make_cuda_parts(const EngineOptions& options, const Mode
     }
     StreamingLoad load;
     load.tiers = placement.layers;
-    load.prefetch_depth = options.prefetch_depth;
+    load.prefetch_depth = placement.prefetch_depth;
     load.rank = options.rank;
     load.num_ranks = options.world_size;
     load.store_dir = options.offload_dir;
