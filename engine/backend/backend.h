@@ -96,6 +96,7 @@ struct LinearWeight {
   int32_t bits = 16;
   int32_t group_size = 0;
   int64_t quant_in_features = 0;  // `in` (4-bit rows of odd width do not tell it from row_bytes)
+  bool defined() const { return format == WeightFormat::kDense ? weight.defined() : qdata.defined(); }
   int64_t out_features() const { return format == WeightFormat::kDense ? weight.dim(0) : qdata.dim(0); }
   int64_t in_features() const { return format == WeightFormat::kDense ? weight.dim(1) : quant_in_features; }
 };
@@ -174,6 +175,9 @@ class Backend {
   virtual std::vector<float> to_host_f32(const Tensor& t) = 0;
   // Zeroes the tensor.
   virtual void fill_zero(Tensor& t) = 0;
+  // parts [n_i, d1, ...] of one dtype and the same trailing dims → [Σ n_i, d1, ...], the parts' rows in order. Load
+  // time (fusing projection weights, engine/model/fused_weights.h): out of memory is a Status, not an abort.
+  virtual StatusOr<Tensor> concat_rows(const std::vector<Tensor>& parts) = 0;
 
   // ---- ops ----
   // table [V, H] (weight dtype), ids int32 [T] → [T, H].
@@ -203,6 +207,23 @@ class Backend {
   virtual Tensor add(const Tensor& a, const Tensor& b) = 0;
   // a += b (same shape).
   virtual void add_inplace(Tensor& a, const Tensor& b) = 0;
+
+  // ---- fused ops: one pass where the forward would run several ops; each computes what the unfused sequence
+  // named in its comment computes (the same roundings), so a forward may use either ----
+  // add_inplace(x, delta) then rms_norm(x, weight, eps): x [T, H] becomes x + delta (rounded to the activation dtype,
+  // and the norm is taken of that rounded row); returns the norm [T, H].
+  virtual Tensor add_rms_norm(Tensor& x, const Tensor& delta, const Tensor& weight, float eps) = 0;
+  // add_inplace(x, delta) then layer_norm(x, weight, bias, eps); bias may be undefined.
+  virtual Tensor add_layer_norm(Tensor& x, const Tensor& delta, const Tensor& weight, const Tensor& bias,
+                                float eps) = 0;
+  // A fused q/k/v projection's output qkv [T, (nH + 2·nKV) × D], columns [q | k | v] → q [T, nH × D] (a new tensor):
+  // q and k rotated as rope_inplace(·, batch.positions, inv_freq) does, then k and v written to the cache as kv_write
+  // does (sequences with n_new = 0 and rows no sequence covers write nothing; their q rows are still rotated).
+  virtual Tensor qkv_rope_kv_write(const Tensor& qkv, KvLayer& cache, const AttentionBatch& batch,
+                                   const Tensor& inv_freq, int n_heads, int n_kv_heads, int head_dim) = 0;
+  // A fused gate/up projection's output gate_up [T, 2F], columns [gate | up] → silu_mul(gate, up) [T, F].
+  virtual Tensor gate_up_silu(const Tensor& gate_up) = 0;
+
   // x [T, H], rows int32 [R] in backend memory (each < T; a step's StepTensors::logit_rows) → [R, H].
   virtual Tensor gather_rows(const Tensor& x, const Tensor& rows) = 0;
   // The same with a host list (uploads it first).
@@ -255,6 +276,9 @@ class Backend {
 // lists sequence s's KV blocks in position order and must cover past_len + n_new positions.
 AttentionBatch make_attention_batch(Backend& backend, std::vector<SeqSlice> seqs, int32_t block_size,
                                     const std::vector<std::vector<int32_t>>& block_tables);
+
+// The shape concat_rows(parts) returns; checks (ZI_CHECK) that the parts have one dtype and the same trailing dims.
+std::vector<int64_t> concat_rows_shape(const std::vector<Tensor>& parts);
 
 // The CPU backend; `num_threads` 0 = the machine's cores (or ZI_CPU_THREADS when set).
 std::unique_ptr<Backend> make_cpu_backend(int num_threads = 0);

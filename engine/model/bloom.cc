@@ -119,6 +119,11 @@ class BloomModel final : public CausalLM {
 };
 
 // T = rows in the step, H = hidden, nH = heads, D = head dim, F = 4H, V = vocab, R = logit rows.
+//
+// Every residual sum feeds a LayerNorm, and each is computed by that norm's fused op (Backend::add_layer_norm: its
+// first operand becomes the sum): the attention block's with ln2, the MLP block's with the next layer's ln1 (or the
+// final norm, on the wanted rows). Between layers the residual is kept as the pair x + pending, whichever tensors
+// apply_residual_connection_post_layernorm makes the operands.
 StatusOr<Tensor> BloomModel::forward(const StepTensors& in, KvCache& kv) {
   Backend& be = be_;
   ParameterSource& params = *params_;
@@ -131,7 +136,8 @@ StatusOr<Tensor> BloomModel::forward(const StepTensors& in, KvCache& kv) {
   const AttentionParams attn{nH, nH, D, 1.0f / std::sqrt(static_cast<float>(D)), 0, slopes_};
 
   Tensor embedded = be.embedding(g.embed_tokens, in.ids);                 // [T, H]
-  Tensor x = be.layer_norm(embedded, g.embed_norm, g.embed_norm_bias, eps);  // [T, H] residual
+  Tensor x = be.layer_norm(embedded, g.embed_norm, g.embed_norm_bias, eps);  // [T, H] residual (+ pending)
+  Tensor pending;                                                         // [T, H] the residual's other addend
   params.prefetch(0);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     ZI_ASSIGN_OR_RETURN(const LayerWeights* w, params.fetch(l));
@@ -139,7 +145,8 @@ StatusOr<Tensor> BloomModel::forward(const StepTensors& in, KvCache& kv) {
 
     // Self-attention block: x' = dense(attention(q, k, v)) + residual, residual = x or (apply_residual_connection_
     // post_layernorm) its LayerNorm.
-    Tensor ln1 = be.layer_norm(x, w->attn_norm, w->attn_norm_bias, eps);  // [T, H]
+    Tensor ln1 = pending.defined() ? be.add_layer_norm(x, pending, w->attn_norm, w->attn_norm_bias, eps)  // x += p
+                                   : be.layer_norm(x, w->attn_norm, w->attn_norm_bias, eps);           // [T, H]
     Tensor qkv = be.linear(ln1, w->qkv_proj);                            // [T, 3H] viewed [T, nH, 3, D]
     Tensor q = be.column_slice(qkv, 3 * D, 0, D);                        // [T, nH·D]
     Tensor k = be.column_slice(qkv, 3 * D, D, D);                        // [T, nH·D]
@@ -148,28 +155,30 @@ StatusOr<Tensor> BloomModel::forward(const StepTensors& in, KvCache& kv) {
     be.kv_write(cache, step, k, v);
     Tensor attn_out = be.attention(q, cache, step, attn);                // [T, H]
     Tensor attn_proj = be.linear(attn_out, w->o_proj);                   // [T, H]
-    if (cfg_.residual_from_norm) {
-      x = be.add(attn_proj, ln1);
-    } else {
-      be.add_inplace(x, attn_proj);
-    }
+    // x' = attn_proj + (ln1 or x), and ln2 its norm.
+    if (cfg_.residual_from_norm) x = attn_proj;
+    Tensor ln2 = be.add_layer_norm(x, cfg_.residual_from_norm ? ln1 : attn_proj, w->mlp_norm, w->mlp_norm_bias,
+                                   eps);                                 // [T, H]
 
-    // MLP block: x'' = dense_4h_to_h(gelu_tanh(dense_h_to_4h(ln2))) + residual (x' or ln2).
-    Tensor ln2 = be.layer_norm(x, w->mlp_norm, w->mlp_norm_bias, eps);   // [T, H]
+    // MLP block: x'' = dense_4h_to_h(gelu_tanh(dense_h_to_4h(ln2))) + residual (x' or ln2), summed by the next norm.
     Tensor hidden = be.linear(ln2, w->up_proj);                          // [T, F]
     Tensor act = be.activation(hidden, Activation::kGeluTanh);           // [T, F]
     Tensor mlp_out = be.linear(act, w->down_proj);                       // [T, H]
     if (cfg_.residual_from_norm) {
-      x = be.add(mlp_out, ln2);
+      x = mlp_out;
+      pending = ln2;
     } else {
-      be.add_inplace(x, mlp_out);
+      pending = mlp_out;
     }
 
     params.release(l);
   }
 
   Tensor x_wanted = be.gather_rows(x, in.logit_rows);                     // [R, H]
-  Tensor final_hidden = be.layer_norm(x_wanted, g.final_norm, g.final_norm_bias, eps);  // [R, H]
+  Tensor final_hidden =                                                   // [R, H]
+      pending.defined()
+          ? be.add_layer_norm(x_wanted, be.gather_rows(pending, in.logit_rows), g.final_norm, g.final_norm_bias, eps)
+          : be.layer_norm(x_wanted, g.final_norm, g.final_norm_bias, eps);
   return be.linear(final_hidden, g.lm_head);                              // [R, V]
 }
 

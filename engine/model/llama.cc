@@ -167,49 +167,82 @@ class LlamaModel final : public CausalLM {
 };
 
 // T = rows in the step, H = hidden, nH/nKV = heads, D = head dim, F = MLP size, V = vocab, R = logit rows.
+//
+// Each residual add is fused with the norm that reads its result (Backend::add_rms_norm): the attention output's
+// with the MLP norm, and the MLP output's with the next layer's attention norm (or, after the last layer, the final
+// norm), so the MLP output waits as `pending` until the next norm's weights are at hand. Layers with fused
+// projections (fuse_layer_projections: resident layers) run one q/k/v GEMM and one gate/up GEMM, and, when every
+// row of the step rotates with the one RoPE table, q/k rotation and the KV write in one op.
 StatusOr<Tensor> LlamaModel::forward(const StepTensors& in, KvCache& kv) {
   Backend& be = be_;
   ParameterSource& params = *params_;
   const GlobalWeights& g = params.globals();
   const int nH = static_cast<int>(cfg_.num_heads), nKV = static_cast<int>(cfg_.num_kv_heads);
   const int D = static_cast<int>(cfg_.head_dim);
+  const int64_t q_width = int64_t{nH} * D, kv_width = int64_t{nKV} * D;
   const float eps = static_cast<float>(cfg_.norm_eps);
   const AttentionBatch& step = in.attn;                                  // block tables, rows, positions [T]
   rope_.begin_step(step);
+  const Tensor* shared_inv_freq = rope_.shared_inv_freq();              // f32 [D/2], or null (per-sequence tables)
   const AttentionParams attn{nH, nKV, D, 1.0f / std::sqrt(static_cast<float>(D)), cfg_.sliding_window, Tensor()};
 
   Tensor x = be.embedding(g.embed_tokens, in.ids);                        // [T, H] residual stream
+  Tensor pending;                                                         // [T, H] MLP output not yet added to x
   params.prefetch(0);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     ZI_ASSIGN_OR_RETURN(const LayerWeights* w, params.fetch(l));
     if (l + 1 < cfg_.num_layers) params.prefetch(l + 1);
 
     // Self-attention block: x += o_proj(attention(rope(q), rope(k), v)).
-    Tensor attn_in = be.rms_norm(x, w->attn_norm, eps);                   // [T, H]
-    Tensor q = be.linear(attn_in, w->q_proj);                             // [T, nH·D]
-    Tensor k = be.linear(attn_in, w->k_proj);                             // [T, nKV·D]
-    Tensor v = be.linear(attn_in, w->v_proj);                             // [T, nKV·D]
-    rope_.apply(q, step, nH);                                             // [T, nH·D]
-    rope_.apply(k, step, nKV);                                            // [T, nKV·D]
+    Tensor attn_in = pending.defined() ? be.add_rms_norm(x, pending, w->attn_norm, eps)   // x += pending; [T, H]
+                                       : be.rms_norm(x, w->attn_norm, eps);
     KvLayer& cache = kv.layer(l);                                         // [NB, BS, nKV, D] each (paged)
-    be.kv_write(cache, step, k, v);                                       // new rows → their slots
+    Tensor q;                                                             // [T, nH·D], rotated
+    if (w->qkv_fused.defined()) {
+      Tensor qkv = be.linear(attn_in, w->qkv_fused);                      // [T, nH·D + 2·nKV·D] = [q | k | v]
+      if (shared_inv_freq) {
+        q = be.qkv_rope_kv_write(qkv, cache, step, *shared_inv_freq, nH, nKV, D);  // k, v → their slots
+      } else {
+        const int64_t width = qkv.dim(1);
+        q = be.column_slice(qkv, width, 0, q_width);
+        Tensor k = be.column_slice(qkv, width, q_width, kv_width);        // [T, nKV·D]
+        Tensor v = be.column_slice(qkv, width, q_width + kv_width, kv_width);
+        rope_.apply(q, step, nH);
+        rope_.apply(k, step, nKV);
+        be.kv_write(cache, step, k, v);
+      }
+    } else {
+      q = be.linear(attn_in, w->q_proj);                                  // [T, nH·D]
+      Tensor k = be.linear(attn_in, w->k_proj);                           // [T, nKV·D]
+      Tensor v = be.linear(attn_in, w->v_proj);                           // [T, nKV·D]
+      rope_.apply(q, step, nH);
+      rope_.apply(k, step, nKV);
+      be.kv_write(cache, step, k, v);                                     // new rows → their slots
+    }
     Tensor attn_out = be.attention(q, cache, step, attn);                 // [T, nH·D]
     Tensor attn_proj = be.linear(attn_out, w->o_proj);                    // [T, H]
-    be.add_inplace(x, attn_proj);                                         // [T, H]
 
-    // MLP block (SwiGLU): x += down(silu(gate(h)) · up(h)).
-    Tensor mlp_in = be.rms_norm(x, w->mlp_norm, eps);                     // [T, H]
-    Tensor gate = be.linear(mlp_in, w->gate_proj);                        // [T, F]
-    Tensor up = be.linear(mlp_in, w->up_proj);                            // [T, F]
-    Tensor mlp_act = be.silu_mul(gate, up);                               // [T, F]
-    Tensor mlp_out = be.linear(mlp_act, w->down_proj);                    // [T, H]
-    be.add_inplace(x, mlp_out);                                           // [T, H]
+    // MLP block (SwiGLU): x += down(silu(gate(h)) · up(h)), the add deferred to the next norm.
+    Tensor mlp_in = be.add_rms_norm(x, attn_proj, w->mlp_norm, eps);      // x += attn_proj; [T, H]
+    Tensor mlp_act;                                                       // [T, F]
+    if (w->gate_up_fused.defined()) {
+      Tensor gate_up = be.linear(mlp_in, w->gate_up_fused);               // [T, 2F] = [gate | up]
+      mlp_act = be.gate_up_silu(gate_up);
+    } else {
+      Tensor gate = be.linear(mlp_in, w->gate_proj);                      // [T, F]
+      Tensor up = be.linear(mlp_in, w->up_proj);                          // [T, F]
+      mlp_act = be.silu_mul(gate, up);
+    }
+    pending = be.linear(mlp_act, w->down_proj);                           // [T, H]
 
     params.release(l);
   }
 
+  // The final norm runs on the wanted rows only: the last residual add with it, on those rows.
   Tensor x_wanted = be.gather_rows(x, in.logit_rows);                     // [R, H]
-  Tensor final_hidden = be.rms_norm(x_wanted, g.final_norm, eps);         // [R, H]
+  Tensor final_hidden =                                                   // [R, H]
+      pending.defined() ? be.add_rms_norm(x_wanted, be.gather_rows(pending, in.logit_rows), g.final_norm, eps)
+                        : be.rms_norm(x_wanted, g.final_norm, eps);
   Tensor logits = be.linear(final_hidden, g.lm_head);                     // [R, V]
   return logits;
 }

@@ -157,6 +157,12 @@ class OptModel final : public CausalLM {
     const float eps = static_cast<float>(cfg_.norm_eps);
     return cfg_.norm_affine ? be_.layer_norm(x, weight, bias, eps) : be_.layer_norm(x, ones_, Tensor(), eps);
   }
+  // x += delta, then norm(x) (one fused op).
+  Tensor add_norm(Tensor& x, const Tensor& delta, const Tensor& weight, const Tensor& bias) {
+    const float eps = static_cast<float>(cfg_.norm_eps);
+    return cfg_.norm_affine ? be_.add_layer_norm(x, delta, weight, bias, eps)
+                            : be_.add_layer_norm(x, delta, ones_, Tensor(), eps);
+  }
 
   ModelConfig cfg_;
   Backend& be_;
@@ -167,6 +173,10 @@ class OptModel final : public CausalLM {
 
 // T = rows in the step, H = hidden, E = word_embed_proj_dim, nH = heads, D = head dim, F = ffn_dim, V = vocab,
 // R = logit rows.
+//
+// Every residual add is fused with the LayerNorm that reads its result (Backend::add_layer_norm): pre-LN, the
+// attention output's with the MLP norm and the MLP output's with the next layer's attention norm (or the final norm,
+// on the wanted rows), so the MLP output waits as `pending`; post-LN, each add with the norm that replaces x.
 StatusOr<Tensor> OptModel::forward(const StepTensors& in, KvCache& kv) {
   Backend& be = be_;
   ParameterSource& params = *params_;
@@ -182,13 +192,17 @@ StatusOr<Tensor> OptModel::forward(const StepTensors& in, KvCache& kv) {
   const Tensor pos_table = g.embed_positions.rows(kPositionOffset, g.embed_positions.dim(0));  // [P - 2, H]
   Tensor pos = be.embedding(pos_table, step.positions);                   // [T, H]
   be.add_inplace(x, pos);                                                 // [T, H] residual stream
+  Tensor pending;                                                         // [T, H] pre-LN: MLP output not yet in x
   params.prefetch(0);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     ZI_ASSIGN_OR_RETURN(const LayerWeights* w, params.fetch(l));
     if (l + 1 < cfg_.num_layers) params.prefetch(l + 1);
 
     // Self-attention block: x += out_proj(attention(q, k, v)), LayerNorm before (pre-LN) or after the add.
-    Tensor attn_in = cfg_.norm_before ? norm(x, w->attn_norm, w->attn_norm_bias) : x;   // [T, H]
+    Tensor attn_in = x;                                                  // [T, H]
+    if (cfg_.norm_before)
+      attn_in = pending.defined() ? add_norm(x, pending, w->attn_norm, w->attn_norm_bias)  // x += pending
+                                  : norm(x, w->attn_norm, w->attn_norm_bias);
     Tensor q = be.linear(attn_in, w->q_proj);                            // [T, H]
     Tensor k = be.linear(attn_in, w->k_proj);                            // [T, H]
     Tensor v = be.linear(attn_in, w->v_proj);                            // [T, H]
@@ -196,22 +210,38 @@ StatusOr<Tensor> OptModel::forward(const StepTensors& in, KvCache& kv) {
     be.kv_write(cache, step, k, v);
     Tensor attn_out = be.attention(q, cache, step, attn);                // [T, H]
     Tensor attn_proj = be.linear(attn_out, w->o_proj);                   // [T, H]
-    be.add_inplace(x, attn_proj);
-    if (!cfg_.norm_before) x = norm(x, w->attn_norm, w->attn_norm_bias);
 
     // MLP block: x += fc2(act(fc1(h))).
-    Tensor mlp_in = cfg_.norm_before ? norm(x, w->mlp_norm, w->mlp_norm_bias) : x;      // [T, H]
+    Tensor mlp_in;                                                       // [T, H]
+    if (cfg_.norm_before) {
+      mlp_in = add_norm(x, attn_proj, w->mlp_norm, w->mlp_norm_bias);    // x += attn_proj
+    } else {
+      x = add_norm(x, attn_proj, w->attn_norm, w->attn_norm_bias);       // x = norm(x + attn_proj)
+      mlp_in = x;
+    }
     Tensor hidden = be.linear(mlp_in, w->up_proj);                       // [T, F]
     Tensor act = be.activation(hidden, act_);                            // [T, F]
     Tensor mlp_out = be.linear(act, w->down_proj);                       // [T, H]
-    be.add_inplace(x, mlp_out);
-    if (!cfg_.norm_before) x = norm(x, w->mlp_norm, w->mlp_norm_bias);
+    if (cfg_.norm_before) {
+      pending = mlp_out;                                                 // added by the next norm
+    } else {
+      x = add_norm(x, mlp_out, w->mlp_norm, w->mlp_norm_bias);           // x = norm(x + mlp_out)
+    }
 
     params.release(l);
   }
 
   Tensor h = be.gather_rows(x, in.logit_rows);                            // [R, H]
-  if (cfg_.final_norm) h = norm(h, g.final_norm, g.final_norm_bias);      // [R, H]
+  if (pending.defined()) {
+    Tensor delta = be.gather_rows(pending, in.logit_rows);               // [R, H]
+    if (cfg_.final_norm) {
+      h = add_norm(h, delta, g.final_norm, g.final_norm_bias);           // [R, H]
+    } else {
+      be.add_inplace(h, delta);
+    }
+  } else if (cfg_.final_norm) {
+    h = norm(h, g.final_norm, g.final_norm_bias);                         // [R, H]
+  }
   if (cfg_.embed_dim > 0) h = be.linear(h, g.project_out);                // [R, E]
   return be.linear(h, g.lm_head);                                         // [R, V]
 }

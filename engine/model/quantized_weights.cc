@@ -14,7 +14,8 @@ StatusOr<QuantConfig> make_quant_config(uint32_t bits, uint32_t group_size, bool
 }
 
 std::vector<LinearWeight*> linear_weights(LayerWeights& w) {
-  return {&w.q_proj, &w.k_proj, &w.v_proj, &w.qkv_proj, &w.o_proj, &w.gate_proj, &w.up_proj, &w.down_proj};
+  return {&w.q_proj,    &w.k_proj,    &w.v_proj,    &w.qkv_proj,  &w.o_proj,
+          &w.gate_proj, &w.up_proj,   &w.down_proj, &w.qkv_fused, &w.gate_up_fused};
 }
 
 void mark_quantized_specs(LayerWeights& w, std::vector<WeightSpec>& specs, size_t begin, const QuantConfig& q) {

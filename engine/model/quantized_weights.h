@@ -17,7 +17,8 @@ namespace zi {
 // The QuantConfig for engine options' numbers (bits 16 = off); errors name the option and its value.
 StatusOr<QuantConfig> make_quant_config(uint32_t bits, uint32_t group_size, bool embeddings);
 
-// The LinearWeight members of a layer (q, k, v, qkv, o, gate, up, down), whether used or not.
+// The LinearWeight members of a layer (q, k, v, qkv, o, gate, up, down, and the fused qkv and gate/up), whether
+// used or not.
 std::vector<LinearWeight*> linear_weights(LayerWeights& w);
 
 // Marks the specs in [begin, end) whose slot is the `weight` of one of `w`'s linear weights (attention and MLP

@@ -8,12 +8,14 @@ namespace zi {
 
 namespace {
 
-// One line per architecture. Llama, Mistral and Qwen2 share the Llama-family forward.
+// One line per architecture. Llama, Mistral and Qwen2 share the Llama-family forward, which takes fused projections.
 const Architecture kArchitectures[] = {
-    {"LlamaForCausalLM", &llama::parse_llama_config, &llama::global_weights, &llama::layer_weights, &llama::create},
+    {"LlamaForCausalLM", &llama::parse_llama_config, &llama::global_weights, &llama::layer_weights, &llama::create,
+     true},
     {"MistralForCausalLM", &llama::parse_mistral_config, &llama::global_weights, &llama::layer_weights,
-     &llama::create},
-    {"Qwen2ForCausalLM", &llama::parse_qwen2_config, &llama::global_weights, &llama::layer_weights, &llama::create},
+     &llama::create, true},
+    {"Qwen2ForCausalLM", &llama::parse_qwen2_config, &llama::global_weights, &llama::layer_weights, &llama::create,
+     true},
     {"OPTForCausalLM", &opt::parse_config, &opt::global_weights, &opt::layer_weights, &opt::create},
     {"BloomForCausalLM", &bloom::parse_config, &bloom::global_weights, &bloom::layer_weights, &bloom::create},
 };

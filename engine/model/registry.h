@@ -25,6 +25,9 @@ struct Architecture {
   // The model over its parameters.
   StatusOr<std::unique_ptr<CausalLM>> (*create)(const ModelConfig& cfg, Backend& backend,
                                                 std::unique_ptr<ParameterSource> params);
+  // Resident layers get fused q/k/v and gate/up projections at load (fuse_layer_projections), which the forward
+  // uses when present.
+  bool fuse_projections = false;
 };
 
 // nullptr when unsupported.

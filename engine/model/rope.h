@@ -40,6 +40,9 @@ class RopeTables {
   void begin_step(const AttentionBatch& step);
   // Rotates x [T, n_heads × D] in place at step.positions.
   void apply(Tensor& x, const AttentionBatch& step, int n_heads) const;
+  // After begin_step: the one table (f32 [D/2]) all of this step's rows rotate with, for fused ops that take a
+  // single table (Backend::qkv_rope_kv_write); nullptr when some sequence has a table of its own (use apply()).
+  const Tensor* shared_inv_freq() const { return spans_.empty() ? &base_ : nullptr; }
 
  private:
   struct Span {

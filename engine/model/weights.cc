@@ -2,6 +2,7 @@
 
 #include "engine/core/compute_dtype.h"
 #include "engine/model/dummy_weights.h"
+#include "engine/model/fused_weights.h"
 
 #include <cmath>
 #include <map>
@@ -114,6 +115,8 @@ StatusOr<std::unique_ptr<ParameterSource>> load_resident_parameters(Backend& bac
     params->globals_.lm_head.weight = params->globals_.embed_tokens;
     ZI_RETURN_IF_ERROR(quantize_tied_lm_head(backend, params->globals_, quant));
   }
+  if (arch.fuse_projections)
+    for (LayerWeights& w : params->layers_) ZI_RETURN_IF_ERROR(fuse_layer_projections(backend, w));
   params->parameter_count_ = count_parameters(specs);
   ZI_LOG(DEBUG) << "loaded " << specs.size() << " tensors, " << params->parameter_count_ << " parameters";
   return std::unique_ptr<ParameterSource>(std::move(params));

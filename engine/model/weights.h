@@ -33,6 +33,10 @@ struct LayerWeights {
   LinearWeight gate_proj;  // [F, H] gated MLPs (SwiGLU)
   LinearWeight up_proj;    // [F, H] (fc1 in OPT, dense_h_to_4h in BLOOM)
   LinearWeight down_proj;  // [H, F] (fc2, dense_4h_to_h)
+  // Resident Llama-family layers after fuse_layer_projections (engine/model/fused_weights.h): the projections that
+  // read the same input, rows concatenated so one GEMM replaces three (two); the separate fields are then empty.
+  LinearWeight qkv_fused;      // [nH·D + 2·nKV·D, H]: q_proj rows, then k_proj, then v_proj (bias likewise)
+  LinearWeight gate_up_fused;  // [2F, H]: gate_proj rows, then up_proj
 };
 
 // Parameters outside the decoder layers.

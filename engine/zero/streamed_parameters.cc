@@ -1,6 +1,7 @@
 #include "engine/zero/streamed_parameters.h"
 
 #include "engine/model/dummy_weights.h"
+#include "engine/model/fused_weights.h"
 
 #include <algorithm>
 
@@ -153,6 +154,11 @@ StatusOr<std::unique_ptr<StreamedParameters>> load_streamed_parameters(
     globals.lm_head.weight = globals.embed_tokens;
     ZI_RETURN_IF_ERROR(quantize_tied_lm_head(backend, globals, load.quant));
   }
+  // GPU-tier layers stay put, so they take fused projections as fully resident models do; streamed ones are rebound
+  // to their ring slot's views every step and keep the separate layout the shards hold.
+  if (arch.fuse_projections)
+    for (int l = 0; l < L; ++l)
+      if (load.tiers[l] == LayerTier::kGpu) ZI_RETURN_IF_ERROR(fuse_layer_projections(backend, layers[l]));
   const uint64_t params = count_parameters(resident_specs) + count_parameters(all_specs);
 
   ZI_ASSIGN_OR_RETURN(std::shared_ptr<HostShards> shards,

@@ -36,4 +36,16 @@ AttentionBatch make_attention_batch(Backend& backend, std::vector<SeqSlice> seqs
   return b;
 }
 
+std::vector<int64_t> concat_rows_shape(const std::vector<Tensor>& parts) {
+  ZI_CHECK(!parts.empty() && parts[0].rank() >= 1);
+  std::vector<int64_t> shape = parts[0].shape();
+  shape[0] = 0;
+  for (const Tensor& p : parts) {
+    ZI_CHECK(p.dtype() == parts[0].dtype() && p.rank() == parts[0].rank() &&
+             std::equal(p.shape().begin() + 1, p.shape().end(), parts[0].shape().begin() + 1));
+    shape[0] += p.dim(0);
+  }
+  return shape;
+}
+
 }  // namespace zi

@@ -89,6 +89,16 @@ class CpuBackend final : public Backend {
     if (t.nbytes()) std::memset(t.data(), 0, t.nbytes());
   }
 
+  StatusOr<Tensor> concat_rows(const std::vector<Tensor>& parts) override {
+    Tensor out = alloc(parts.at(0).dtype(), concat_rows_shape(parts));
+    char* dst = static_cast<char*>(out.data());
+    for (const Tensor& p : parts) {
+      if (p.nbytes()) std::memcpy(dst, p.data(), p.nbytes());
+      dst += p.nbytes();
+    }
+    return out;
+  }
+
   Tensor embedding(const Tensor& table, const Tensor& ids) override {
     ZI_CHECK(table.rank() == 2 && table.dtype() == DType::kF32 && ids.rank() == 1 && ids.dtype() == DType::kI32);
     const int64_t T = ids.dim(0), V = table.dim(0), H = table.dim(1);
@@ -193,6 +203,47 @@ class CpuBackend final : public Backend {
     float* pa = a.data_as<float>();
     const float* pb = b.data_as<float>();
     for (int64_t i = 0, n = a.numel(); i < n; ++i) pa[i] += pb[i];
+  }
+
+  // The fused ops are the reference: literally the unfused sequences they stand for.
+  Tensor add_rms_norm(Tensor& x, const Tensor& delta, const Tensor& weight, float eps) override {
+    add_inplace(x, delta);
+    return rms_norm(x, weight, eps);
+  }
+
+  Tensor add_layer_norm(Tensor& x, const Tensor& delta, const Tensor& weight, const Tensor& bias,
+                        float eps) override {
+    add_inplace(x, delta);
+    return layer_norm(x, weight, bias, eps);
+  }
+
+  Tensor qkv_rope_kv_write(const Tensor& qkv, KvLayer& cache, const AttentionBatch& batch, const Tensor& inv_freq,
+                           int n_heads, int n_kv_heads, int head_dim) override {
+    const cpu::KvGeometry g = geometry(cache, batch);
+    const int64_t T = batch.total_rows, qw = int64_t{n_heads} * head_dim, kw = int64_t{n_kv_heads} * head_dim;
+    ZI_CHECK(g.n_kv_heads == n_kv_heads && g.head_dim == head_dim && head_dim % 2 == 0);
+    ZI_CHECK(qkv.rank() == 2 && qkv.dim(0) == T && qkv.dim(1) == qw + 2 * kw);
+    ZI_CHECK(batch.positions.numel() == T && inv_freq.numel() == head_dim / 2);
+    // The three projections' outputs, as the unfused forward has them.
+    Tensor q = alloc(DType::kF32, {T, qw}), k = alloc(DType::kF32, {T, kw}), v = alloc(DType::kF32, {T, kw});
+    for (int64_t t = 0; t < T; ++t) {
+      const float* row = qkv.data_as<float>() + t * (qw + 2 * kw);
+      std::memcpy(q.data_as<float>() + t * qw, row, sizeof(float) * qw);
+      std::memcpy(k.data_as<float>() + t * kw, row + qw, sizeof(float) * kw);
+      std::memcpy(v.data_as<float>() + t * kw, row + qw + kw, sizeof(float) * kw);
+    }
+    rope_inplace(q, batch.positions, inv_freq, n_heads, head_dim);
+    rope_inplace(k, batch.positions, inv_freq, n_kv_heads, head_dim);
+    kv_write(cache, batch, k, v);
+    return q;
+  }
+
+  Tensor gate_up_silu(const Tensor& gate_up) override {
+    ZI_CHECK(gate_up.rank() == 2 && gate_up.dim(1) % 2 == 0);
+    const int64_t T = gate_up.dim(0), F = gate_up.dim(1) / 2;
+    Tensor y = alloc(DType::kF32, {T, F});
+    cpu::gate_up_silu_f32(pool_, gate_up.data_as<float>(), T, F, y.data_as<float>());
+    return y;
   }
 
   using Backend::gather_rows;

@@ -10,6 +10,9 @@ namespace zi::cpu {
 namespace {
 // Rows per chunk so that a chunk is ~16K elements: small tensors run inline.
 int64_t rows_per_chunk(int64_t row_len) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, row_len)); }
+
+// SwiGLU's product, one formula for silu_mul_f32 and gate_up_silu_f32 so the two agree bit for bit.
+inline float silu_times(float g, float u) { return (g / (1.0f + std::exp(-g))) * u; }
 }  // namespace
 
 void rms_norm_f32(ThreadPool& pool, const float* x, int64_t T, int64_t H, const float* weight, float eps, float* y) {
@@ -74,9 +77,17 @@ void rope_f32(ThreadPool& pool, float* x, int64_t T, int n_heads, int head_dim, 
 
 void silu_mul_f32(ThreadPool& pool, const float* gate, const float* up, int64_t n, float* y) {
   pool.parallel_for(n, 16384, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const float g = gate[i];
-      y[i] = (g / (1.0f + std::exp(-g))) * up[i];
+    for (int64_t i = i0; i < i1; ++i) y[i] = silu_times(gate[i], up[i]);
+  });
+}
+
+void gate_up_silu_f32(ThreadPool& pool, const float* gate_up, int64_t T, int64_t F, float* y) {
+  pool.parallel_for(T, rows_per_chunk(F), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* gate = gate_up + t * 2 * F;
+      const float* up = gate + F;
+      float* yr = y + t * F;
+      for (int64_t i = 0; i < F; ++i) yr[i] = silu_times(gate[i], up[i]);
     }
   });
 }

@@ -50,6 +50,8 @@ void attention_f32(ThreadPool& pool, const std::vector<SeqSlice>& seqs, int64_t 
                    int sliding_window, const float* alibi_slopes, float* out);
 
 void silu_mul_f32(ThreadPool& pool, const float* gate, const float* up, int64_t n, float* y);
+// y [T, F] = silu(gate) × up for gate_up [T, 2F] = [gate | up] per row (the same arithmetic as silu_mul_f32).
+void gate_up_silu_f32(ThreadPool& pool, const float* gate_up, int64_t T, int64_t F, float* y);
 void activation_f32(ThreadPool& pool, const float* x, int64_t n, Activation kind, float* y);
 
 }  // namespace zi::cpu

@@ -57,6 +57,7 @@ class CudaBackend final : public Backend {
   void copy_to_host(const Tensor& t, void* dst) override;
   std::vector<float> to_host_f32(const Tensor& t) override;
   void fill_zero(Tensor& t) override;
+  StatusOr<Tensor> concat_rows(const std::vector<Tensor>& parts) override;
 
   Tensor embedding(const Tensor& table, const Tensor& ids) override;
   Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) override;
@@ -70,6 +71,12 @@ class CudaBackend final : public Backend {
   Tensor activation(const Tensor& x, Activation kind) override;
   Tensor add(const Tensor& a, const Tensor& b) override;
   void add_inplace(Tensor& a, const Tensor& b) override;
+  // Fused ops (fused_ops.cc).
+  Tensor add_rms_norm(Tensor& x, const Tensor& delta, const Tensor& weight, float eps) override;
+  Tensor add_layer_norm(Tensor& x, const Tensor& delta, const Tensor& weight, const Tensor& bias, float eps) override;
+  Tensor qkv_rope_kv_write(const Tensor& qkv, KvLayer& cache, const AttentionBatch& batch, const Tensor& inv_freq,
+                           int n_heads, int n_kv_heads, int head_dim) override;
+  Tensor gate_up_silu(const Tensor& gate_up) override;
   using Backend::gather_rows;
   Tensor gather_rows(const Tensor& x, const Tensor& rows) override;
   Tensor column_slice(const Tensor& x, int64_t group, int64_t offset, int64_t width) override;

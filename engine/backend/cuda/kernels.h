@@ -85,6 +85,22 @@ bool attention_prefill_flash_enabled();
 void launch_attention_decode(DType type, const KvArgs& kv, const AttentionArgs& a, const void* q, void* out,
                              cudaStream_t stream);
 
+// ---- fused kernels (fused_*.cu): one launch where the forward would run several; each writes what the unfused
+// kernels named would, rounded once on store ----
+// fused_norm.cu: x [T, H] += delta (stored rounded), y = rms_norm / layer_norm of the new x (weight and bias of one
+// float dtype w_type; b may be null). y must not alias x or delta.
+void launch_add_rms_norm(DType type, void* x, const void* delta, int64_t T, int64_t H, DType w_type, const void* w,
+                         float eps, void* y, cudaStream_t stream);
+void launch_add_layer_norm(DType type, void* x, const void* delta, int64_t T, int64_t H, DType w_type,
+                           const void* w, const void* b, float eps, void* y, cudaStream_t stream);
+// fused_rope_kv.cu: qkv [T, (nH + 2·nKV) × D] (columns [q | k | v]) → q_out [T, nH × D] rotated at positions[t]
+// (launch_rope's math), k rotated and v written to kv's cache at each covered row's slot (launch_kv_write's layout).
+// nKV and D come from kv.
+void launch_qkv_rope_kv_write(DType type, const void* qkv, int64_t T, int n_heads, const int32_t* positions,
+                              const float* inv_freq, const KvArgs& kv, void* q_out, cudaStream_t stream);
+// fused_swiglu.cu: gate_up [T, 2F] (columns [gate | up]) → y [T, F] = silu(gate) × up.
+void launch_gate_up_silu(DType type, const void* gate_up, int64_t T, int64_t F, void* y, cudaStream_t stream);
+
 // Largest head_dim the attention kernels take.
 inline constexpr int kMaxAttentionHeadDim = 256;
 
