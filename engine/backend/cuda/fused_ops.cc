@@ -33,6 +33,7 @@ StatusOr<Tensor> CudaBackend::concat_rows(const std::vector<Tensor>& parts) {
 }
 
 Tensor CudaBackend::add_rms_norm(Tensor& x, const Tensor& delta, const Tensor& weight, float eps) {
+  OpTimer timer(times_, compute_.get(), "add_rms_norm");
   check_add_norm(act_, x, delta, weight, Tensor());
   make_current();
   Tensor y = output(act_, x.shape());
@@ -43,6 +44,7 @@ Tensor CudaBackend::add_rms_norm(Tensor& x, const Tensor& delta, const Tensor& w
 
 Tensor CudaBackend::add_layer_norm(Tensor& x, const Tensor& delta, const Tensor& weight, const Tensor& bias,
                                    float eps) {
+  OpTimer timer(times_, compute_.get(), "add_layer_norm");
   check_add_norm(act_, x, delta, weight, bias);
   make_current();
   Tensor y = output(act_, x.shape());
@@ -53,6 +55,7 @@ Tensor CudaBackend::add_layer_norm(Tensor& x, const Tensor& delta, const Tensor&
 
 Tensor CudaBackend::qkv_rope_kv_write(const Tensor& qkv, KvLayer& cache, const AttentionBatch& batch,
                                       const Tensor& inv_freq, int n_heads, int n_kv_heads, int head_dim) {
+  OpTimer timer(times_, compute_.get(), "qkv_rope_kv_write");
   const int64_t T = batch.total_rows, qw = int64_t{n_heads} * head_dim, kw = int64_t{n_kv_heads} * head_dim;
   ZI_CHECK(n_heads > 0 && n_kv_heads > 0 && head_dim > 0 && head_dim % 2 == 0);
   ZI_CHECK(qkv.dtype() == act_ && qkv.rank() == 2 && qkv.dim(0) == T && qkv.dim(1) == qw + 2 * kw);
@@ -78,6 +81,7 @@ Tensor CudaBackend::qkv_rope_kv_write(const Tensor& qkv, KvLayer& cache, const A
 }
 
 Tensor CudaBackend::gate_up_silu(const Tensor& gate_up) {
+  OpTimer timer(times_, compute_.get(), "gate_up_silu");
   ZI_CHECK(gate_up.dtype() == act_ && gate_up.rank() == 2 && gate_up.dim(1) % 2 == 0);
   make_current();
   const int64_t T = gate_up.dim(0), F = gate_up.dim(1) / 2;
