@@ -47,6 +47,7 @@ StatusOr<BenchReport> run_benchmark(Executor& ex, const BenchConfig& c) {
     auto t0 = std::chrono::steady_clock::now();
     ZI_ASSIGN_OR_RETURN(StepOutput out, ex.step(in));
     L.prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    L.prefill_fetch_bytes = out.stats.fetch_bytes;
     t0 = std::chrono::steady_clock::now();
     for (int g = 1; g < c.gen_len; ++g) {
       StepInput d;
@@ -74,12 +75,14 @@ StatusOr<BenchReport> run_benchmark(Executor& ex, const BenchConfig& c) {
     ZI_RETURN_IF_ERROR(ex.step(release).status());
     r.loops.push_back(L);
   }
-  std::vector<double> pre, step, fetch, copy, stall, nvb, nvs, agb, ags;
+  std::vector<double> pre, step, fetch, copy, stall, nvb, nvs, agb, ags, passes;
   const size_t first = r.loops.size() > 1 ? 1 : 0;
   for (size_t i = first; i < r.loops.size(); ++i) {
     const BenchLoop& L = r.loops[i];
     const double n = std::max(1, L.decode_steps);
     pre.push_back(L.prefill_seconds);
+    if (m.streamed_bytes_per_step > 0)
+      passes.push_back(static_cast<double>(L.prefill_fetch_bytes) / static_cast<double>(m.streamed_bytes_per_step));
     step.push_back(L.decode_steps ? L.decode_seconds / n : 0);
     fetch.push_back(L.decode_totals.fetch_bytes / n);
     copy.push_back(L.decode_totals.copy_seconds / n);
@@ -90,6 +93,7 @@ StatusOr<BenchReport> run_benchmark(Executor& ex, const BenchConfig& c) {
     ags.push_back(L.decode_totals.allgather_seconds / n);
   }
   r.prefill_seconds = median(pre);
+  r.prefill_weight_passes = median(passes);
   r.decode_step_seconds = median(step);
   r.fetch_bytes_per_step = median(fetch);
   r.copy_seconds_per_step = median(copy);

@@ -21,6 +21,7 @@ struct BenchConfig {
 
 struct BenchLoop {
   double prefill_seconds = 0;           // the step that prefills all B prompts (and samples their first token)
+  uint64_t prefill_fetch_bytes = 0;     // weight bytes the prefill streamed host → device
   double decode_seconds = 0;            // the gen_len − 1 decode steps together
   int decode_steps = 0;
   StepStats decode_totals;              // summed over the decode steps (streaming bytes, copy, stall)
@@ -34,6 +35,9 @@ struct BenchReport {
   double decode_step_seconds = 0;
   double decode_tokens_per_second = 0;  // batch / decode step time
   double e2e_tokens_per_second = 0;     // batch × gen_len / (prefill + decode)
+  // Times the prefill streamed the offloaded layers (prefill fetch bytes / the model's streamed bytes per step): 1
+  // when the whole batch's prompts went through each layer together; 0 when nothing streams.
+  double prefill_weight_passes = 0;
   double fetch_bytes_per_step = 0;      // per decode step
   double copy_seconds_per_step = 0;
   double stall_seconds_per_step = 0;

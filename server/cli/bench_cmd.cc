@@ -264,6 +264,8 @@ nlohmann::json report_json(const BenchFlags& f, const EngineOptions& o, const Mo
        {"gpu_weights_budget", o.gpu_weights_budget},
        {"load_seconds", load_s},
        {"prefill_seconds", rep.prefill_seconds},
+       {"prefill_weight_passes", rep.prefill_weight_passes},
+       {"prefetch_depth", m.prefetch_depth},
        {"decode_step_seconds", rep.decode_step_seconds},
        {"decode_tokens_per_second", rep.decode_tokens_per_second},
        {"e2e_tokens_per_second", rep.e2e_tokens_per_second},
@@ -319,7 +321,9 @@ void print_report(const BenchFlags& f, const EngineOptions& o, const ModelSummar
                 format_bytes(m.layer_weight_bytes).c_str());
   std::printf("shape        batch %d, prompt %d, gen %d, %d loops (medians; first loop dropped when > 1)\n",
               f.bench.batch_size, f.bench.prompt_len, f.bench.gen_len, f.bench.loops);
-  std::printf("prefill      %.4f s\n", rep.prefill_seconds);
+  std::printf("prefill      %.4f s", rep.prefill_seconds);
+  if (m.streamed_bytes_per_step > 0) std::printf(" (the streamed layers crossed the bus %.2f times)", rep.prefill_weight_passes);
+  std::printf("\n");
   std::printf("decode step  %.4f s", rep.decode_step_seconds);
   if (floor_s > 0)
     std::printf("   floor %.4f s (%s / probe) → %.3f×", floor_s, format_bytes(rep.fetch_bytes_per_step).c_str(),
