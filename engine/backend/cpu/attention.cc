@@ -101,7 +101,11 @@ void attention_f32(ThreadPool& pool, const std::vector<SeqSlice>& seqs, int64_t 
       const int64_t t = task / n_heads;
       const int h = static_cast<int>(task % n_heads);
       const int32_t si = seq_of_row[t];
-      ZI_CHECK(si >= 0);
+      if (si < 0) {
+        // A row no sequence covers (a padded step): defined as zeros, as the CUDA kernels leave it.
+        std::fill_n(out + t * q_row + static_cast<int64_t>(h) * D, D, 0.0f);
+        continue;
+      }
       const SeqSlice& s = seqs[si];
       HeadTask ht;
       ht.pos = s.past_len + (t - s.row_begin);
