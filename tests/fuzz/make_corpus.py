@@ -383,8 +383,31 @@ def worker_frame_seeds():
     write(t, "empty", b"")
 
 
+# ------------------------------------------------------------------------------------------ chat templates
+def chat_template_seeds():
+    t = "chat_template"
+    d = os.path.join(DATA, "chat_templates")
+    sep = "\n#messages\n"
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".jinja"):
+            write(t, f, load(os.path.join(d, f)))
+    with open(os.path.join(d, "constructs.json"), encoding="utf-8") as f:
+        for i, c in enumerate(json.load(f)["constructs"]):
+            write(t, f"construct-{i:02d}", c["template"])
+    tool_call = json.dumps([{"role": "user", "content": "hi"},
+                            {"role": "assistant", "content": None, "tool_calls": [
+                                {"id": "call12345", "function": {"name": "f", "arguments": {"x": 1}}}]},
+                            {"role": "tool", "tool_call_id": "call12345", "content": "{}"}])
+    write(t, "qwen-tool-call", load(os.path.join(d, "qwen2.5-instruct.jinja")) + sep.encode() + tool_call.encode())
+    write(t, "messages-not-array", "{{ messages }}" + sep + '{"role": "user"}')
+    write(t, "unclosed", "{% for m in messages %}{{ m.content ")
+    write(t, "refused-macro", "{% macro f() %}x{% endmacro %}{{ f() }}")
+    write(t, "empty", b"")
+
+
 if __name__ == "__main__":
     clean_seeds()
+    chat_template_seeds()
     safetensors_seeds()
     tokenizer_json_seeds()
     tokenizer_bytes_seeds()
