@@ -55,47 +55,7 @@ TEST(CudaBackendCreate, ActivationDtypeFollowsCheckpointUnlessAsked) {
   EXPECT_EQ(gpu_compute_dtype(ComputeDtype::kFloat16, DType::kBF16), DType::kF16);
 }
 
-class CudaOps : public ::testing::TestWithParam<DType> {
- protected:
-  void SetUp() override {
-    if (device_count() == 0) GTEST_SKIP() << "no GPU";
-    cpu_ = make_cpu_backend(0);
-    auto g = make_cuda_backend({0, GetParam()});
-    ASSERT_TRUE(g.ok()) << g.status();
-    gpu_ = std::move(*g);
-    ASSERT_EQ(gpu_->activation_dtype(), GetParam());
-  }
-  DType act() const { return GetParam(); }
-  // Largest acceptable max|Δ|/max|ref| for an op whose output is rounded once or twice to the activation dtype.
-  double tol() const { return act() == DType::kF32 ? 2e-5 : act() == DType::kF16 ? 3e-3 : 1.5e-2; }
-
-  // The same activation values on both backends (rounded to the activation dtype).
-  struct Pair {
-    Tensor cpu, gpu;
-  };
-  Pair act_tensor(std::vector<int64_t> shape, const std::vector<float>& v) {
-    const std::vector<float> r = round_to(act(), v);
-    const std::vector<uint8_t> bytes = encode(act(), v);
-    return {cpu_->from_host(DType::kF32, shape, r.data()), gpu_->from_host(act(), shape, bytes.data())};
-  }
-  // A checkpoint tensor stored as `dt`, uploaded to both.
-  Pair weight(std::vector<int64_t> shape, const std::vector<float>& v, DType dt = DType::kBF16) {
-    const std::vector<uint8_t> bytes = encode(dt, v);
-    return {cpu_->upload_weight(dt, shape, bytes.data()), gpu_->upload_weight(dt, shape, bytes.data())};
-  }
-  Pair raw(DType dt, std::vector<int64_t> shape, const void* p) {
-    return {cpu_->from_host(dt, shape, p), gpu_->from_host(dt, shape, p)};
-  }
-  // Asserts the two results agree within `tolerance` (default tol()) and have the same shape.
-  void expect_close(const Tensor& cpu, const Tensor& gpu, const std::string& what, double tolerance = -1) {
-    ASSERT_EQ(cpu.shape(), gpu.shape()) << what;
-    EXPECT_EQ(gpu.dtype(), act()) << what;
-    const double err = rel_err(gpu_->to_host_f32(gpu), cpu_->to_host_f32(cpu));
-    EXPECT_LT(err, tolerance < 0 ? tol() : tolerance) << what;
-  }
-
-  std::unique_ptr<Backend> cpu_, gpu_;
-};
+class CudaOps : public testing_gpu::CpuGpuTest {};
 
 TEST_P(CudaOps, UploadConvertsLikeTheHostAndCopiesBack) {
   const std::vector<float> v = randn(1001, 1, 2.0f);

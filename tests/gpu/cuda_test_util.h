@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/backend/backend.h"
+#include "engine/backend/cuda/cuda_backend.h"
 #include "engine/core/dtype.h"
 
 namespace zi::testing_gpu {
@@ -74,5 +76,52 @@ inline double rel_err(const std::vector<float>& got, const std::vector<float>& r
   }
   return max_d / max_ref;
 }
+
+// A fixture per activation dtype with a CPU (reference) and a CUDA backend, and helpers to give both the same
+// inputs and compare their outputs.
+class CpuGpuTest : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    if (device_count() == 0) GTEST_SKIP() << "no GPU";
+    cpu_ = make_cpu_backend(0);
+    auto g = make_cuda_backend({0, GetParam()});
+    ASSERT_TRUE(g.ok()) << g.status();
+    gpu_ = std::move(*g);
+    ASSERT_EQ(gpu_->activation_dtype(), GetParam());
+  }
+  DType act() const { return GetParam(); }
+  // Largest acceptable max|Δ|/max|ref| for an op whose output is rounded once or twice to the activation dtype.
+  double tol() const { return act() == DType::kF32 ? 2e-5 : act() == DType::kF16 ? 3e-3 : 1.5e-2; }
+
+  struct Pair {
+    Tensor cpu, gpu;
+  };
+  // The same activation values on both backends (rounded to the activation dtype).
+  Pair act_tensor(std::vector<int64_t> shape, const std::vector<float>& v) {
+    const std::vector<float> r = round_to(act(), v);
+    const std::vector<uint8_t> bytes = encode(act(), v);
+    return {cpu_->from_host(DType::kF32, shape, r.data()), gpu_->from_host(act(), shape, bytes.data())};
+  }
+  // A checkpoint tensor stored as `dt`, uploaded to both.
+  Pair weight(std::vector<int64_t> shape, const std::vector<float>& v, DType dt = DType::kBF16) {
+    const std::vector<uint8_t> bytes = encode(dt, v);
+    return {cpu_->upload_weight(dt, shape, bytes.data()), gpu_->upload_weight(dt, shape, bytes.data())};
+  }
+  Pair raw(DType dt, std::vector<int64_t> shape, const void* p) {
+    return {cpu_->from_host(dt, shape, p), gpu_->from_host(dt, shape, p)};
+  }
+  // Asserts `gpu` agrees with `ref` (computed on `ref_be`) within `tolerance` (default tol()), same shape.
+  void expect_close(const Tensor& ref, Backend& ref_be, const Tensor& gpu, const std::string& what,
+                    double tolerance = -1) {
+    ASSERT_EQ(ref.shape(), gpu.shape()) << what;
+    EXPECT_EQ(gpu.dtype(), act()) << what;
+    EXPECT_LT(rel_err(gpu_->to_host_f32(gpu), ref_be.to_host_f32(ref)), tolerance < 0 ? tol() : tolerance) << what;
+  }
+  void expect_close(const Tensor& cpu, const Tensor& gpu, const std::string& what, double tolerance = -1) {
+    expect_close(cpu, *cpu_, gpu, what, tolerance);
+  }
+
+  std::unique_ptr<Backend> cpu_, gpu_;
+};
 
 }  // namespace zi::testing_gpu
