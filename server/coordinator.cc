@@ -26,10 +26,6 @@ using std::chrono::seconds;
 
 constexpr const char* kServiceName = "zeroinfer.v1.Generation";
 
-std::string join_host_port(const std::string& host, int port) {
-  return host.find(':') != std::string::npos ? absl::StrCat("[", host, "]:", port) : absl::StrCat(host, ":", port);
-}
-
 // Waits up to `timeout` for SIGINT/SIGTERM/SIGHUP (blocked in every thread). Returns the signal number, or 0 on
 // timeout.
 int wait_signal(const sigset_t& set, milliseconds timeout) {
@@ -250,6 +246,12 @@ std::optional<int> Coordinator::start_engine() {
   pool_options.heartbeat_timeout = std::chrono::duration_cast<milliseconds>(
       std::chrono::duration<double>(config.heartbeat_timeout_seconds));
   pool_options.log_level = config.log_level;
+  pool_options.external = config.workers == "external";
+  pool_options.worker_listen = config.worker_listen;
+  pool_options.tls = {config.tls.cert_file, config.tls.key_file, config.tls.client_ca_file,
+                      "server.tls.cert_file", "server.tls.key_file", "server.tls.client_ca_file"};
+  pool_options.join_timeout = std::chrono::duration_cast<milliseconds>(
+      std::chrono::duration<double>(config.join_timeout_seconds));
   // Spawned from this (main) thread: PR_SET_PDEATHSIG follows the thread that forks.
   auto pool = WorkerPool::Spawn(config.engine, pool_options);
   if (!pool.ok()) return fail(pool.status());

@@ -46,12 +46,15 @@ StatusOr<ExecutorParts> make_cpu_parts(const EngineOptions& options) {
     ZI_LOG(INFO) << "offload tier cpu: weights already live in CPU memory on the CPU backend";
   }
   // ZeRO-3 over CPU worker processes: every layer is split into N partitions, each rank keeps its own in host
-  // memory (or reads it from its store file) and the shared-memory communicator gathers the rest every step.
+  // memory (or reads it from its store file) and the communicator gathers the rest every step: shared memory on
+  // one host, Gloo over TCP across hosts (the id rank 0 made says which).
   std::shared_ptr<Communicator> comm;
   if (options.world_size > 1) {
+    const int rank = static_cast<int>(options.rank), world = static_cast<int>(options.world_size);
     ZI_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> c,
-                        connect_shm_communicator(options.comm_id, static_cast<int>(options.rank),
-                                                 static_cast<int>(options.world_size)));
+                        options.comm_id.rfind("gloo:", 0) == 0
+                            ? connect_gloo_communicator(options.comm_id, rank, world, options.gloo)
+                            : connect_shm_communicator(options.comm_id, rank, world));
     comm = std::move(c);
   }
   ParamsLoader loader;
@@ -103,6 +106,7 @@ StatusOr<std::string> create_comm_id(const EngineOptions& options) {
   if (device == Device::kCuda) return create_nccl_comm_id();
 #endif
   (void)device;
+  if (options.cpu_communicator == CpuCommunicator::kGloo) return create_gloo_comm_id();
   return create_shm_comm_id(static_cast<int>(options.world_size));
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "engine/backend/backend.h"
+#include "engine/comm/communicator.h"
 #include "engine/core/compute_dtype.h"
 #include "engine/core/enum_names.h"
 #include "engine/core/status.h"
@@ -55,8 +56,12 @@ struct EngineOptions {
   // Ranks.
   uint32_t rank = 0;
   uint32_t world_size = 1;
+  // CPU backend, world_size > 1: how the ranks gather (the coordinator resolves auto before a worker sees it).
+  CpuCommunicator cpu_communicator = CpuCommunicator::kAuto;
   // world_size > 1: the group's id from rank 0 (engine/comm/communicator.h), filled in by the worker process.
   std::string comm_id;
+  // A "gloo:" group: its rendezvous store and this rank's address, filled in by the worker process (not sent).
+  GlooCommOptions gloo;
   // Test/debug: sleep this long in every step (lets serving tests observe in-flight streams without races).
   uint32_t debug_step_delay_ms = 0;
   // CPU backend threads per executor (0 = the cores this process may use, or ZI_CPU_THREADS when set).
@@ -67,7 +72,8 @@ struct EngineOptions {
 StatusOr<std::unique_ptr<Executor>> create_executor(const EngineOptions& options);
 
 // Rank 0 of a group of options.world_size > 1: makes the communicator id the other ranks join with (NCCL for
-// the CUDA backend, shared memory for the CPU backend), for the device create_executor would pick.
+// the CUDA backend; for the CPU backend Gloo when cpu_communicator is gloo, else shared memory), for the device
+// create_executor would pick.
 StatusOr<std::string> create_comm_id(const EngineOptions& options);
 
 }  // namespace zi

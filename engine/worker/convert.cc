@@ -19,6 +19,9 @@ static_assert(same_numbers(OffloadTier::kNone, pb::OFFLOAD_TIER_NONE) &&
 static_assert(same_numbers(KvOffloadAttention::kAuto, pb::KV_OFFLOAD_ATTENTION_AUTO) &&
               same_numbers(KvOffloadAttention::kGpu, pb::KV_OFFLOAD_ATTENTION_GPU) &&
               same_numbers(KvOffloadAttention::kCpu, pb::KV_OFFLOAD_ATTENTION_CPU));
+static_assert(same_numbers(CpuCommunicator::kAuto, pb::CPU_COMMUNICATOR_AUTO) &&
+              same_numbers(CpuCommunicator::kShm, pb::CPU_COMMUNICATOR_SHM) &&
+              same_numbers(CpuCommunicator::kGloo, pb::CPU_COMMUNICATOR_GLOO));
 
 // A proto3 enum is open (any number may arrive); one outside the C++ enum's table becomes its first value.
 template <typename E, size_t N>
@@ -55,6 +58,7 @@ void to_proto(const EngineOptions& in, pb::EngineOptions* out) {
   out->set_kv_offload_attention(static_cast<pb::KvOffloadAttention>(in.kv_offload_attention));
   out->set_rank(in.rank);
   out->set_world_size(in.world_size);
+  out->set_cpu_communicator(static_cast<pb::CpuCommunicator>(in.cpu_communicator));
   out->set_debug_step_delay_ms(in.debug_step_delay_ms);
   out->set_cpu_threads(in.cpu_threads);
   out->set_quant_embeddings(in.quant_embeddings);
@@ -86,6 +90,7 @@ EngineOptions from_proto(const pb::EngineOptions& in) {
   o.kv_offload_attention = enum_from(in.kv_offload_attention(), kKvOffloadAttentionNames);
   o.rank = in.rank();
   o.world_size = in.world_size();
+  o.cpu_communicator = enum_from(in.cpu_communicator(), kCpuCommunicatorNames);
   o.debug_step_delay_ms = in.debug_step_delay_ms();
   o.cpu_threads = in.cpu_threads();
   o.quant_embeddings = in.quant_embeddings();

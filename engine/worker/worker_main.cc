@@ -5,119 +5,64 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
-#include <thread>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
 
 #include "engine/core/log.h"
 #include "engine/runtime/engine_options.h"
+#include "engine/worker/control_client.h"
+#include "engine/worker/control_store.h"
 #include "engine/worker/convert.h"
-#include "engine/worker/frame.h"
 
 namespace zi::worker {
 namespace {
 
-namespace asio = boost::asio;
-using Socket = asio::local::stream_protocol::socket;
-
-// Writes from the main thread (replies) and the heartbeat thread go through one mutex; reads happen on the main
-// thread only, on a separate socket object (a dup of the same descriptor) so no Asio object is shared.
-class Channel {
- public:
-  Channel(Socket reader, Socket writer) : reader_(std::move(reader)), writer_(std::move(writer)) {}
-  Status send(const pb::FromWorker& msg) {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    return write_frame(writer_, msg);
-  }
-  Status receive(pb::ToWorker* msg) { return read_frame(reader_, msg); }
-
- private:
-  Socket reader_;
-  std::mutex write_mu_;
-  Socket writer_;
-};
-
-// Sends Heartbeat every `period` until stopped or a write fails (the coordinator is gone).
-class HeartbeatThread {
- public:
-  HeartbeatThread(Channel* channel, std::chrono::milliseconds period)
-      : thread_([this, channel, period] { run(channel, period); }) {}
-  ~HeartbeatThread() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  void run(Channel* channel, std::chrono::milliseconds period) {
-    uint64_t seq = 0;
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!cv_.wait_for(lock, period, [this] { return stop_; })) {
-      pb::FromWorker msg;
-      msg.mutable_heartbeat()->set_seq(++seq);
-      lock.unlock();
-      Status s = channel->send(msg);
-      lock.lock();
-      if (!s.ok()) return;
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;  // last: started once the members above exist
-};
-
-void send_error(Channel& channel, uint64_t step_id, const Status& status) {
+void send_error(ControlClient& channel, uint64_t step_id, const Status& status) {
   pb::FromWorker msg;
   to_proto(status, msg.mutable_error());
   msg.mutable_error()->set_step_id(step_id);
   (void)channel.send(msg);  // the coordinator may be gone already; the log line below still tells
 }
 
+std::string host_name() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
 }  // namespace
 
 int run_worker(const WorkerArgs& args) {
-  // Die with the coordinator. The coordinator also sets this between fork and exec; repeating it here covers a
-  // worker started by hand. If the parent died before this line, getppid() has already changed.
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (args.parent_pid > 0 && getppid() != static_cast<pid_t>(args.parent_pid)) {
-    ZI_LOG(ERROR) << "worker rank " << args.rank << ": coordinator (pid " << args.parent_pid << ") is gone";
-    return 1;
+  const bool joining = !args.coordinator_host.empty();
+  if (!joining) {
+    // Die with the coordinator. The coordinator also sets this between fork and exec; repeating it here covers a
+    // worker started by hand. If the parent died before this line, getppid() has already changed. A worker that
+    // joined over the network is nobody's child: its control channel tells it when to go (control_client.h).
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (args.parent_pid > 0 && getppid() != static_cast<pid_t>(args.parent_pid)) {
+      ZI_LOG(ERROR) << "worker rank " << args.rank << ": coordinator (pid " << args.parent_pid << ") is gone";
+      return 1;
+    }
+    // The coordinator handles SIGINT/SIGTERM for the whole process group (Ctrl-C in a terminal reaches both):
+    // a spawned worker ignores them and exits when told to, or when its socket closes.
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
   }
-  // The coordinator handles SIGINT/SIGTERM for the whole process group (Ctrl-C in a terminal reaches both):
-  // a worker ignores them and exits when told to, or when its socket closes.
-  signal(SIGINT, SIG_IGN);
-  signal(SIGTERM, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
 
-  asio::io_context io;
-  Socket reader(io);
-  boost::system::error_code ec;
-  reader.connect(asio::local::stream_protocol::endpoint(args.socket_path), ec);
-  if (ec) {
-    ZI_LOG(ERROR) << "worker rank " << args.rank << ": cannot connect to " << args.socket_path << ": "
-                  << ec.message();
+  auto connected = joining ? ControlClient::ConnectTls(args.coordinator_host, args.coordinator_port, args.tls,
+                                                       args.connect_retry)
+                           : ControlClient::ConnectUnix(args.socket_path);
+  if (!connected.ok()) {
+    ZI_LOG(ERROR) << "worker rank " << args.rank << ": " << connected.status().message();
     return 1;
   }
-  int wfd = dup(reader.native_handle());
-  if (wfd < 0) {
-    ZI_LOG(ERROR) << "worker rank " << args.rank << ": dup of the control socket failed";
-    return 1;
-  }
-  Socket writer(io, asio::local::stream_protocol(), wfd);
-  Channel channel(std::move(reader), std::move(writer));
+  ControlClient& channel = **connected;
 
   pb::FromWorker hello;
   hello.mutable_hello()->set_rank(args.rank);
   hello.mutable_hello()->set_pid(static_cast<uint32_t>(getpid()));
+  hello.mutable_hello()->set_world_size(args.world);
+  hello.mutable_hello()->set_host(host_name());
   if (Status s = channel.send(hello); !s.ok()) {
     ZI_LOG(ERROR) << "worker rank " << args.rank << ": " << s.message();
     return 1;
@@ -129,11 +74,15 @@ int run_worker(const WorkerArgs& args) {
                   << (s.ok() ? "" : absl::StrCat(": ", s.message()));
     return 1;
   }
-  uint32_t hb_ms = init.init().heartbeat_interval_ms();
-  HeartbeatThread heartbeat(&channel, std::chrono::milliseconds(hb_ms > 0 ? hb_ms : 1000));
+  channel.set_heartbeat(std::chrono::milliseconds(init.init().heartbeat_interval_ms()),
+                        std::chrono::milliseconds(init.init().heartbeat_timeout_ms()));
 
   EngineOptions options = from_proto(init.init().options());
   options.rank = args.rank;
+  // A Gloo group meets through the coordinator (control_store.h); this rank's peers reach it at the address it
+  // reaches the coordinator from (loopback for a spawned worker).
+  options.gloo.store = std::make_shared<ControlStore>(&channel, options.gloo.timeout);
+  options.gloo.hostname = joining ? channel.local_address() : "127.0.0.1";
   if (options.world_size > 1) {
     // Form the ZeRO-3 group: rank 0 makes the id, the coordinator relays it, everyone joins in create_executor.
     if (options.rank == 0) {

@@ -164,7 +164,16 @@ bool is_loopback_host(std::string_view host) {
   return false;
 }
 
+std::string join_host_port(const std::string& host, int port) {
+  return host.find(':') != std::string::npos ? absl::StrCat("[", host, "]:", port) : absl::StrCat(host, ":", port);
+}
+
 Status check_transport_security(const ServeConfig& c) {
+  // Even on loopback: a rank sees every prompt placed on it, so nothing but a certified worker may take one.
+  if (c.workers == "external" && (!c.tls.enabled() || c.tls.key_file.empty() || c.tls.client_ca_file.empty()))
+    return absl::InvalidArgumentError(absl::StrCat(
+        c.source, ": parallel.workers: external needs server.tls.cert_file, server.tls.key_file and "
+        "server.tls.client_ca_file: workers join over mutual TLS, never plaintext"));
   if (c.tls.enabled() || c.allow_insecure) return absl::OkStatus();
   auto hp = parse_host_port(c.listen);
   if (!hp.ok()) return absl::InvalidArgumentError(absl::StrCat(c.source, ": server.listen: ", hp.status().message()));

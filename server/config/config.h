@@ -50,6 +50,9 @@ struct ServeConfig {
   bool allow_insecure = false;         // plaintext gRPC on an address other than loopback
   // parallel: a worker silent this long (no heartbeat, even mid-step) is lost
   double heartbeat_timeout_seconds = 60;
+  std::string workers = "spawn";       // spawn: this host's ranks as child processes; external: ranks join over TCP
+  std::string worker_listen = "0.0.0.0:50060";  // external: where `zeroinfer worker --coordinator` dials (mTLS)
+  double join_timeout_seconds = 300;   // external: how long start-up waits for every rank to join
   // scheduler
   std::string scheduler_policy = "continuous";  // continuous|static
   uint32_t max_num_batched_tokens = 0;          // tokens per step (decodes + prefill chunks); 0 = auto
@@ -68,6 +71,7 @@ void finish_config(ServeConfig* config);
 
 // Plaintext gRPC is served only on a loopback address (127.0.0.0/8, ::1, localhost) unless server.tls is set or
 // server.allow_insecure is true; otherwise an error naming server.listen and the keys that would allow it.
+// parallel.workers: external needs server.tls with client_ca_file: workers join over mutual TLS, never plaintext.
 Status check_transport_security(const ServeConfig& config);
 bool is_loopback_host(std::string_view host);
 
@@ -88,5 +92,7 @@ struct HostPort {
 };
 // "127.0.0.1:50051", "[::1]:0", "localhost:9400".
 StatusOr<HostPort> parse_host_port(std::string_view text);
+// The reverse: "HOST:PORT", an IPv6 literal in brackets.
+std::string join_host_port(const std::string& host, int port);
 
 }  // namespace zi::server

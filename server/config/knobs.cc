@@ -232,6 +232,18 @@ std::vector<Knob> make_knobs() {
   t.push_back(double_knob(row("parallel.heartbeat_timeout_seconds", "--heartbeat-timeout", kServe | kGenerate | kBench,
                               "Seconds without a worker heartbeat before the worker counts as lost: 1..86400"),
                           [](C& c) -> double& { return c.heartbeat_timeout_seconds; }, 1, 86400));
+  t.push_back(choice_knob(row("parallel.workers", "--workers", kServe,
+                              "Worker processes: spawned here, or external ones that join over TCP"),
+                          [](C& c) -> std::string& { return c.workers; }, {"spawn", "external"}));
+  t.push_back(string_knob(row("parallel.worker_listen", "--worker-listen", kServe,
+                              "With --workers external: HOST:PORT workers join on (mutual TLS; port 0 = any free port)"),
+                          [](C& c) -> std::string& { return c.worker_listen; }, false, check_host_port));
+  t.push_back(double_knob(row("parallel.join_timeout_seconds", "", 0, ""),
+                          [](C& c) -> double& { return c.join_timeout_seconds; }, 1, 86400));
+  t.push_back(engine(enum_knob(row("parallel.cpu_communicator", "--cpu-communicator", kServe | kGenerate | kBench,
+                                   "How CPU ranks all-gather (auto = shm when every rank is on one host)"),
+                               +[](C& c) -> CpuCommunicator& { return c.engine.cpu_communicator; },
+                               kCpuCommunicatorNames)));
   // offload
   t.push_back(engine(enum_knob(row("offload.tier", "--offload-tier", kEngine,
                                    "Where streamed layers live (--cpu-offload = cpu, --disk-offload = nvme)"),

@@ -13,12 +13,13 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/write.hpp>
 
 #include "engine/core/log.h"
+#include "engine/worker/control_stream.h"
 #include "engine/worker/convert.h"
 #include "engine/worker/frame.h"
 #include "engine/worker/frame_reader.h"
+#include "server/config/config.h"
 
 namespace zi::server {
 
@@ -28,8 +29,8 @@ using Clock = std::chrono::steady_clock;
 using Socket = asio::local::stream_protocol::socket;
 
 struct WorkerPool::Conn {
-  explicit Conn(asio::io_context& io) : socket(io) {}
-  Socket socket;
+  explicit Conn(std::unique_ptr<worker::ControlStream> s) : stream(std::move(s)) {}
+  std::unique_ptr<worker::ControlStream> stream;  // Unix socket, or TLS over TCP
   worker::FrameReader reader;  // the frame being read (grown as its bytes arrive)
   int rank = -1;  // known after Hello
   bool closed = false;
@@ -47,6 +48,10 @@ struct WorkerPool::Rank {
   uint64_t kv_num_blocks = 0;  // from its Ready
   bool lost = false;
   Clock::time_point last_seen;
+  Clock::time_point last_sent;  // our last heartbeat to it
+  std::string host;             // from its Hello
+  uint32_t remote_pid = 0;      // from its Hello (joined workers: a process on `host`)
+  std::atomic<bool> live{false};  // its channel is open (shutdown() waits for joined workers to close theirs)
 };
 
 namespace {
@@ -82,6 +87,21 @@ StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Spawn(const EngineOptions& opt
 
 Status WorkerPool::start() {
   const uint32_t world = std::max<uint32_t>(1, options_.world_size);
+  if (pool_.external) {
+    for (uint32_t r = 0; r < world; ++r) {
+      ranks_.push_back(std::make_unique<Rank>());
+      ranks_.back()->index = r;
+    }
+    ZI_RETURN_IF_ERROR(listen_tcp());
+    spawned_at_ = Clock::now();
+    accept_next_tcp();
+    tick();
+    io_thread_ = std::thread([this] {
+      auto guard = asio::make_work_guard(io_);
+      io_.run();
+    });
+    return absl::OkStatus();
+  }
   const char* tmp = std::getenv("TMPDIR");
   std::string tmpl = absl::StrCat(tmp && *tmp ? tmp : "/tmp", "/zeroinfer-XXXXXX");
   if (!mkdtemp(tmpl.data()))
@@ -141,19 +161,84 @@ Status WorkerPool::start() {
 
 WorkerPool::~WorkerPool() { shutdown(std::chrono::seconds(2)); }
 
+Status WorkerPool::listen_tcp() {
+  auto ctx = worker::make_control_tls_context(worker::TlsRole::kCoordinator, pool_.tls);
+  if (!ctx.ok()) return Status(ctx.status().code(), absl::StrCat("parallel.workers external: ", ctx.status().message()));
+  tls_ = std::make_unique<asio::ssl::context>(std::move(*ctx));
+  auto hp = parse_host_port(pool_.worker_listen);
+  if (!hp.ok()) return absl::InvalidArgumentError(absl::StrCat("parallel.worker_listen: ", hp.status().message()));
+  boost::system::error_code ec;
+  asio::ip::tcp::resolver resolver(io_);
+  auto endpoints = resolver.resolve(hp->host, std::to_string(hp->port), asio::ip::tcp::resolver::passive, ec);
+  if (ec || endpoints.empty())
+    return absl::InvalidArgumentError(absl::StrCat("parallel.worker_listen: cannot resolve '", hp->host, "': ",
+                                                   ec ? ec.message() : "no address"));
+  const auto endpoint = endpoints.begin()->endpoint();
+  tcp_acceptor_ = std::make_unique<asio::ip::tcp::acceptor>(io_);
+  tcp_acceptor_->open(endpoint.protocol(), ec);
+  if (!ec) tcp_acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) tcp_acceptor_->bind(endpoint, ec);
+  if (!ec) tcp_acceptor_->listen(static_cast<int>(ranks_.size()) + 4, ec);
+  if (ec)
+    return absl::UnavailableError(absl::StrCat("parallel.worker_listen: cannot listen on ", pool_.worker_listen,
+                                               ": ", ec.message()));
+  fcntl(tcp_acceptor_->native_handle(), F_SETFD, FD_CLOEXEC);
+  worker_address_ = join_host_port(hp->host, tcp_acceptor_->local_endpoint().port());
+  ZI_LOG(INFO) << "workers join on " << worker_address_ << " (mutual TLS): waiting for " << ranks_.size()
+               << " rank" << (ranks_.size() == 1 ? "" : "s");
+  return absl::OkStatus();
+}
+
+void WorkerPool::accept_next_tcp() {
+  tcp_acceptor_->async_accept([this](const boost::system::error_code& ec, asio::ip::tcp::socket socket) {
+    if (ec) return;  // closed once every rank has joined, or at shutdown
+    accept_next_tcp();
+    // The handshake verifies the worker's certificate against server.tls.client_ca_file; a peer that does not
+    // finish it within 10 s is dropped (it holds no rank yet).
+    auto tls = std::make_shared<worker::TlsSocket>(std::move(socket), *tls_);
+    auto deadline = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(10));
+    deadline->async_wait([tls](const boost::system::error_code& e) {
+      if (!e) {
+        boost::system::error_code ignored;
+        tls->lowest_layer().close(ignored);
+      }
+    });
+    tls->async_handshake(asio::ssl::stream_base::server, [this, tls, deadline](const boost::system::error_code& e) {
+      deadline->cancel();
+      if (e) {
+        boost::system::error_code ignored;
+        auto peer = tls->lowest_layer().remote_endpoint(ignored);
+        ZI_LOG(WARNING) << "refused a worker connection from " << (ignored ? "?" : peer.address().to_string())
+                        << ": TLS handshake failed: " << e.message()
+                        << " (its certificate must chain to server.tls.client_ca_file)";
+        tls->lowest_layer().close(ignored);
+        return;
+      }
+      auto conn = std::make_shared<Conn>(worker::make_control_stream(std::move(*tls)));
+      read_next(conn);
+    });
+  });
+}
+
+std::string WorkerPool::describe(const Rank& rank) const {
+  if (rank.pid > 0) return absl::StrCat("worker rank ", rank.index, " (pid ", rank.pid, ")");
+  if (rank.remote_pid > 0) return absl::StrCat("worker rank ", rank.index, " (pid ", rank.remote_pid, " on ", rank.host, ")");
+  return absl::StrCat("worker rank ", rank.index);
+}
+
 void WorkerPool::accept_next() {
-  auto conn = std::make_shared<Conn>(io_);
-  acceptor_->async_accept(conn->socket, [this, conn](const boost::system::error_code& ec) {
+  auto socket = std::make_shared<Socket>(io_);
+  acceptor_->async_accept(*socket, [this, socket](const boost::system::error_code& ec) {
     if (ec) return;  // closed once every rank has connected, or at shutdown
-    read_next(conn);
+    read_next(std::make_shared<Conn>(worker::make_control_stream(std::move(*socket))));
     accept_next();
   });
 }
 
 void WorkerPool::read_next(std::shared_ptr<Conn> conn) {
   // A piece at a time (at most 1 MiB): a frame's buffer grows with the bytes that arrive, not with its header.
-  conn->socket.async_read_some(conn->reader.prepare(), [this, conn](const boost::system::error_code& ec, size_t n) {
-    if (ec) return on_conn_closed(conn, ec == asio::error::eof ? "closed its control socket" : ec.message());
+  conn->stream->async_read_some(conn->reader.prepare(), [this, conn](const boost::system::error_code& ec, size_t n) {
+    if (ec) return on_conn_closed(conn, ec == asio::error::eof ? "closed its control channel" : ec.message());
     if (Status st = conn->reader.commit(n); !st.ok()) return on_conn_closed(conn, std::string(st.message()));
     if (conn->reader.complete()) {
       on_frame(conn, conn->reader.payload());
@@ -168,26 +253,36 @@ void WorkerPool::on_frame(const std::shared_ptr<Conn>& conn, const std::string& 
   pb::FromWorker msg;
   if (!msg.ParseFromString(payload)) return on_conn_closed(conn, "sent a malformed control frame");
   if (conn->rank < 0) {
-    if (!msg.has_hello() || msg.hello().rank() >= ranks_.size() || ranks_[msg.hello().rank()]->conn)
-      return on_conn_closed(conn, "connected without a valid Hello");
+    std::string refused;
+    if (!msg.has_hello()) refused = "connected without a Hello";
+    else if (msg.hello().rank() >= ranks_.size())
+      refused = absl::StrFormat("says it is rank %d; this coordinator has ranks 0..%d (parallel.num_gpus %d)",
+                                msg.hello().rank(), ranks_.size() - 1, ranks_.size());
+    else if (msg.hello().world_size() != 0 && msg.hello().world_size() != ranks_.size())
+      refused = absl::StrFormat("was started with --world %d; this coordinator runs parallel.num_gpus %d",
+                                msg.hello().world_size(), ranks_.size());
+    else if (ranks_[msg.hello().rank()]->conn)
+      refused = absl::StrFormat("says it is rank %d, which has joined already", msg.hello().rank());
+    if (!refused.empty()) {
+      if (pool_.external) ZI_LOG(WARNING) << "refused a worker from " << conn->stream->peer() << ": it " << refused;
+      return on_conn_closed(conn, refused);
+    }
     Rank& rank = *ranks_[msg.hello().rank()];
     conn->rank = static_cast<int>(rank.index);
     rank.conn = conn;
-    rank.last_seen = Clock::now();
-    pb::ToWorker init;
-    worker::to_proto(options_, init.mutable_init()->mutable_options());
-    init.mutable_init()->mutable_options()->set_rank(rank.index);
-    init.mutable_init()->mutable_options()->set_world_size(static_cast<uint32_t>(ranks_.size()));
-    init.mutable_init()->set_heartbeat_interval_ms(static_cast<uint32_t>(pool_.heartbeat_interval.count()));
-    auto frame = worker::encode_frame(init);
-    ZI_CHECK(frame.ok());
-    send(rank, std::move(*frame));
-    if (rank.index > 0 && !comm_id_.empty()) send_comm_id(rank);
+    rank.live = true;
+    rank.last_seen = rank.last_sent = Clock::now();
+    rank.host = msg.hello().host();
+    rank.remote_pid = msg.hello().pid();
+    if (pool_.external)
+      ZI_LOG(INFO) << describe(rank) << " joined from " << conn->stream->peer();
     bool all = std::all_of(ranks_.begin(), ranks_.end(), [](auto& r) { return r->conn != nullptr; });
-    if (all) {  // nobody else may connect: close the door and remove the socket file
+    if (all) {  // nobody else may connect: close the door (and remove the socket file), then start every rank
       boost::system::error_code ec;
-      acceptor_->close(ec);
+      if (acceptor_) acceptor_->close(ec);
+      if (tcp_acceptor_) tcp_acceptor_->close(ec);
       remove_socket_files();
+      send_init_all();
     }
     return;
   }
@@ -228,6 +323,15 @@ void WorkerPool::on_frame(const std::shared_ptr<Conn>& conn, const std::string& 
       }
       break;
     }
+    case pb::FromWorker::kStore: {
+      for (RendezvousStore::Reply& r : store_.handle(rank.index, msg.store())) {
+        pb::ToWorker reply;
+        *reply.mutable_store_reply() = std::move(r.reply);
+        auto frame = worker::encode_frame(reply);
+        if (frame.ok()) send(*ranks_[r.rank], std::move(*frame));
+      }
+      break;
+    }
     case pb::FromWorker::kError: {
       Status st = worker::from_proto(msg.error());
       if (!rank.ready) {
@@ -249,6 +353,30 @@ void WorkerPool::on_frame(const std::shared_ptr<Conn>& conn, const std::string& 
   }
 }
 
+void WorkerPool::send_init_all() {
+  EngineOptions options = options_;
+  if (options.cpu_communicator == CpuCommunicator::kAuto) {
+    // Shared memory reaches only the ranks of one host: any other host among them means Gloo over TCP.
+    const bool one_host = std::all_of(ranks_.begin(), ranks_.end(), [&](auto& r) { return r->host == ranks_[0]->host; });
+    options.cpu_communicator = one_host ? CpuCommunicator::kShm : CpuCommunicator::kGloo;
+  }
+  if (ranks_.size() > 1 && pool_.external)
+    ZI_LOG(INFO) << "every rank has joined; CPU ranks gather with "
+                 << enum_name(options.cpu_communicator, kCpuCommunicatorNames);
+  for (auto& rp : ranks_) {
+    Rank& rank = *rp;
+    pb::ToWorker init;
+    worker::to_proto(options, init.mutable_init()->mutable_options());
+    init.mutable_init()->mutable_options()->set_rank(rank.index);
+    init.mutable_init()->mutable_options()->set_world_size(static_cast<uint32_t>(ranks_.size()));
+    init.mutable_init()->set_heartbeat_interval_ms(static_cast<uint32_t>(pool_.heartbeat_interval.count()));
+    init.mutable_init()->set_heartbeat_timeout_ms(static_cast<uint32_t>(pool_.heartbeat_timeout.count()));
+    auto frame = worker::encode_frame(init);
+    ZI_CHECK(frame.ok());
+    send(rank, std::move(*frame));
+  }
+}
+
 void WorkerPool::send_comm_id(Rank& rank) {
   pb::ToWorker msg;
   msg.mutable_comm_id()->set_id(comm_id_);
@@ -266,13 +394,13 @@ void WorkerPool::send(Rank& rank, std::string frame) {
 void WorkerPool::write_next(Rank& rank) {
   rank.writing = true;
   std::shared_ptr<Conn> conn = rank.conn;
-  asio::async_write(conn->socket, asio::buffer(rank.writes.front()),
+  conn->stream->async_write(asio::buffer(rank.writes.front()),
                     [this, &rank, conn](const boost::system::error_code& ec, size_t) {
                       rank.writes.pop_front();
                       rank.writing = false;
                       if (ec) {
                         rank.writes.clear();
-                        return on_conn_closed(conn, absl::StrCat("control socket write failed: ", ec.message()));
+                        return on_conn_closed(conn, absl::StrCat("control channel write failed: ", ec.message()));
                       }
                       if (!rank.writes.empty() && !conn->closed) write_next(rank);
                     });
@@ -281,9 +409,11 @@ void WorkerPool::write_next(Rank& rank) {
 void WorkerPool::on_conn_closed(const std::shared_ptr<Conn>& conn, const std::string& why) {
   if (conn->closed) return;
   conn->closed = true;
-  boost::system::error_code ec;
-  conn->socket.close(ec);
-  if (conn->rank >= 0) lose(static_cast<uint32_t>(conn->rank), why);
+  conn->stream->close();
+  if (conn->rank < 0) return;
+  ranks_[conn->rank]->live = false;
+  store_.drop(static_cast<uint32_t>(conn->rank));
+  lose(static_cast<uint32_t>(conn->rank), why);
 }
 
 std::string WorkerPool::exit_description(Rank& rank, std::chrono::milliseconds wait) {
@@ -314,17 +444,23 @@ void WorkerPool::lose(uint32_t index, const std::string& why) {
   }
   // A worker that closed its socket is usually exiting: give it a moment so the message can say how it ended.
   std::string how = exit_description(rank, std::chrono::milliseconds(500));
-  Status st = absl::UnavailableError(absl::StrCat("worker rank ", index, " (pid ", rank.pid, ") ", why,
+  Status st = absl::UnavailableError(absl::StrCat(describe(rank), " ", why,
                                                   how.empty() ? "" : absl::StrCat("; it ", how)));
   // ZeRO-3: the other ranks cannot finish a step without this one (they may sit in an all-gather): stop them
-  // now, marked lost first so their exits add no second report.
+  // now, marked lost first so their exits add no second report. A joined worker is not ours to kill: closing its
+  // channel makes it exit.
   if (ranks_.size() > 1) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& other : ranks_)
-      if (other->index != index && !other->lost && other->pid > 0 && !other->exited) {
-        other->lost = true;
-        kill(other->pid, SIGKILL);
+    for (auto& other : ranks_) {
+      if (other->index == index || other->lost) continue;
+      other->lost = true;
+      if (other->pid > 0 && !other->exited) kill(other->pid, SIGKILL);
+      if (other->pid <= 0 && other->conn && !other->conn->closed) {
+        other->conn->closed = true;
+        other->conn->stream->close();
+        other->live = false;
       }
+    }
   }
   std::function<void(const Status&)> cb;
   {
@@ -360,16 +496,27 @@ void WorkerPool::tick() {
       exited = rank.exited;
     }
     if (rank.lost) continue;
+    const auto timeout = pool_.external ? pool_.join_timeout : pool_.connect_timeout;
+    const auto secs = [](std::chrono::milliseconds d) {
+      return std::chrono::duration_cast<std::chrono::seconds>(d).count();
+    };
     if (exited) {
       lose(rank.index, "stopped");
-    } else if (!rank.conn && now - spawned_at_ > pool_.connect_timeout) {
-      kill(rank.pid, SIGKILL);
-      lose(rank.index, absl::StrFormat("did not connect within %d s", std::chrono::duration_cast<std::chrono::seconds>(
-                                                                           pool_.connect_timeout).count()));
+    } else if (!rank.conn && now - spawned_at_ > timeout) {
+      if (rank.pid > 0) kill(rank.pid, SIGKILL);
+      lose(rank.index, pool_.external
+                           ? absl::StrFormat("did not join within %d s (parallel.join_timeout_seconds)", secs(timeout))
+                           : absl::StrFormat("did not connect within %d s", secs(timeout)));
     } else if (rank.conn && now - rank.last_seen > pool_.heartbeat_timeout) {
-      kill(rank.pid, SIGKILL);
-      lose(rank.index, absl::StrFormat("stopped responding (no heartbeat for %d s)",
-                                       std::chrono::duration_cast<std::chrono::seconds>(pool_.heartbeat_timeout).count()));
+      if (rank.pid > 0) kill(rank.pid, SIGKILL);
+      on_conn_closed(rank.conn, absl::StrFormat("stopped responding (no heartbeat for %d s)",
+                                                secs(pool_.heartbeat_timeout)));
+    } else if (rank.conn && !rank.conn->closed && now - rank.last_sent >= pool_.heartbeat_interval) {
+      // Ours: a joined worker whose coordinator falls silent exits (engine/worker/control_client.h).
+      pb::ToWorker hb;
+      hb.mutable_heartbeat()->set_seq(1);
+      send(rank, *worker::encode_frame(hb));
+      rank.last_sent = now;
     }
   }
   ticker_.expires_after(std::chrono::milliseconds(100));
@@ -494,7 +641,7 @@ void WorkerPool::shutdown(std::chrono::milliseconds grace) {
     bool all = true;
     for (auto& r : ranks_) {
       if (!r->exited && r->pid > 0 && try_reap(r->pid, &r->wait_status)) r->exited = true;
-      all = all && (r->exited || r->pid <= 0);
+      all = all && (r->pid > 0 ? r->exited : !r->live);
     }
     return all;
   };
@@ -518,6 +665,9 @@ void WorkerPool::shutdown(std::chrono::milliseconds grace) {
   }
   io_.stop();
   if (io_thread_.joinable()) io_thread_.join();
+  // Joined workers still connected exit when their channel closes.
+  for (auto& r : ranks_)
+    if (r->conn && !r->conn->closed) r->conn->stream->close();
   remove_socket_files();
 }
 

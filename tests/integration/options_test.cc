@@ -53,6 +53,7 @@ const std::vector<Sample> kSamples = {
     {"model.enforce_eager", std::nullopt, "true", "bogus"},
     {"device", "cpu", "cpu", "bogus"},
     {"parallel.num_gpus", "2", "2", "bogus"},
+    {"parallel.cpu_communicator", "gloo", "gloo", "bogus"},
     {"offload.tier", "cpu", "cpu", "bogus"},
     {"offload.dir", "zi-store/rank", "zi-store/rank", std::nullopt},  // any path; relative = as given
     {"offload.pin_memory", "false", "false", "bogus"},

@@ -94,6 +94,14 @@ class ServerProcess {
     std::lock_guard<std::mutex> lock(mu_);
     return log_;
   }
+  // Waits for a log line matching `pattern`; its first group ("" when the process ended first).
+  std::string wait_log(const std::string& pattern, std::chrono::seconds timeout = 60s) {
+    const std::regex re(pattern);
+    std::unique_lock<std::mutex> lock(mu_);
+    std::smatch m;
+    cv_.wait_for(lock, timeout, [&] { return std::regex_search(log_, m, re) || log_closed_; });
+    return std::regex_search(log_, m, re) && m.size() > 1 ? m[1].str() : "";
+  }
 
   // Sends `sig` and waits for the exit; returns the wait status (or -1 on timeout).
   int signal_and_wait(int sig, std::chrono::seconds timeout = 60s) {
@@ -124,7 +132,7 @@ class ServerProcess {
   void read_log(int fd) {
     static const std::regex listening(R"(listening on 127\.0\.0\.1:(\d+))");
     static const std::regex metrics(R"(metrics on http://127\.0\.0\.1:(\d+)/metrics)");
-    static const std::regex worker(R"(spawned worker rank 0 \(pid (\d+)\))");
+    static const std::regex worker(R"((?:spawned worker rank 0|worker rank 0) \(pid (\d+)(?: on [^)]*)?\))");
     std::string pending;
     char buf[4096];
     for (;;) {

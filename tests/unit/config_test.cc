@@ -63,7 +63,8 @@ server:   {listen: "0.0.0.0:6000", metrics_listen: "[::1]:9500", max_queue: 8, m
            max_new_tokens_default: 100, max_prompt_tokens: 1000, shutdown_grace_seconds: 2.5,
            max_streams_per_connection: 7, keepalive_seconds: 0, auth_token_file: token, allow_insecure: true,
            tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem, require_client_cert: true}}
-parallel: {num_gpus: 4, heartbeat_timeout_seconds: 5}
+parallel: {num_gpus: 4, heartbeat_timeout_seconds: 5, workers: external, worker_listen: "10.0.0.1:7000",
+           join_timeout_seconds: 30, cpu_communicator: gloo}
 offload:  {tier: nvme, dir: store, pin_memory: false, gpu_weights_budget: 2GiB, prefetch_depth: 3,
            aio: {block_size: 512KiB, queue_depth: 16}}
 quantization: {bits: 4, group_size: 128, embeddings: true}
@@ -94,6 +95,10 @@ debug:    {step_delay_ms: 25}
   EXPECT_EQ(c->tls.cert_file, "/base/c.pem");
   EXPECT_EQ(e.world_size, 4u);
   EXPECT_DOUBLE_EQ(c->heartbeat_timeout_seconds, 5);
+  EXPECT_EQ(c->workers, "external");
+  EXPECT_EQ(c->worker_listen, "10.0.0.1:7000");
+  EXPECT_DOUBLE_EQ(c->join_timeout_seconds, 30);
+  EXPECT_EQ(c->engine.cpu_communicator, CpuCommunicator::kGloo);
   EXPECT_EQ(e.offload_tier, OffloadTier::kNvme);
   EXPECT_EQ(e.offload_dir, "/base/store");
   EXPECT_FALSE(e.pin_memory);

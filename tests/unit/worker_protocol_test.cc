@@ -38,6 +38,7 @@ TEST(WorkerProtocol, EngineOptionsRoundTrip) {
   o.kv_offload_attention = KvOffloadAttention::kCpu;
   o.rank = 3;
   o.world_size = 4;
+  o.cpu_communicator = CpuCommunicator::kGloo;
   o.debug_step_delay_ms = 9;
   o.cpu_threads = 3;
   pb::EngineOptions p;
@@ -62,6 +63,7 @@ TEST(WorkerProtocol, EngineOptionsRoundTrip) {
   EXPECT_EQ(back.kv_offload, o.kv_offload);
   EXPECT_EQ(back.rank, o.rank);
   EXPECT_EQ(back.world_size, o.world_size);
+  EXPECT_EQ(back.cpu_communicator, o.cpu_communicator);
   EXPECT_EQ(back.debug_step_delay_ms, o.debug_step_delay_ms);
   EXPECT_EQ(back.cpu_threads, o.cpu_threads);
 }
