@@ -106,6 +106,11 @@ class Client final : public ControlClient {
     timeout_ms_ = timeout.count() > 0 ? timeout.count() : 60000;
   }
 
+  void exit_when_unheard() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    armed_ = true;
+  }
+
   std::string local_address() const override { return local_address_; }
   void set_local_address(std::string a) { local_address_ = std::move(a); }
 
@@ -113,8 +118,10 @@ class Client final : public ControlClient {
   // I/O thread from here on.
   void read_next() {
     stream_->async_read_some(reader_.prepare(), [this](const boost::system::error_code& ec, size_t n) {
-      if (ec) return close(ec == asio::error::eof ? "the coordinator closed the control channel"
-                                                  : absl::StrCat("control channel: ", ec.message()), 0);
+      // Over TLS a peer gone without close_notify reads as stream_truncated: the channel ended all the same.
+      if (ec) return close(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated
+                               ? "the coordinator closed the control channel"
+                               : absl::StrCat("control channel: ", ec.message()), 0);
       if (Status st = reader_.commit(n); !st.ok()) return close(std::string(st.message()), 1);
       if (reader_.complete()) {
         pb::ToWorker msg;
@@ -185,7 +192,7 @@ class Client final : public ControlClient {
       std::lock_guard<std::mutex> lock(mu_);
       closed_ = true;
       why_ = why;
-      exit_now = !receiving_ && !shutdown_seen_ && !stopping_;
+      exit_now = armed_ && !receiving_ && !shutdown_seen_ && !stopping_;
     }
     cv_.notify_all();
     if (exit_now) {
@@ -216,6 +223,7 @@ class Client final : public ControlClient {
   std::map<uint64_t, std::optional<pb::StoreReply>> store_replies_;  // guarded by mu_: pending until set
   uint64_t next_store_id_ = 0;                                    // guarded by mu_
   bool closed_ = false, receiving_ = false, shutdown_seen_ = false, stopping_ = false;  // guarded by mu_
+  bool armed_ = false;                                            // guarded by mu_: exit_when_unheard()
   std::string why_;                                               // guarded by mu_
   std::thread thread_;                                            // last: started once the members above exist
 };

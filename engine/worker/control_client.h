@@ -4,9 +4,9 @@
 // watches the coordinator's own heartbeats.
 //
 // When the channel closes or the coordinator falls silent for the heartbeat timeout, a main thread waiting in
-// receive() gets UNAVAILABLE and the worker ends normally; a main thread busy elsewhere (loading, a step, an
-// all-gather that waits for a dead peer) cannot be interrupted, so the process exits from the I/O thread. Without
-// this a worker on another host, which is not the coordinator's child, would outlive it.
+// receive() gets UNAVAILABLE and the worker ends normally. Once exit_when_unheard() was called, a main thread busy
+// elsewhere (loading, a step, an all-gather that waits for a dead peer) cannot be interrupted, so the process exits
+// from the I/O thread. Without this a worker on another host, which is not the coordinator's child, would outlive it.
 #pragma once
 
 #include <chrono>
@@ -43,6 +43,8 @@ class ControlClient {
   // Heartbeats go out every `interval`; coordinator silence for `timeout` ends the channel (see above). Until the
   // first call: every second and 60 s.
   virtual void set_heartbeat(std::chrono::milliseconds interval, std::chrono::milliseconds timeout) = 0;
+  // From now on, a channel that ends while the main thread is not in receive() ends the process (see above).
+  virtual void exit_when_unheard() = 0;
   // The address this host reaches the coordinator from ("" over a Unix socket).
   virtual std::string local_address() const = 0;
 };

@@ -1,6 +1,7 @@
 // Framing of the coordinator ⇄ worker control stream (proto/zeroinfer/v1/worker.proto): every message is a 4-byte
-// little-endian length N followed by N bytes of one serialized protobuf message. Used by the worker (blocking I/O
-// on its one socket) and by the coordinator's worker pool (asynchronous reads, see server/worker_pool/).
+// little-endian length N followed by N bytes of one serialized protobuf message, over a Unix socket or TLS.
+// Read asynchronously by both ends (the worker's control_client.h, the coordinator's server/worker_pool/); the
+// blocking helpers below serve tests and tools.
 #pragma once
 
 #include <cstdint>

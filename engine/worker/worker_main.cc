@@ -76,6 +76,8 @@ int run_worker(const WorkerArgs& args) {
   }
   channel.set_heartbeat(std::chrono::milliseconds(init.init().heartbeat_interval_ms()),
                         std::chrono::milliseconds(init.init().heartbeat_timeout_ms()));
+  // Loading and steps can run for minutes without reading the channel: a coordinator gone meanwhile ends us.
+  channel.exit_when_unheard();
 
   EngineOptions options = from_proto(init.init().options());
   options.rank = args.rank;

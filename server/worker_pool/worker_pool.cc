@@ -238,7 +238,10 @@ void WorkerPool::accept_next() {
 void WorkerPool::read_next(std::shared_ptr<Conn> conn) {
   // A piece at a time (at most 1 MiB): a frame's buffer grows with the bytes that arrive, not with its header.
   conn->stream->async_read_some(conn->reader.prepare(), [this, conn](const boost::system::error_code& ec, size_t n) {
-    if (ec) return on_conn_closed(conn, ec == asio::error::eof ? "closed its control channel" : ec.message());
+    // A peer gone without TLS's close_notify (killed) reads as stream_truncated: the same end of the channel.
+    if (ec) return on_conn_closed(conn, ec == asio::error::eof || ec == asio::ssl::error::stream_truncated
+                                            ? "closed its control channel"
+                                            : ec.message());
     if (Status st = conn->reader.commit(n); !st.ok()) return on_conn_closed(conn, std::string(st.message()));
     if (conn->reader.complete()) {
       on_frame(conn, conn->reader.payload());
@@ -264,7 +267,9 @@ void WorkerPool::on_frame(const std::shared_ptr<Conn>& conn, const std::string& 
     else if (ranks_[msg.hello().rank()]->conn)
       refused = absl::StrFormat("says it is rank %d, which has joined already", msg.hello().rank());
     if (!refused.empty()) {
-      if (pool_.external) ZI_LOG(WARNING) << "refused a worker from " << conn->stream->peer() << ": it " << refused;
+      if (pool_.external) {
+        ZI_LOG(WARNING) << "refused a worker from " << conn->stream->peer() << ": it " << refused;
+      }
       return on_conn_closed(conn, refused);
     }
     Rank& rank = *ranks_[msg.hello().rank()];
@@ -274,8 +279,9 @@ void WorkerPool::on_frame(const std::shared_ptr<Conn>& conn, const std::string& 
     rank.last_seen = rank.last_sent = Clock::now();
     rank.host = msg.hello().host();
     rank.remote_pid = msg.hello().pid();
-    if (pool_.external)
+    if (pool_.external) {
       ZI_LOG(INFO) << describe(rank) << " joined from " << conn->stream->peer();
+    }
     bool all = std::all_of(ranks_.begin(), ranks_.end(), [](auto& r) { return r->conn != nullptr; });
     if (all) {  // nobody else may connect: close the door (and remove the socket file), then start every rank
       boost::system::error_code ec;
@@ -360,9 +366,10 @@ void WorkerPool::send_init_all() {
     const bool one_host = std::all_of(ranks_.begin(), ranks_.end(), [&](auto& r) { return r->host == ranks_[0]->host; });
     options.cpu_communicator = one_host ? CpuCommunicator::kShm : CpuCommunicator::kGloo;
   }
-  if (ranks_.size() > 1 && pool_.external)
+  if (ranks_.size() > 1 && pool_.external) {
     ZI_LOG(INFO) << "every rank has joined; CPU ranks gather with "
                  << enum_name(options.cpu_communicator, kCpuCommunicatorNames);
+  }
   for (auto& rp : ranks_) {
     Rank& rank = *rp;
     pb::ToWorker init;

@@ -307,6 +307,24 @@ TEST(Config, PlaintextOnlyOnLoopbackUnlessAllowed) {
   EXPECT_TRUE(check_transport_security(*local).ok());
 }
 
+// Joined workers talk mutual TLS, even on loopback and even with allow_insecure: a rank sees its prompts.
+TEST(Config, ExternalWorkersNeedMutualTls) {
+  const std::string need =
+      "test.yaml: parallel.workers: external needs server.tls.cert_file, server.tls.key_file and "
+      "server.tls.client_ca_file: workers join over mutual TLS, never plaintext";
+  auto plain = parse("model: {path: m}\nserver: {allow_insecure: true}\nparallel: {workers: external}\n");
+  EXPECT_EQ(check_transport_security(*plain).message(), need);
+  auto no_ca = parse("model: {path: m}\nserver: {tls: {cert_file: c, key_file: k}}\nparallel: {workers: external}\n");
+  EXPECT_EQ(check_transport_security(*no_ca).message(), need);
+  auto mtls = parse("model: {path: m}\nserver: {tls: {cert_file: c, key_file: k, client_ca_file: ca}}\n"
+                    "parallel: {workers: external, worker_listen: \"0.0.0.0:7000\"}\n");
+  EXPECT_TRUE(check_transport_security(*mtls).ok());
+  EXPECT_EQ(error_of("model: {path: m}\nparallel: {workers: remote}\n"),
+            "test.yaml: parallel.workers: must be one of spawn|external, got 'remote'");
+  EXPECT_EQ(error_of("model: {path: m}\nparallel: {cpu_communicator: mpi}\n"),
+            "test.yaml: parallel.cpu_communicator: must be one of auto|shm|gloo, got 'mpi'");
+}
+
 TEST(Config, QuantizedEmbeddingsReachTheEngineOptions) {
   auto c = parse("model: {path: m}\nquantization: {bits: 4, embeddings: true}\n");
   ASSERT_TRUE(c.ok()) << c.status();
