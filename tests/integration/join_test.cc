@@ -5,6 +5,8 @@
 // worker fails the streams with UNAVAILABLE, health turns NOT_SERVING, and the other worker exits on its own.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "tests/integration/serve_harness.h"
 #include "zeroinfer/v1/generate.grpc.pb.h"  // (named here so that CMake links the generated code)
 
@@ -62,8 +64,10 @@ class WorkerProcess {
   bool reaped_ = false;
 };
 
-// Greedy tokens of one rank: `zeroinfer generate` in-process.
+// Greedy tokens of one rank: `zeroinfer generate` in-process (once per prompt for the whole suite).
 std::vector<uint32_t> one_rank_tokens(const std::vector<uint32_t>& prompt, int n) {
+  static std::map<std::pair<std::vector<uint32_t>, int>, std::vector<uint32_t>> cache;
+  if (auto it = cache.find({prompt, n}); it != cache.end()) return it->second;
   std::string ids;
   for (uint32_t id : prompt) ids += (ids.empty() ? "" : ",") + std::to_string(id);
   auto [st, out] = run(std::string(ZI_BINARY) + " generate --model " + ZI_TEST_DATA + "/models/llama_mha --device cpu" +
@@ -76,7 +80,7 @@ std::vector<uint32_t> one_rank_tokens(const std::vector<uint32_t>& prompt, int n
     std::stringstream in(m[1].str());
     for (std::string t; std::getline(in, t, ',');) tokens.push_back(static_cast<uint32_t>(std::stoul(t)));
   }
-  return tokens;
+  return cache[{prompt, n}] = tokens;
 }
 
 class Join : public ::testing::TestWithParam<std::string> {
