@@ -70,8 +70,11 @@ int run_worker(const WorkerArgs& args) {
 
   pb::ToWorker init;
   if (Status s = channel.receive(&init); !s.ok() || !init.has_init()) {
+    // A coordinator that refuses a joining worker (its certificate, a rank taken, another --world) just closes
+    // the channel; its log says why.
     ZI_LOG(ERROR) << "worker rank " << args.rank << ": expected Init from the coordinator"
-                  << (s.ok() ? "" : absl::StrCat(": ", s.message()));
+                  << (s.ok() ? "" : absl::StrCat(": ", s.message()))
+                  << (joining && !s.ok() ? " (refused? the coordinator's log says why)" : "");
     return 1;
   }
   channel.set_heartbeat(std::chrono::milliseconds(init.init().heartbeat_interval_ms()),
