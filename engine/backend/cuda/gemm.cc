@@ -49,9 +49,13 @@ QuantArgs quant_args(const LinearWeight& w) {
 
 Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
   OpTimer timer(times_, compute_.get(), "linear");
-  if (times_.enabled())
+  if (times_.enabled()) {
+    // Rows bucketed so that decode (T ≤ 64) and prefill calls of the same weight get their own lines.
+    const int64_t rows = x.numel() / std::max<int64_t>(w.in_features(), 1);
     timer.detail(absl::StrCat(" ", w.out_features(), "x", w.in_features(),
-                              w.format == WeightFormat::kQuantized ? absl::StrCat(" q", w.bits) : std::string()));
+                              w.format == WeightFormat::kQuantized ? absl::StrCat(" q", w.bits) : std::string(),
+                              rows <= 64 ? absl::StrCat(" T=", rows) : std::string(" T>64")));
+  }
   const bool quantized = w.format == WeightFormat::kQuantized;
   ZI_CHECK(quantized || (w.format == WeightFormat::kDense && w.weight.rank() == 2 && w.weight.dtype() == act_));
   const int64_t in = w.in_features(), out_f = w.out_features();

@@ -81,9 +81,15 @@ void launch_attention_prefill(DType type, const KvArgs& kv, const AttentionArgs&
                               cudaStream_t stream);
 void set_attention_prefill_flash(bool on);
 bool attention_prefill_flash_enabled();
-// attention_decode.cu: every sequence has n_new == 1; one block per (sequence, head).
+// attention_decode.cu: every sequence has n_new ≤ 1. Split over the context (attention_decode_split.cu) when the
+// key rows are whole 16-byte vectors, else one block per (sequence, head). The split kernel needs
+// attention_decode_workspace_bytes() of device scratch (0: none; it depends on the shapes and kv.max_blocks only).
+// set_attention_decode_split(false) (or ZI_ATTENTION_DECODE=per-head) sends every call to the per-head kernel.
+size_t attention_decode_workspace_bytes(DType type, const KvArgs& kv, const AttentionArgs& a);
 void launch_attention_decode(DType type, const KvArgs& kv, const AttentionArgs& a, const void* q, void* out,
-                             cudaStream_t stream);
+                             void* workspace, cudaStream_t stream);
+void set_attention_decode_split(bool on);
+bool attention_decode_split_enabled();
 
 // ---- fused kernels (fused_*.cu): one launch where the forward would run several; each writes what the unfused
 // kernels named would, rounded once on store ----

@@ -1,0 +1,351 @@
+// Decode attention, split over the context (flash-decoding): every sequence adds one row, which attends over its
+// whole cached context through the paged block table (attention_common.cuh).
+//
+// Why split: one block per (sequence, head) gives a batch-1 step of a 32-head model 32 blocks on a 132-SM GPU, each
+// walking ~500 keys one after another: far from the HBM rate, and the step's KV bytes are read at a few hundred
+// GB/s. Here a block owns (sequence, group of G query heads sharing one KV head, split of `keys_per_split`
+// consecutive keys), so the grid has enough blocks at every batch size (plan_decode picks the split so that there
+// are ≥ 2 blocks per SM), and a KV row read from memory serves all G heads of its group (GQA).
+//
+// Inside a block (128 threads): a key row of D elements is RP lanes × CH 16-byte vectors (RP a power of two ≤ 32,
+// lanes of one row adjacent in a warp), so 128 / RP rows are read per pass, coalesced, four passes in flight:
+//   1. scores q·k (+ ALiBi) into shared memory [G][keys_per_split], reduced over the row's lanes by shuffles;
+//   2. per head, the split's max m and the probabilities exp(s − m), summed to l (one warp per head);
+//   3. o = Σ p·v, each lane accumulating its vectors of the rows it reads, reduced over the rows by shuffles and
+//      then over the warps in shared memory.
+// With one split the block writes o / l. Otherwise it writes (m, l, o) to the workspace
+// [n_seqs][n_heads][splits][2 + D] (fp32) and a second kernel merges the splits (rescaling by exp(m_i − M)).
+// A split past the sequence's last key writes l = 0 and is skipped by the merge. fp32 math throughout.
+#include <algorithm>
+
+#include "engine/backend/cuda/attention_common.cuh"
+#include "engine/backend/cuda/attention_decode_split.h"
+#include "engine/backend/cuda/cuda_check.h"
+
+namespace zi::cuda {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kUnroll = 4;             // key rows a lane has in flight per pass
+constexpr int kMaxScores = 2048;       // G × keys_per_split floats of shared memory (8 KiB)
+
+template <class T>
+struct Vec {
+  static constexpr int N = 16 / sizeof(T);  // elements per 16-byte load
+  __device__ __forceinline__ static void load(const T* p, float (&f)[N]) {
+    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
+    const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < N; ++i) f[i] = to_f32(e[i]);
+  }
+};
+
+__device__ __forceinline__ float* split_slot(float* ws, int s, int h, int n_heads, int splits, int split, int D) {
+  return ws + ((int64_t{s} * n_heads + h) * splits + split) * (2 + int64_t{D});
+}
+
+template <class T, int RP, int CH, int G>
+__global__ void __launch_bounds__(kThreads)
+    decode_split_kernel(KvArgs kv, AttentionArgs a, const T* __restrict__ q, T* __restrict__ out,
+                        float* __restrict__ ws, int keys_per_split, int splits) {
+  constexpr int N = Vec<T>::N;
+  constexpr int NR = kThreads / RP;  // rows per pass
+  const SeqView sv = load_seq(kv, blockIdx.x);
+  if (sv.n_new == 0) return;  // a sequence with no new row this step (padding of a replayed step)
+  const int D = kv.head_dim, R = D / N;  // R vectors per row
+  const int h0 = blockIdx.y * G;
+  const int kvh = h0 / (a.n_heads / kv.n_kv_heads);
+  const int split = blockIdx.z;
+  const int p = sv.past;  // the new row's position
+  const int k0 = first_visible(p, a.sliding_window) + split * keys_per_split;
+  const int n = min(p + 1, k0 + keys_per_split) - k0;  // keys of this split (≤ 0: past the end)
+  const int64_t q_stride = int64_t{a.n_heads} * D;
+  if (n <= 0) {
+    if (threadIdx.x < G) split_slot(ws, blockIdx.x, h0 + threadIdx.x, a.n_heads, splits, split, D)[1] = 0.0f;
+    return;
+  }
+
+  extern __shared__ float smem[];
+  float* sc = smem;                                 // [G][keys_per_split]
+  float* part = sc + G * keys_per_split;            // [kWarps][G][D]
+  __shared__ float m_s[G], l_s[G];
+  const int t = threadIdx.x, warp = t >> 5, lane = t & 31;
+  const int r = t / RP, c = t % RP;  // row slot and vector index within the row
+
+  float qv[G][CH][N];
+  const T* qrow = q + int64_t{sv.row_begin} * q_stride + int64_t{h0} * D;
+#pragma unroll
+  for (int ch = 0; ch < CH; ++ch) {
+    const int vi = c + ch * RP;
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      if (vi < R) {
+        Vec<T>::load(qrow + int64_t{g} * D + vi * N, qv[g][ch]);
+#pragma unroll
+        for (int i = 0; i < N; ++i) qv[g][ch][i] *= a.scale;
+      } else {
+#pragma unroll
+        for (int i = 0; i < N; ++i) qv[g][ch][i] = 0.0f;
+      }
+    }
+  }
+  const T* kbase = static_cast<const T*>(kv.k_cache) + int64_t{kvh} * D;
+  const T* vbase = static_cast<const T*>(kv.v_cache) + int64_t{kvh} * D;
+
+  // 1. Scores. Every lane runs the same passes (shuffles need the whole warp); rows past n are predicated off.
+  for (int j0 = 0; j0 < n; j0 += NR * kUnroll) {
+    float kf[kUnroll][CH][N];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int j = j0 + u * NR + r;
+#pragma unroll
+      for (int ch = 0; ch < CH; ++ch) {
+        const int vi = c + ch * RP;
+        if (j < n && vi < R) {
+          Vec<T>::load(kbase + kv_offset(kv, sv, k0 + j) + vi * N, kf[u][ch]);
+        } else {
+#pragma unroll
+          for (int i = 0; i < N; ++i) kf[u][ch][i] = 0.0f;
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      float acc[G];
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        acc[g] = 0.0f;
+#pragma unroll
+        for (int ch = 0; ch < CH; ++ch)
+#pragma unroll
+          for (int i = 0; i < N; ++i) acc[g] += qv[g][ch][i] * kf[u][ch][i];
+      }
+#pragma unroll
+      for (int off = RP / 2; off > 0; off >>= 1)
+#pragma unroll
+        for (int g = 0; g < G; ++g) acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], off);
+      const int j = j0 + u * NR + r;
+      if (c == 0 && j < n) {
+        const int kp = k0 + j;
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+          const float slope = a.alibi_slopes != nullptr ? a.alibi_slopes[h0 + g] : 0.0f;
+          sc[g * keys_per_split + j] = acc[g] + slope * static_cast<float>(kp - p);
+        }
+      }
+    }
+  }
+  __syncthreads();
+
+  // 2. Softmax of the split, one warp per head.
+  for (int g = warp; g < G; g += kWarps) {
+    float* s = sc + g * keys_per_split;
+    float m = -INFINITY;
+    for (int j = lane; j < n; j += 32) m = fmaxf(m, s[j]);
+    m = warp_max(m);
+    float l = 0.0f;
+    for (int j = lane; j < n; j += 32) {
+      const float e = expf(s[j] - m);
+      s[j] = e;
+      l += e;
+    }
+    l = warp_sum(l);
+    if (lane == 0) {
+      m_s[g] = m;
+      l_s[g] = l;
+    }
+  }
+  __syncthreads();
+
+  // 3. o = Σ_j p_j · v_j over the split's rows.
+  float o[G][CH][N];
+#pragma unroll
+  for (int g = 0; g < G; ++g)
+#pragma unroll
+    for (int ch = 0; ch < CH; ++ch)
+#pragma unroll
+      for (int i = 0; i < N; ++i) o[g][ch][i] = 0.0f;
+  for (int j0 = 0; j0 < n; j0 += NR * kUnroll) {
+    float vf[kUnroll][CH][N];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int j = j0 + u * NR + r;
+#pragma unroll
+      for (int ch = 0; ch < CH; ++ch) {
+        const int vi = c + ch * RP;
+        if (j < n && vi < R) {
+          Vec<T>::load(vbase + kv_offset(kv, sv, k0 + j) + vi * N, vf[u][ch]);
+        } else {
+#pragma unroll
+          for (int i = 0; i < N; ++i) vf[u][ch][i] = 0.0f;
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int j = j0 + u * NR + r;
+      if (j >= n) break;
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        const float pj = sc[g * keys_per_split + j];
+#pragma unroll
+        for (int ch = 0; ch < CH; ++ch)
+#pragma unroll
+          for (int i = 0; i < N; ++i) o[g][ch][i] += pj * vf[u][ch][i];
+      }
+    }
+  }
+  // Sum over the row slots of the warp (lanes c, c + RP, ...), then over the warps.
+#pragma unroll
+  for (int off = RP; off < 32; off <<= 1)
+#pragma unroll
+    for (int g = 0; g < G; ++g)
+#pragma unroll
+      for (int ch = 0; ch < CH; ++ch)
+#pragma unroll
+        for (int i = 0; i < N; ++i) o[g][ch][i] += __shfl_xor_sync(0xffffffffu, o[g][ch][i], off);
+  if (lane < RP) {
+#pragma unroll
+    for (int ch = 0; ch < CH; ++ch) {
+      const int vi = c + ch * RP;
+      if (vi >= R) continue;
+#pragma unroll
+      for (int g = 0; g < G; ++g)
+#pragma unroll
+        for (int i = 0; i < N; ++i) part[(warp * G + g) * D + vi * N + i] = o[g][ch][i];
+    }
+  }
+  __syncthreads();
+  for (int idx = t; idx < G * D; idx += kThreads) {
+    const int g = idx / D, d = idx % D;
+    float acc = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) acc += part[(w * G + g) * D + d];
+    if (splits == 1) {
+      out[int64_t{sv.row_begin} * q_stride + int64_t{h0 + g} * D + d] = from_f32<T>(acc / l_s[g]);
+    } else {
+      float* slot = split_slot(ws, blockIdx.x, h0 + g, a.n_heads, splits, split, D);
+      slot[2 + d] = acc;
+      if (d == 0) {
+        slot[0] = m_s[g];
+        slot[1] = l_s[g];
+      }
+    }
+  }
+}
+
+// out[s, h] = Σ_i o_i · e^(m_i − M) / Σ_i l_i · e^(m_i − M) over the splits i that saw a key (l_i > 0).
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    decode_merge_kernel(KvArgs kv, AttentionArgs a, const float* __restrict__ ws, int splits, T* __restrict__ out) {
+  const SeqView sv = load_seq(kv, blockIdx.x);
+  if (sv.n_new == 0) return;
+  const int h = blockIdx.y, D = kv.head_dim;
+  float M = -INFINITY;
+  for (int i = 0; i < splits; ++i) {
+    const float* slot = split_slot(const_cast<float*>(ws), blockIdx.x, h, a.n_heads, splits, i, D);
+    if (slot[1] > 0.0f) M = fmaxf(M, slot[0]);
+  }
+  float L = 0.0f;
+  for (int i = 0; i < splits; ++i) {
+    const float* slot = split_slot(const_cast<float*>(ws), blockIdx.x, h, a.n_heads, splits, i, D);
+    if (slot[1] > 0.0f) L += slot[1] * expf(slot[0] - M);
+  }
+  T* orow = out + int64_t{sv.row_begin} * a.n_heads * D + int64_t{h} * D;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float acc = 0.0f;
+    for (int i = 0; i < splits; ++i) {
+      const float* slot = split_slot(const_cast<float*>(ws), blockIdx.x, h, a.n_heads, splits, i, D);
+      if (slot[1] > 0.0f) acc += slot[2 + d] * expf(slot[0] - M);
+    }
+    orow[d] = from_f32<T>(acc / L);
+  }
+}
+
+int multiprocessors() {
+  int dev = 0;
+  ZI_CUDA_CHECK(cudaGetDevice(&dev));
+  static int cached[64] = {};
+  if (dev < 0 || dev >= 64) return 132;
+  if (cached[dev] == 0) ZI_CUDA_CHECK(cudaDeviceGetAttribute(&cached[dev], cudaDevAttrMultiProcessorCount, dev));
+  return cached[dev];
+}
+
+template <class T, int RP, int CH, int G>
+void launch_typed(const KvArgs& kv, const AttentionArgs& a, const DecodeSplitPlan& plan, const void* q, void* out,
+                  float* ws, cudaStream_t stream) {
+  const size_t smem = sizeof(float) * (size_t{G} * plan.keys_per_split + size_t{kWarps} * G * kv.head_dim);
+  const dim3 grid(static_cast<unsigned>(kv.n_seqs), static_cast<unsigned>(a.n_heads / G),
+                  static_cast<unsigned>(plan.splits));
+  decode_split_kernel<T, RP, CH, G><<<grid, kThreads, smem, stream>>>(
+      kv, a, static_cast<const T*>(q), static_cast<T*>(out), ws, plan.keys_per_split, plan.splits);
+  ZI_CUDA_CHECK_LAUNCH();
+  if (plan.splits > 1) {
+    decode_merge_kernel<T><<<dim3(static_cast<unsigned>(kv.n_seqs), static_cast<unsigned>(a.n_heads)), kThreads, 0,
+                             stream>>>(kv, a, ws, plan.splits, static_cast<T*>(out));
+    ZI_CUDA_CHECK_LAUNCH();
+  }
+}
+
+template <class T, int RP, int CH>
+void dispatch_group(const KvArgs& kv, const AttentionArgs& a, const DecodeSplitPlan& plan, const void* q, void* out,
+                    float* ws, cudaStream_t stream) {
+  switch (plan.heads_per_block) {
+    case 1: launch_typed<T, RP, CH, 1>(kv, a, plan, q, out, ws, stream); break;
+    case 2: launch_typed<T, RP, CH, 2>(kv, a, plan, q, out, ws, stream); break;
+    case 4: launch_typed<T, RP, CH, 4>(kv, a, plan, q, out, ws, stream); break;
+    default: launch_typed<T, RP, CH, 8>(kv, a, plan, q, out, ws, stream); break;
+  }
+}
+
+}  // namespace
+
+DecodeSplitPlan plan_decode_split(DType type, const KvArgs& kv, const AttentionArgs& a) {
+  DecodeSplitPlan plan;
+  const int elem = static_cast<int>(dtype_size(type));
+  const int row_bytes = kv.head_dim * elem;
+  const int vectors = row_bytes / 16;
+  if (row_bytes % 16 != 0 || vectors > 64 || reinterpret_cast<uintptr_t>(kv.k_cache) % 16 != 0 ||
+      reinterpret_cast<uintptr_t>(kv.v_cache) % 16 != 0 || kv.n_seqs == 0)
+    return plan;  // not eligible: the per-head kernel (attention_decode.cu) runs instead
+  plan.lanes_per_row = vectors <= 4 ? 4 : vectors <= 8 ? 8 : vectors <= 16 ? 16 : 32;
+  plan.vectors_per_lane = vectors <= 32 ? 1 : 2;
+  const int group = a.n_heads / kv.n_kv_heads;
+  plan.heads_per_block = group % 8 == 0 ? 8 : group % 4 == 0 ? 4 : group % 2 == 0 ? 2 : 1;
+  // Keys a sequence can see: its block table's width (fixed for a captured graph), at most the sliding window.
+  int64_t max_keys = std::max<int64_t>(1, int64_t{kv.max_blocks} * kv.block_size);
+  if (a.sliding_window > 0) max_keys = std::min<int64_t>(max_keys, a.sliding_window);
+  const int64_t base = int64_t{kv.n_seqs} * (a.n_heads / plan.heads_per_block);
+  const int64_t want = std::max<int64_t>(1, (2 * int64_t{multiprocessors()} + base - 1) / base);
+  const int64_t cap = std::max(32, kMaxScores / plan.heads_per_block / 32 * 32);
+  int64_t per = (max_keys + want - 1) / want;
+  per = std::clamp<int64_t>((per + 31) / 32 * 32, 64, cap);
+  plan.keys_per_split = static_cast<int>(per);
+  plan.splits = static_cast<int>((max_keys + per - 1) / per);
+  if (plan.splits > 1)
+    plan.workspace_bytes = sizeof(float) * static_cast<size_t>(kv.n_seqs) * a.n_heads * plan.splits *
+                           (2 + static_cast<size_t>(kv.head_dim));
+  return plan;
+}
+
+void launch_attention_decode_split(DType type, const KvArgs& kv, const AttentionArgs& a, const DecodeSplitPlan& plan,
+                                   const void* q, void* out, void* workspace, cudaStream_t stream) {
+  ZI_CHECK(plan.splits >= 1 && (plan.splits == 1 || workspace != nullptr));
+  ZI_CHECK(a.n_heads / plan.heads_per_block <= 65535 && plan.splits <= 65535 && kv.n_seqs <= 0x7fffffff);
+  float* ws = static_cast<float*>(workspace);
+  ZI_DISPATCH_FLOAT(type, X, {
+    if (plan.vectors_per_lane == 2) {
+      dispatch_group<X, 32, 2>(kv, a, plan, q, out, ws, stream);
+    } else {
+      switch (plan.lanes_per_row) {
+        case 4: dispatch_group<X, 4, 1>(kv, a, plan, q, out, ws, stream); break;
+        case 8: dispatch_group<X, 8, 1>(kv, a, plan, q, out, ws, stream); break;
+        case 16: dispatch_group<X, 16, 1>(kv, a, plan, q, out, ws, stream); break;
+        default: dispatch_group<X, 32, 1>(kv, a, plan, q, out, ws, stream); break;
+      }
+    }
+  });
+}
+
+}  // namespace zi::cuda
