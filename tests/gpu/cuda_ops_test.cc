@@ -16,6 +16,7 @@
 
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/cuda_backend.h"
+#include "engine/backend/cuda/dense_gemv.h"
 #include "engine/backend/cuda/kernels.h"
 #include "engine/backend/cuda/lt_gemm.h"
 #include "engine/core/compute_dtype.h"
@@ -150,6 +151,36 @@ TEST_P(CudaOps, LinearTokenCountsBiasAndRepeat) {
       }
     }
   }
+}
+
+// Decode-sized T take the dense GEMV (dense_gemv.h) where rows are 16-byte vectors: T = 1..8 against the CPU and
+// against cuBLASLt (set_dense_gemv_max_rows(0)); K that leaves a partial unrolled pass, N that leaves a partial
+// block and a partial warp, the bias fused (activation dtype) or added after (fp32).
+TEST_P(CudaOps, DenseGemvDecodeRows) {
+  const int saved = cuda::dense_gemv_max_rows();
+  for (auto [in, out] : {std::pair{1000, 37}, {4096, 4096}, {64, 8}}) {
+    for (int T = 1; T <= cuda::kDenseGemvMaxRows; ++T) {
+      Pair x = act_tensor({T, in}, randn(T * in, 40 + T));
+      Pair w = weight({out, in}, randn(out * in, 41, 0.05f));
+      Pair b = weight({out}, randn(out, 42));
+      const std::vector<float> b32 = randn(out, 43);
+      Pair b_f32 = raw(DType::kF32, {out}, b32.data());
+      for (int bias : {0, 1, 2}) {
+        const Pair none{};
+        const Pair& bb = bias == 0 ? none : bias == 1 ? b : b_f32;
+        LinearWeight lc{WeightFormat::kDense, w.cpu, bb.cpu};
+        LinearWeight lg{WeightFormat::kDense, w.gpu, bb.gpu};
+        const std::string tag = absl::StrCat("gemv ", T, "x", in, "->", out, bias == 1 ? " +bias" : bias == 2 ? " +fp32 bias" : "");
+        cuda::set_dense_gemv_max_rows(cuda::kDenseGemvMaxRows);
+        Tensor gemv = gpu_->linear(x.gpu, lg);
+        cuda::set_dense_gemv_max_rows(0);
+        Tensor lt = gpu_->linear(x.gpu, lg);
+        expect_close(cpu_->linear(x.cpu, lc), gemv, tag);
+        expect_close(lt, *gpu_, gemv, tag + " vs cuBLAS");
+      }
+    }
+  }
+  cuda::set_dense_gemv_max_rows(saved);
 }
 
 TEST_P(CudaOps, Rope) {
