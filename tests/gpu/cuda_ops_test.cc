@@ -20,6 +20,8 @@
 #include "engine/backend/cuda/kernels.h"
 #include "engine/backend/cuda/lt_gemm.h"
 #include "engine/core/compute_dtype.h"
+#include "engine/core/dummy_random.h"
+#include "engine/model/dummy_weights.h"
 #include "tests/gpu/cuda_test_util.h"
 
 namespace zi {
@@ -181,6 +183,27 @@ TEST_P(CudaOps, DenseGemvDecodeRows) {
     }
   }
   cuda::set_dense_gemv_max_rows(saved);
+}
+
+// Dummy weights made on the GPU (Backend::uniform_weight) hold exactly what the host generator's values hold once
+// uploaded, in every weight dtype (rounded to it first, then to the activation dtype as upload_weight does).
+TEST_P(CudaOps, DummyWeightsMadeOnTheGpuEqualTheHostGenerator) {
+  const int64_t n = 1000003;  // not a multiple of the block or the grid
+  const std::string name = "model.layers.3.mlp.up_proj.weight";
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+    std::optional<Tensor> made = gpu_->uniform_weight(dt, {n}, dummy_key(name, 11), kDummyAmplitude);
+    ASSERT_TRUE(made.has_value());
+    std::vector<uint8_t> host(static_cast<size_t>(n) * dtype_size(dt));
+    fill_dummy(name, WeightInit::kNormal, 11, dt, 0, static_cast<size_t>(n), host.data());
+    Tensor uploaded = gpu_->upload_weight(dt, {n}, host.data());
+    const std::vector<float> a = gpu_->to_host_f32(*made), b = gpu_->to_host_f32(uploaded);
+    EXPECT_EQ(a, b) << dtype_torch_name(dt);
+    const float mx = *std::max_element(a.begin(), a.end()), mn = *std::min_element(a.begin(), a.end());
+    EXPECT_GT(mx, 0.9f * kDummyAmplitude) << "values span (-a, a)";
+    EXPECT_LT(mn, -0.9f * kDummyAmplitude);
+  }
+  // The CPU backend makes none (the host generator is its path).
+  EXPECT_FALSE(cpu_->uniform_weight(DType::kF32, {4}, 1, kDummyAmplitude).has_value());
 }
 
 TEST_P(CudaOps, Rope) {

@@ -203,6 +203,20 @@ Tensor CudaBackend::upload_weight(DType src_dtype, std::vector<int64_t> shape, c
   return t;
 }
 
+std::optional<Tensor> CudaBackend::uniform_weight(DType dtype, std::vector<int64_t> shape, uint64_t key,
+                                                  float amplitude) {
+  ZI_CHECK(is_float_weight_dtype(dtype));
+  make_current();
+  // Rounded to `dtype` first, as the host generator would write them, then to the activation dtype as upload_weight
+  // converts them: the same values whichever side made them.
+  Tensor made = output(dtype, shape);
+  launch_dummy_uniform(dtype, made.data(), made.numel(), key, amplitude, compute_.get());
+  if (dtype == act_) return made;
+  Tensor t = output(act_, std::move(shape));
+  launch_convert(dtype, made.data(), act_, t.data(), t.numel(), compute_.get());
+  return t;
+}
+
 void CudaBackend::copy_to_host(const Tensor& t, void* dst) {
   make_current();
   if (t.nbytes() > 0)

@@ -53,6 +53,7 @@ class CudaBackend final : public Backend {
   Tensor alloc(DType dtype, std::vector<int64_t> shape) override;
   Tensor from_host(DType dtype, std::vector<int64_t> shape, const void* src) override;
   Tensor upload_weight(DType src_dtype, std::vector<int64_t> shape, const void* src) override;
+  std::optional<Tensor> uniform_weight(DType dtype, std::vector<int64_t> shape, uint64_t key, float amplitude) override;
   void upload(Tensor& dst, const void* src) override;
   void copy_to_host(const Tensor& t, void* dst) override;
   std::vector<float> to_host_f32(const Tensor& t) override;

@@ -14,6 +14,8 @@ namespace zi::cuda {
 
 // convert.cu: y[i] = x[i] converted (round to nearest even), n elements.
 void launch_convert(DType src_type, const void* x, DType dst_type, void* y, int64_t n, cudaStream_t stream);
+// dummy_fill.cu: y[i] = dummy_uniform(key, i, amplitude) (engine/core/dummy_random.h) rounded to `type`.
+void launch_dummy_uniform(DType type, void* y, int64_t n, uint64_t key, float amplitude, cudaStream_t stream);
 
 // gather.cu
 // out[t, :] = table[ids[t], :] converted to out_type; ids outside [0, V) give a zero row (the caller validates ids).
