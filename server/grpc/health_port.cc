@@ -29,6 +29,13 @@ StatusOr<std::unique_ptr<HealthPort>> HealthPort::Start(const std::string& liste
   builder.SetOption(std::make_unique<NoPlugins>());
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // a taken port must fail, not be shared
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &hp->port_);
+  hp->cq_ = builder.AddCompletionQueue(/*is_frequently_polled=*/true);
+  hp->cq_thread_ = std::thread([cq = hp->cq_.get()] {
+    void* tag;
+    bool ok;
+    while (cq->Next(&tag, &ok)) {
+    }
+  });
   hp->server_ = builder.BuildAndStart();
   if (!hp->server_ || hp->port_ == 0)
     return absl::UnavailableError(absl::StrCat("server.health_listen: cannot listen on ", listen));
@@ -52,9 +59,12 @@ void HealthPort::shutdown_health() {
 }
 
 void HealthPort::stop(int deadline_ms) {
-  if (!server_) return;
-  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
-  server_->Wait();
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
+    server_->Wait();
+  }
+  if (cq_) cq_->Shutdown();  // after the server's: gRPC requires that order
+  if (cq_thread_.joinable()) cq_thread_.join();
   server_.reset();
 }
 

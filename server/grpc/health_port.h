@@ -10,7 +10,9 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
+#include <grpcpp/completion_queue.h>
 #include <grpcpp/server.h>
 
 #include "engine/core/status.h"
@@ -35,6 +37,10 @@ class HealthPort {
  private:
   HealthPort() = default;
   std::unique_ptr<grpc::Server> server_;
+  // gRPC refuses to build a server with no service of its own (the health service is added later, at start)
+  // unless a completion queue is polled: this one, drained by its thread; nothing is ever queued on it.
+  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
+  std::thread cq_thread_;
   int port_ = 0;
 };
 
