@@ -12,6 +12,7 @@
 #include "engine/core/log.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/grpc/generation_service.h"
+#include "server/grpc/health_port.h"
 #include "server/grpc/security.h"
 #include "server/metrics/metrics_http.h"
 #include "server/metrics/serving_metrics.h"
@@ -124,7 +125,9 @@ class Reloader {
   std::optional<std::string> token_;
 };
 
-void set_health(grpc::Server* server, bool serving) {
+// The main port's health and, when server.health_listen is set, its mirror there.
+void set_health(grpc::Server* server, HealthPort* health_port, bool serving) {
+  if (health_port) health_port->set_serving(serving, kServiceName);
   grpc::HealthCheckServiceInterface* h = server->GetHealthCheckService();
   if (!h) return;
   h->SetServingStatus("", serving);
@@ -166,6 +169,7 @@ class Coordinator {
   GenerationService service_{&intake_, &metrics_};
   std::unique_ptr<Reloader> reloader_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HealthPort> health_port_;  // server.health_listen; null when unset
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<Scheduler> scheduler_;
@@ -204,6 +208,19 @@ std::optional<int> Coordinator::start_frontend() {
     ZI_LOG(INFO) << "metrics on http://" << join_host_port(hp->host, exposer_->port()) << "/metrics";
   }
 
+  // The health-only port next: plaintext wherever it listens (it serves nothing but the serving state).
+  if (!config.health_listen.empty()) {
+    auto hp = parse_host_port(config.health_listen);
+    if (!hp.ok())
+      return fail(absl::InvalidArgumentError(absl::StrCat("server.health_listen: ", hp.status().message())));
+    auto started = HealthPort::Start(config.health_listen);
+    if (!started.ok()) return fail(started.status());
+    health_port_ = std::move(*started);
+    health_port_->set_serving(false, kServiceName);
+    ZI_LOG(INFO) << "health on " << join_host_port(hp->host, health_port_->port())
+                 << " (plaintext, grpc.health.v1 only)";
+  }
+
   service_.set_auth_token(*token);
   reloader_ = std::make_unique<Reloader>(config, std::move(reload_), &service_, nullptr, *token);
   auto hp = parse_host_port(config.listen);
@@ -228,7 +245,7 @@ std::optional<int> Coordinator::start_frontend() {
   server_ = builder.BuildAndStart();
   if (!server_ || port == 0)
     return fail(absl::UnavailableError(absl::StrCat("server.listen: cannot listen on ", config.listen)));
-  set_health(server_.get(), false);  // the built-in service starts SERVING; nothing is loaded yet
+  set_health(server_.get(), health_port_.get(), false);  // the built-in service starts SERVING; nothing is loaded yet
   ZI_LOG(INFO) << "listening on " << join_host_port(hp->host, port)
                << (!config.tls.enabled()                  ? " (plaintext)"
                    : config.tls.require_client_cert        ? " (TLS, client certificate required)"
@@ -291,8 +308,8 @@ std::optional<int> Coordinator::start_engine() {
   if (!policy.ok()) return fail(policy.status());
   scheduler_ = std::make_unique<Scheduler>(pool_.get(), tokenizer_.get(), sopts, &metrics_, std::move(*policy));
   grpc::Server* srv = server_.get();
-  auto on_lost = [srv, sched = scheduler_.get()](const Status& st) {
-    set_health(srv, false);
+  auto on_lost = [srv, hport = health_port_.get(), sched = scheduler_.get()](const Status& st) {
+    set_health(srv, hport, false);
     sched->fail_all(st);
   };
   scheduler_->set_on_executor_lost(on_lost);
@@ -309,7 +326,7 @@ std::optional<int> Coordinator::start_engine() {
   service_.set_runtime(rt);
   reloader_->set_runtime(&rt);
   if (reload_pending_) reloader_->reload();
-  set_health(server_.get(), true);
+  set_health(server_.get(), health_port_.get(), true);
   sd_notify(0, "READY=1");
   ZI_LOG(INFO) << "serving " << summary.name << " (" << summary.architecture << ", " << summary.parameters
                << " parameters, context " << summary.max_context << ", " << summary.device << ", "
@@ -343,6 +360,7 @@ void Coordinator::drain(int sig) {
   sd_notify(0, "STOPPING=1");
   scheduler_->start_draining();  // first: once health says NOT_SERVING, new requests are refused
   if (auto* h = server_->GetHealthCheckService()) h->Shutdown();  // NOT_SERVING for good
+  if (health_port_) health_port_->shutdown_health();
   const auto grace_end = std::chrono::steady_clock::now() +
                          std::chrono::duration_cast<milliseconds>(std::chrono::duration<double>(grace_seconds));
   while (scheduler_->in_flight() > 0 && std::chrono::steady_clock::now() < grace_end) {
@@ -367,6 +385,7 @@ void Coordinator::drain(int sig) {
   pool_->shutdown(seconds(5));
   scheduler_.reset();
   server_.reset();
+  if (health_port_) health_port_->stop(1000);  // after the workers: no on_lost can reach it any more
   exposer_.reset();
   ZI_LOG(INFO) << "stopped";
 }

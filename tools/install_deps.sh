@@ -11,9 +11,27 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "install_deps: installing ${missing[*]}" >&2
+# For `make test` only: nginx (tests/integration/replica_failover_test.cc runs deploy/nginx/zeroinfer.conf in the
+# foreground under a temporary prefix) and Node.js with npm (tests/manifests/ validates deploy/kubernetes/ with
+# npm's kubernetes-models). Any Node.js with npm will do, e.g. one from NodeSource that ships its own npm.
+services=()
+dpkg-query -W -f='${Status}' nginx 2>/dev/null | grep -q "install ok installed" || services+=(nginx)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+[ ${#missing[@]} -eq 0 ] && [ ${#services[@]} -eq 0 ] && exit 0
+echo "install_deps: installing ${missing[*]} ${services[*]}" >&2
 sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q >&2
-$sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+[ ${#missing[@]} -eq 0 ] || $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+if [ ${#services[@]} -gt 0 ]; then
+  # The tests need only nginx's binary: its Debian package would also start (and enable) a server on port 80.
+  # policy-rc.d (Debian's switch for package scripts) denies that start, for this install only.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e $policy ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee $policy >/dev/null && $sudo chmod 755 $policy
+    trap '$sudo rm -f $policy' EXIT
+  fi
+  $sudo apt-get install -y -q --no-install-recommends "${services[@]}" >&2
+  # ... and not at boot either (the package enables its unit whatever policy-rc.d says).
+  if command -v systemctl >/dev/null 2>&1; then $sudo systemctl disable "${services[@]}" >/dev/null 2>&1 || true; fi
+fi

@@ -37,6 +37,7 @@ struct ServeConfig {
   // server
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9400";
+  std::string health_listen;           // a plaintext port serving only grpc.health.v1 (probes); empty = none
   uint32_t max_queue = 256;            // requests admitted but not yet running
   uint32_t max_new_tokens_default = 256;
   uint32_t max_prompt_tokens = 0;      // 0 = the model's context

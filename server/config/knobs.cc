@@ -197,6 +197,12 @@ std::vector<Knob> make_knobs() {
                           [](C& c) -> std::string& { return c.listen; }, false, check_host_port));
   t.push_back(string_knob(row("server.metrics_listen", "--metrics-listen", kServe, "Prometheus /metrics HOST:PORT"),
                           [](C& c) -> std::string& { return c.metrics_listen; }, false, check_host_port));
+  t.push_back(string_knob(row("server.health_listen", "--health-listen", kServe,
+                              "Plaintext HOST:PORT serving only grpc.health.v1, for probes (empty = none)"),
+                          [](C& c) -> std::string& { return c.health_listen; }, false,
+                          [](const std::string& v, const std::string& what) {
+                            return v.empty() ? absl::OkStatus() : check_host_port(v, what);
+                          }));
   t.push_back(reloadable(uint_knob(row("server.max_queue", "", 0, ""), [](C& c) -> uint32_t& { return c.max_queue; },
                                    1, 1000000)));
   t.push_back(engine(uint_knob(row("server.max_batch_size", "--max-batch-size", kServe | kPlan,

@@ -85,6 +85,11 @@ class ServerProcess {
   // The YAML file it serves (rewrite it and send SIGHUP to test a reload).
   const std::string& config_path() const { return config_; }
   int metrics_port() const { return metrics_port_; }
+  // server.health_listen's port, from "health on HOST:PORT" (0 until logged, or when the key is unset).
+  int health_port() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return health_port_;
+  }
   pid_t pid() const { return pid_; }
   pid_t worker_pid() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -125,6 +130,7 @@ class ServerProcess {
     static const std::regex listening(R"(listening on 127\.0\.0\.1:(\d+))");
     static const std::regex metrics(R"(metrics on http://127\.0\.0\.1:(\d+)/metrics)");
     static const std::regex worker(R"(spawned worker rank 0 \(pid (\d+)\))");
+    static const std::regex health(R"(health on \S+:(\d+) )");
     std::string pending;
     char buf[4096];
     for (;;) {
@@ -141,6 +147,7 @@ class ServerProcess {
         if (std::regex_search(line, m, listening)) grpc_port_ = std::stoi(m[1]);
         if (std::regex_search(line, m, metrics)) metrics_port_ = std::stoi(m[1]);
         if (std::regex_search(line, m, worker)) worker_pid_ = std::stoi(m[1]);
+        if (std::regex_search(line, m, health)) health_port_ = std::stoi(m[1]);
         cv_.notify_all();
       }
     }
@@ -158,7 +165,7 @@ class ServerProcess {
   std::mutex mu_;
   std::condition_variable cv_;
   std::string log_;
-  int grpc_port_ = 0, metrics_port_ = 0;
+  int grpc_port_ = 0, metrics_port_ = 0, health_port_ = 0;
   pid_t worker_pid_ = 0;
   bool log_closed_ = false;
   std::shared_ptr<grpc::Channel> channel_;

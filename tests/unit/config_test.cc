@@ -59,7 +59,7 @@ TEST(Config, ParsesEveryKeyOfTheSchema) {
   auto c = parse(R"(
 model:    {path: /m/opt, name: opt-30b, dtype: float16, max_context: 4096, enforce_eager: true}
 device: cuda
-server:   {listen: "0.0.0.0:6000", metrics_listen: "[::1]:9500", max_queue: 8, max_batch_size: 32,
+server:   {listen: "0.0.0.0:6000", metrics_listen: "[::1]:9500", health_listen: "0.0.0.0:6001", max_queue: 8, max_batch_size: 32,
            max_new_tokens_default: 100, max_prompt_tokens: 1000, shutdown_grace_seconds: 2.5,
            max_streams_per_connection: 7, keepalive_seconds: 0, auth_token_file: token, allow_insecure: true,
            tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem, require_client_cert: true}}
@@ -82,6 +82,7 @@ debug:    {step_delay_ms: 25}
   EXPECT_EQ(e.device, Device::kCuda);
   EXPECT_EQ(c->listen, "0.0.0.0:6000");
   EXPECT_EQ(c->metrics_listen, "[::1]:9500");
+  EXPECT_EQ(c->health_listen, "0.0.0.0:6001");
   EXPECT_EQ(c->max_queue, 8u);
   EXPECT_EQ(e.max_batch_size, 32u);
   EXPECT_EQ(c->max_new_tokens_default, 100u);
@@ -143,6 +144,8 @@ TEST(Config, BadValuesNameTheFileAndKeyPath) {
             "test.yaml: server.listen: expected HOST:PORT, got 'localhost'");
   EXPECT_EQ(error_of("model: {path: m}\nserver: {metrics_listen: \"h:70000\"}\n"),
             "test.yaml: server.metrics_listen: port must be 0..65535, got '70000'");
+  EXPECT_EQ(error_of("model: {path: m}\nserver: {health_listen: \"8081\"}\n"),
+            "test.yaml: server.health_listen: expected HOST:PORT, got '8081'");
   EXPECT_EQ(error_of("model: {path: m}\noffload: {aio: {block_size: 5000}}\n"),
             "test.yaml: offload.aio.block_size: must be a multiple of 4096 bytes (direct I/O), got 5000");
   EXPECT_EQ(error_of("model: {path: m}\noffload: {gpu_weights_budget: 2 parsecs}\n"),
