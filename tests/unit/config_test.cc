@@ -125,7 +125,7 @@ debug:    {step_delay_ms: 25}
 
 TEST(Config, BadValuesNameTheFileAndKeyPath) {
   EXPECT_EQ(error_of("model: {path: m}\nserver: {max_batch_size: 0}\n"),
-            "test.yaml: server.max_batch_size: must be 1..1024, got 0");
+            "test.yaml: server.max_batch_size: must be 1..1024 or auto, got 0");
   EXPECT_EQ(error_of("model: {path: m}\nserver: {max_queue: -3}\n"),
             "test.yaml: server.max_queue: must be an integer in 1..1000000, got '-3'");
   EXPECT_EQ(error_of("{}"), "test.yaml: model.path: is required (the Hugging Face model folder)");
@@ -369,7 +369,7 @@ TEST(Config, ABrokenExampleNamesItsBadKey) {
     std::string typo = replaced("max_batch_size:", "max_batchsize:");
     EXPECT_EQ(typo.rfind(src + ": server.max_batchsize: unknown key (allowed here: listen,", 0), 0u) << typo;
     EXPECT_EQ(replaced("max_batch_size:", "max_batch_size: 0, old_max_batch_size:"),
-              src + ": server.max_batch_size: must be 1..1024, got 0");
+              src + ": server.max_batch_size: must be 1..1024 or auto, got 0");
     if (text.find("tier: ") != std::string::npos) {
       EXPECT_EQ(replaced("tier: ", "tier: tape, old_tier: "),
                 src + ": offload.tier: must be one of none|cpu|nvme, got 'tape'");
