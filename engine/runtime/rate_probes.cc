@@ -137,6 +137,7 @@ StatusOr<Rates> measure_rates(const EngineOptions& o, const ModelConfig& cfg, co
     std::error_code ec;
     if (!fs::exists(file, ec)) {
       scratch = true;
+      fs::create_directories(fs::path(file).parent_path(), ec);
       std::ofstream out(file, std::ios::binary);
       std::vector<char> chunk(size_t{64} << 20, 1);
       for (int i = 0; i < 16 && out; ++i) out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));

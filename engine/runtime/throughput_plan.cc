@@ -56,7 +56,9 @@ void apply_plan(const Plan& plan, const ModelShape& m, const Workload& w, Engine
                               : f <= 0.0 ? KvOffloadAttention::kGpu
                                          : KvOffloadAttention::kAuto;
   }
-  o->kv_cache_bytes = c.kv == KvPlace::kGpu ? plan.memory.kv_gpu : plan.memory.kv_host;
+  // kv_cache.max_bytes 0: the executor reserves max_batch_size full contexts (within memory.gpu_limit on a GPU),
+  // which is what the plan priced, in the backend's own KV dtype (fp32 on the CPU backend).
+  o->kv_cache_bytes = 0;
   o->max_step_tokens = std::max(c.step_tokens, c.batch);
 }
 

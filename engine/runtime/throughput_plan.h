@@ -18,7 +18,8 @@ struct QuantConfig;
 ModelShape model_shape(const ModelConfig& cfg, const Architecture& arch, DType act, const QuantConfig& quant);
 
 // Writes the plan into `o` (max_batch_size, offload_tier, gpu_weights_budget, prefetch_depth, kv_offload,
-// kv_offload_attention, kv_cache_bytes, max_step_tokens, max_context = prompt + gen when it was 0).
+// kv_offload_attention, kv_cache_bytes = 0 (= max_batch_size full contexts), max_step_tokens, max_context = prompt +
+// gen when it was 0).
 void apply_plan(const Plan& plan, const ModelShape& m, const Workload& w, EngineOptions* o);
 
 // The choice a loaded executor made from `o` (no planning), for predicting a run whose settings were given:

@@ -53,6 +53,7 @@ struct BenchFlags {
   std::string batch_size = "1";               // an integer, or auto (the throughput planner)
   std::optional<std::string> rates;           // --rates FILE: the planner's and the prediction's rates
   std::optional<std::string> probe_rates;     // --probe-rates FILE: measure the rates, write them, exit
+  uint32_t planned_batch = 0;                 // --batch-size auto --planned-batch N: plan the rest for batch N
   std::shared_ptr<OptionBinder> options;      // shared: a planned run copies the flags with its own batch
   // --workload: mixed traffic through the scheduler (server/workload/replay.h); policy and token budget come from
   // scheduler.* (--scheduler-policy, --max-num-batched-tokens).
@@ -423,6 +424,8 @@ int run(const BenchFlags& f) {
     req.rates_file = f.rates;
     req.prompt_len = static_cast<uint32_t>(f.bench.prompt_len);
     req.gen_len = static_cast<uint32_t>(f.bench.gen_len);
+    req.fixed_batch = f.planned_batch;
+    if (f.options->given("kv_cache.offload")) req.kv_offload = config->engine.kv_offload;
     auto p = plan_deployment(&*config, req, /*apply=*/true);
     if (!p.ok()) {
       std::fprintf(stderr, "zeroinfer: %s\n", std::string(p.status().message()).c_str());
@@ -520,6 +523,10 @@ void register_bench(CLI::App& app, int* rc) {
   cmd->add_option("--batch-size", f->batch_size, "Sequences decoded together: 1..4096, or auto (the throughput "
                                                  "planner chooses it and the rest of the deployment)");
   cmd->add_option("--rates", f->rates, "Rates file (bench --probe-rates) for --batch-size auto and the prediction");
+  cmd->add_option("--planned-batch", f->planned_batch,
+                  "With --batch-size auto: plan everything but the batch, which is N (one step either side of the "
+                  "planner's batch); --kv-offload[=false] given likewise fixes the KV cache's place")
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("--probe-rates", f->probe_rates,
                   "Measure the planner's rates on this machine for this model's shapes, write them to FILE (JSON) "
                   "and exit");

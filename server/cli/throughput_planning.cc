@@ -79,6 +79,7 @@ StatusOr<Planned> plan_deployment(server::ServeConfig* c, const PlanningRequest&
   in.workload = p.workload;
   in.limits = p.limits;
   in.fixed_batch = r.fixed_batch;
+  if (r.kv_offload) in.fixed_kv = *r.kv_offload ? KvPlace::kHost : KvPlace::kGpu;
   ZI_ASSIGN_OR_RETURN(p.plan, plan_throughput(in));
   if (apply) {
     apply_plan(p.plan, p.shape, p.workload, &o);

@@ -21,6 +21,7 @@ struct PlanningRequest {
   uint32_t prompt_len = 512;
   uint32_t gen_len = 32;
   uint32_t fixed_batch = 0;               // > 0: plan only this batch
+  std::optional<bool> kv_offload;         // given: plan only that KV place (host when true)
 };
 
 struct Planned {
