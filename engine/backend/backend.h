@@ -278,6 +278,9 @@ class Backend {
   // Device memory free for the KV cache after the weights, streaming ring and other reservations, or -1 when the
   // backend has no device memory of its own (CPU: the KV cache is sized by a setting).
   virtual int64_t device_free_bytes() const { return -1; }
+  // Device memory this process holds on the backend's device, CUDA context included (NVML's per-process figure;
+  // memory.gpu_limit is counted against it), or -1 when the backend has no device memory.
+  virtual int64_t process_device_bytes() const { return -1; }
 };
 
 // Uploads the step's layout (SeqSlice list, per-row positions and block tables) to the backend. `block_tables[s]`

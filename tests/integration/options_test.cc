@@ -53,6 +53,8 @@ const std::vector<Sample> kSamples = {
     {"model.enforce_eager", std::nullopt, "true", "bogus"},
     {"device", "cpu", "cpu", "bogus"},
     {"parallel.num_gpus", "2", "2", "bogus"},
+    {"memory.gpu_limit", "48GiB", "51539607552", "bogus"},
+    {"memory.host_limit", "1.5GiB", "1610612736", "bogus"},
     {"offload.tier", "cpu", "cpu", "bogus"},
     {"offload.dir", "zi-store/rank", "zi-store/rank", std::nullopt},  // any path; relative = as given
     {"offload.pin_memory", "false", "false", "bogus"},

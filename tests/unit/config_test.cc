@@ -64,6 +64,7 @@ server:   {listen: "0.0.0.0:6000", metrics_listen: "[::1]:9500", health_listen: 
            max_streams_per_connection: 7, keepalive_seconds: 0, auth_token_file: token, allow_insecure: true,
            tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem, require_client_cert: true}}
 parallel: {num_gpus: 4, heartbeat_timeout_seconds: 5}
+memory:   {gpu_limit: 48GiB, host_limit: 200GB}
 offload:  {tier: nvme, dir: store, pin_memory: false, gpu_weights_budget: 2GiB, prefetch_depth: 3,
            aio: {block_size: 512KiB, queue_depth: 16}}
 quantization: {bits: 4, group_size: 128, embeddings: true}
@@ -95,6 +96,8 @@ debug:    {step_delay_ms: 25}
   EXPECT_EQ(c->tls.cert_file, "/base/c.pem");
   EXPECT_EQ(e.world_size, 4u);
   EXPECT_DOUBLE_EQ(c->heartbeat_timeout_seconds, 5);
+  EXPECT_EQ(e.gpu_memory_limit, 48ull << 30);
+  EXPECT_EQ(e.host_memory_limit, 200000000000ull);
   EXPECT_EQ(e.offload_tier, OffloadTier::kNvme);
   EXPECT_EQ(e.offload_dir, "/base/store");
   EXPECT_FALSE(e.pin_memory);
@@ -124,9 +127,21 @@ debug:    {step_delay_ms: 25}
   EXPECT_EQ(diff_configs(*defaults, *c).size(), knobs().size());
 }
 
+// server.max_batch_size is an integer or auto (0 in EngineOptions: the throughput planner chooses it).
+TEST(Config, MaxBatchSizeIsAnIntegerOrAuto) {
+  auto a = parse("model: {path: m}\nserver: {max_batch_size: auto}\n");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->engine.max_batch_size, 0u);
+  EXPECT_EQ(find_knob("server.max_batch_size")->get(*a), "auto");
+  EXPECT_EQ(error_of("model: {path: m}\nserver: {max_batch_size: automatic}\n"),
+            "test.yaml: server.max_batch_size: must be 1..1024 or auto, got automatic");
+  EXPECT_EQ(error_of("model: {path: m}\nmemory: {gpu_limit: lots}\n"),
+            "test.yaml: memory.gpu_limit: must be a size such as 2GiB, 512MiB, 1.5GB or 1048576, got 'lots'");
+}
+
 TEST(Config, BadValuesNameTheFileAndKeyPath) {
   EXPECT_EQ(error_of("model: {path: m}\nserver: {max_batch_size: 0}\n"),
-            "test.yaml: server.max_batch_size: must be 1..1024, got 0");
+            "test.yaml: server.max_batch_size: must be 1..1024 or auto, got 0");
   EXPECT_EQ(error_of("model: {path: m}\nserver: {max_queue: -3}\n"),
             "test.yaml: server.max_queue: must be an integer in 1..1000000, got '-3'");
   EXPECT_EQ(error_of("{}"), "test.yaml: model.path: is required (the Hugging Face model folder)");
@@ -372,7 +387,7 @@ TEST(Config, ABrokenExampleNamesItsBadKey) {
     std::string typo = replaced("max_batch_size:", "max_batchsize:");
     EXPECT_EQ(typo.rfind(src + ": server.max_batchsize: unknown key (allowed here: listen,", 0), 0u) << typo;
     EXPECT_EQ(replaced("max_batch_size:", "max_batch_size: 0, old_max_batch_size:"),
-              src + ": server.max_batch_size: must be 1..1024, got 0");
+              src + ": server.max_batch_size: must be 1..1024 or auto, got 0");
     if (text.find("tier: ") != std::string::npos) {
       EXPECT_EQ(replaced("tier: ", "tier: tape, old_tier: "),
                 src + ": offload.tier: must be one of none|cpu|nvme, got 'tape'");

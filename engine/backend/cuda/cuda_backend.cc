@@ -7,6 +7,7 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/lt_gemm.h"
+#include "engine/backend/cuda/nvml.h"
 #include "engine/backend/cuda/offload_attention.h"
 #include "engine/core/log.h"
 
@@ -157,6 +158,21 @@ int64_t CudaBackend::device_free_bytes() const {
   make_current();
   allocator_->release_cached();
   return static_cast<int64_t>(memory_info().device_free);
+}
+
+int64_t CudaBackend::process_device_bytes() const {
+  make_current();
+  allocator_->release_cached();
+  StatusOr<uint64_t> held = nvml_process_used_bytes(device_);
+  if (held.ok()) return static_cast<int64_t>(*held);
+  static bool logged = false;
+  if (!logged) {
+    logged = true;
+    ZI_LOG(WARNING) << "NVML per-process memory unavailable (" << held.status()
+                    << "); memory.gpu_limit counts the whole device's used memory";
+  }
+  const MemoryInfo mi = memory_info();
+  return static_cast<int64_t>(mi.device_total > mi.device_free ? mi.device_total - mi.device_free : 0);
 }
 
 Tensor CudaBackend::output(DType dtype, std::vector<int64_t> shape) {
