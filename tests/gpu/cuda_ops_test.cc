@@ -350,18 +350,21 @@ TEST_P(CudaAttention, DecodeOnlyBatchesUseLongContexts) {
 }
 
 TEST_P(CudaAttention, DecodeSplitsGroupsAndThePerHeadKernel) {
+  const bool was = cuda::attention_decode_split_enabled();
+  cuda::set_attention_decode_split(true);
   // GQA 8:1 (8 query heads per block), a sequence with no new row (a replayed graph's padding: it must write
   // nothing), contexts split over many blocks, some splits past a short sequence's end.
-  run({"decode D=64 GQA 8", 16, 2, 64, 3, 300, {{0, 0, 1, 299}, {2, 1, 0, 17}, {1, 1, 1, 64}}});
+  run({"split D=64 GQA 8", 16, 2, 64, 3, 300, {{0, 0, 1, 299}, {2, 1, 0, 17}, {1, 1, 1, 64}}});
+  run({"split D=128", 8, 2, 128, 4, 600, {{0, 0, 1, 300}, {3, 1, 1, 0}, {1, 2, 1, 598}, {2, 3, 1, 37}}});
+  run({"split D=256", 2, 1, 256, 2, 64, {{0, 0, 1, 10}, {1, 1, 1, 50}}});
   // 80 sequences × 16 heads are ≥ 2 blocks per SM already: one split, normalised in the kernel (no merge).
-  AttnCase many{"decode 80 seqs", 16, 16, 128, 80, 40, {}};
+  AttnCase many{"split 80 seqs", 16, 16, 128, 80, 40, {}};
   for (int s = 0; s < 80; ++s) many.seqs.push_back({s, s, 1, (s * 7) % 39});
   run(many);
-  // The per-head kernel (unaligned rows take it always) on the shapes the split one now takes.
+  // The per-head kernel on the same shapes.
   cuda::set_attention_decode_split(false);
-  run({"per-head D=128", 8, 2, 128, 4, 600, {{0, 0, 1, 300}, {3, 1, 1, 0}, {1, 2, 1, 598}, {2, 3, 1, 37}}});
   run({"per-head D=64 GQA 8", 16, 2, 64, 3, 300, {{0, 0, 1, 299}, {2, 1, 0, 17}, {1, 1, 1, 64}}});
-  cuda::set_attention_decode_split(true);
+  cuda::set_attention_decode_split(was);
 }
 
 TEST_P(CudaAttention, LongPrefillSpansManyTilesNextToADecodeRow) {

@@ -12,8 +12,9 @@ namespace zi::cuda {
 
 inline constexpr int kDenseGemvMaxRows = 8;  // all T sums of a warp's rows stay in registers
 
-// Defaults to $ZI_DENSE_GEMV_MAX_ROWS when set (clamped to 0..kDenseGemvMaxRows; 0 = always cuBLASLt), else
-// kDenseGemvMaxRows. Process-wide; tests and benchmarks switch it to compare the two paths.
+// $ZI_DENSE_GEMV_MAX_ROWS when set (clamped to 0..kDenseGemvMaxRows; 0 = always cuBLASLt), else 0: the kernel was
+// written without a GPU (2026-12-07) and stays off until gpu_all_tests has run it and bench has timed it against
+// cuBLASLt. Process-wide; tests and benchmarks switch it to compare the two paths.
 int dense_gemv_max_rows();
 void set_dense_gemv_max_rows(int rows);
 

@@ -86,7 +86,7 @@ bool attention_prefill_flash_enabled();
 // attention_decode.cu: every sequence has n_new ≤ 1. Split over the context (attention_decode_split.cu) when the
 // key rows are whole 16-byte vectors, else one block per (sequence, head). The split kernel needs
 // attention_decode_workspace_bytes() of device scratch (0: none; it depends on the shapes and kv.max_blocks only).
-// set_attention_decode_split(false) (or ZI_ATTENTION_DECODE=per-head) sends every call to the per-head kernel.
+// The split kernel is off until validated on a GPU: set_attention_decode_split(true) or ZI_ATTENTION_DECODE=split.
 size_t attention_decode_workspace_bytes(DType type, const KvArgs& kv, const AttentionArgs& a);
 void launch_attention_decode(DType type, const KvArgs& kv, const AttentionArgs& a, const void* q, void* out,
                              void* workspace, cudaStream_t stream);
