@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
       prometheus-cpp-dev libyaml-cpp-dev libboost-dev libgtest-dev libgmock-dev libbenchmark-dev
-      liburing-dev libsystemd-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev
+      liburing-dev libsystemd-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev libssl-dev
       openssl)  # openssl: the CLI makes the TLS tests' throw-away CA and certificates
 missing=()
 for p in "${pkgs[@]}"; do

@@ -175,7 +175,8 @@ std::vector<Knob> make_knobs() {
   using C = ServeConfig;
   std::vector<Knob> t;
   // model
-  t.push_back(engine(string_knob(row("model.path", "", 0, "Hugging Face model folder"),
+  t.push_back(engine(string_knob(row("model.path", "--model", kServe,
+                                     "Hugging Face model folder (serve: with or instead of --config)"),
                                  [](C& c) -> std::string& { return c.engine.model_dir; }, /*path=*/true,
                                  [](const std::string& v, const std::string& what) -> Status {
                                    return v.empty() ? bad(what, "must be a folder path") : absl::OkStatus();
@@ -197,6 +198,14 @@ std::vector<Knob> make_knobs() {
                           [](C& c) -> std::string& { return c.listen; }, false, check_host_port));
   t.push_back(string_knob(row("server.metrics_listen", "--metrics-listen", kServe, "Prometheus /metrics HOST:PORT"),
                           [](C& c) -> std::string& { return c.metrics_listen; }, false, check_host_port));
+  t.push_back(string_knob(row("server.http_listen", "--http-listen", kServe,
+                              "OpenAI-compatible HTTP API HOST:PORT (port 0 = any free port; empty = off)"),
+                          [](C& c) -> std::string& { return c.http_listen; }, false,
+                          [](const std::string& v, const std::string& what) {
+                            return v.empty() ? absl::OkStatus() : check_host_port(v, what);
+                          }));
+  t.push_back(size_knob(row("server.http_max_body_bytes", "", 0, ""),
+                        [](C& c) -> uint64_t& { return c.http_max_body_bytes; }, 1024, uint64_t{1} << 30));
   t.push_back(reloadable(uint_knob(row("server.max_queue", "", 0, ""), [](C& c) -> uint32_t& { return c.max_queue; },
                                    1, 1000000)));
   t.push_back(engine(uint_knob(row("server.max_batch_size", "--max-batch-size", kServe | kPlan,

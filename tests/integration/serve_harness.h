@@ -1,5 +1,5 @@
 // Drives a real `zeroinfer serve` process for the integration tests: writes its YAML, starts it on free ports
-// (--listen/--metrics-listen 127.0.0.1:0, ports read back from its log), checks health and reflection over gRPC
+// (--listen/--metrics-listen/--http-listen 127.0.0.1:0, ports read back from its log), checks health and reflection over gRPC
 // with hand-encoded protobuf (grpc.health.v1 and reflection have no generated C++ here), scrapes /metrics with a
 // plain HTTP GET, and stops it with a signal.
 #pragma once
@@ -58,7 +58,7 @@ class ServerProcess {
       close(fds[0]);
       close(fds[1]);
       execl(ZI_BINARY, ZI_BINARY, "serve", "--config", config_.c_str(), "--listen", "127.0.0.1:0",
-            "--metrics-listen", "127.0.0.1:0", static_cast<char*>(nullptr));
+            "--metrics-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", static_cast<char*>(nullptr));
       _exit(127);
     }
     close(fds[1]);

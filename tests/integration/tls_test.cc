@@ -244,7 +244,7 @@ TEST_F(Tls, TheBearerTokenGuardsEveryRpcButHealthAndSighupRotatesIt) {
 // Runs `serve` with `args`, reads its stderr until `line_re` matches or it exits; then SIGTERM. Returns the log
 // and whether the line came.
 std::pair<bool, std::string> serve_until(const std::string& args, const std::string& line_re) {
-  const std::string cmd = "exec " + std::string(ZI_BINARY) + " serve " + args + " 2>&1";
+  const std::string cmd = "exec " + std::string(ZI_BINARY) + " serve --http-listen 127.0.0.1:0 " + args + " 2>&1";
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return {false, "pipe failed"};
   pid_t pid = fork();
