@@ -11,6 +11,11 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node and npm run the OpenAI Node SDK test (tests/openai_sdk/). A node from elsewhere (nodesource bundles npm,
+# and conflicts with Debian's npm package) is kept as it is.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "install_deps: installing ${missing[*]}" >&2
 sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -42,14 +42,15 @@ using Clock = std::chrono::steady_clock;
 // A `zeroinfer serve` child process. Its stderr is collected line by line (and replayed when a test fails).
 class ServerProcess {
  public:
-  // `yaml_extra` is appended to a config that serves tests/data/models/llama_mha.
-  explicit ServerProcess(const std::string& yaml_extra) {
+  // `yaml_extra` is appended to a config that serves `model_dir` (default tests/data/models/llama_mha).
+  explicit ServerProcess(const std::string& yaml_extra,
+                         const std::string& model_dir = std::string(ZI_TEST_DATA) + "/models/llama_mha") {
     static int counter = 0;
     dir_ = std::filesystem::temp_directory_path() /
            ("zi_serve_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
     std::filesystem::create_directories(dir_);
     config_ = (dir_ / "serve.yaml").string();
-    std::ofstream(config_) << "model: {path: " << ZI_TEST_DATA << "/models/llama_mha}\n" << yaml_extra;
+    std::ofstream(config_) << "model: {path: " << model_dir << "}\n" << yaml_extra;
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) std::abort();  // dup2 below clears CLOEXEC on the child's stderr
     pid_ = fork();
@@ -78,13 +79,15 @@ class ServerProcess {
   // Waits for "listening on 127.0.0.1:PORT" and "metrics on ...:PORT"; false when the process died first.
   bool wait_listening(std::chrono::seconds timeout = 60s) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, timeout, [this] { return (grpc_port_ && metrics_port_ && worker_pid_) || log_closed_; });
-    return grpc_port_ && metrics_port_;
+    cv_.wait_for(lock, timeout,
+                 [this] { return (grpc_port_ && metrics_port_ && http_port_ && worker_pid_) || log_closed_; });
+    return grpc_port_ && metrics_port_ && http_port_;
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
   // The YAML file it serves (rewrite it and send SIGHUP to test a reload).
   const std::string& config_path() const { return config_; }
   int metrics_port() const { return metrics_port_; }
+  int http_port() const { return http_port_; }  // the OpenAI-compatible API
   pid_t pid() const { return pid_; }
   pid_t worker_pid() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -125,6 +128,7 @@ class ServerProcess {
     static const std::regex listening(R"(listening on 127\.0\.0\.1:(\d+))");
     static const std::regex metrics(R"(metrics on http://127\.0\.0\.1:(\d+)/metrics)");
     static const std::regex worker(R"(spawned worker rank 0 \(pid (\d+)\))");
+    static const std::regex http(R"(HTTP API on https?://127\.0\.0\.1:(\d+)/v1)");
     std::string pending;
     char buf[4096];
     for (;;) {
@@ -141,6 +145,7 @@ class ServerProcess {
         if (std::regex_search(line, m, listening)) grpc_port_ = std::stoi(m[1]);
         if (std::regex_search(line, m, metrics)) metrics_port_ = std::stoi(m[1]);
         if (std::regex_search(line, m, worker)) worker_pid_ = std::stoi(m[1]);
+        if (std::regex_search(line, m, http)) http_port_ = std::stoi(m[1]);
         cv_.notify_all();
       }
     }
@@ -158,7 +163,7 @@ class ServerProcess {
   std::mutex mu_;
   std::condition_variable cv_;
   std::string log_;
-  int grpc_port_ = 0, metrics_port_ = 0;
+  int grpc_port_ = 0, metrics_port_ = 0, http_port_ = 0;
   pid_t worker_pid_ = 0;
   bool log_closed_ = false;
   std::shared_ptr<grpc::Channel> channel_;
@@ -373,8 +378,9 @@ inline bool process_gone(pid_t pid) {
 }
 
 // A started server; fails the test (and shows its log) if it does not come up SERVING.
-inline std::unique_ptr<ServerProcess> start_server(const std::string& yaml) {
-  auto s = std::make_unique<ServerProcess>(yaml);
+inline std::unique_ptr<ServerProcess> start_server(
+    const std::string& yaml, const std::string& model_dir = std::string(ZI_TEST_DATA) + "/models/llama_mha") {
+  auto s = std::make_unique<ServerProcess>(yaml, model_dir);
   EXPECT_TRUE(s->wait_listening()) << s->log();
   EXPECT_TRUE(eventually([&] { return health(s->channel().get(), "") == 1; }, 60s)) << s->log();
   return s;
