@@ -18,6 +18,7 @@ namespace {
 
 struct ServeFlags {
   std::string config;
+  std::string model;  // --model: model.path (generate, bench and convert have their own --model, not a knob row)
   std::unique_ptr<OptionBinder> options;
 };
 
@@ -42,15 +43,18 @@ StatusOr<server::ServeConfig> load(const ServeFlags& f, bool* usage = nullptr) {
     c.engine.served_name.clear();
   }
   // --model over a file's model.path: the served name follows the new folder unless the file named it.
-  if (f.options->given("model.path") && c.engine.served_name == folder_name(c.engine.model_dir))
-    c.engine.served_name.clear();
+  if (!f.model.empty()) {
+    if (c.engine.served_name == folder_name(c.engine.model_dir)) c.engine.served_name.clear();
+    std::error_code aec;  // absolute: workers and logs see the same folder whatever their directory
+    c.engine.model_dir = std::filesystem::absolute(f.model, aec).lexically_normal().string();
+  }
   if (usage) *usage = true;
   ZI_RETURN_IF_ERROR(f.options->apply(&c));
   if (c.engine.model_dir.empty())
     return absl::InvalidArgumentError("serve: give --model DIR (a Hugging Face folder) or --config FILE");
   if (usage) *usage = false;
   std::error_code ec;
-  if (f.options->given("model.path") && !std::filesystem::is_directory(c.engine.model_dir, ec))
+  if (!f.model.empty() && !std::filesystem::is_directory(c.engine.model_dir, ec))
     return absl::InvalidArgumentError(absl::StrCat("--model: '", c.engine.model_dir, "' is not a folder"));
   return c;
 }
@@ -80,6 +84,8 @@ void register_serve(CLI::App& app, int* rc) {
                                           "spawns the worker processes)");
   auto flags = std::make_shared<ServeFlags>();
   cmd->add_option("--config", flags->config, "YAML deployment file (see config/README.md); optional with --model");
+  cmd->add_option("--model", flags->model, "Hugging Face model folder (model.path); alone, every other key at its "
+                                           "default");
   flags->options = std::make_unique<OptionBinder>(cmd, server::kServe);
   cmd->callback([flags, rc] { *rc = run(*flags); });
 }

@@ -175,8 +175,7 @@ std::vector<Knob> make_knobs() {
   using C = ServeConfig;
   std::vector<Knob> t;
   // model
-  t.push_back(engine(string_knob(row("model.path", "--model", kServe,
-                                     "Hugging Face model folder (serve: with or instead of --config)"),
+  t.push_back(engine(string_knob(row("model.path", "", 0, "Hugging Face model folder"),
                                  [](C& c) -> std::string& { return c.engine.model_dir; }, /*path=*/true,
                                  [](const std::string& v, const std::string& what) -> Status {
                                    return v.empty() ? bad(what, "must be a folder path") : absl::OkStatus();

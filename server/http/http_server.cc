@@ -100,6 +100,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void finish_exchange();
   // The server's own error for the request being read (400, 413): the connection closes after it.
   void refuse(unsigned status, const std::string& message);
+  // Closes after the last write without a reset: the sending side is shut and what the client still sends (the
+  // rest of a refused body) is read and dropped for up to 2 s, so that its kernel does not discard our answer.
+  void linger_close();
   void enqueue(std::string bytes);
   void do_write();
   void arm_timer();
@@ -123,6 +126,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::deque<std::string> out_;
   bool writing_ = false;
   bool close_after_write_ = false;
+  bool lingering_ = false;
   bool closed_ = false;
   std::atomic<bool> gone_{false};
   std::function<void()> gone_hook_;
@@ -198,6 +202,7 @@ void Session<Stream>::on_head(error_code ec) {
   const uint64_t limit = server_->options.max_body_bytes;
   const std::string too_large = absl::StrCat("the request body is over the limit of ", limit, " bytes (",
                                              server_->options.max_body_key, ")");
+  if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message) return close();  // client went
   if (ec == bhttp::error::body_limit) return refuse(413, too_large);
   if (ec == bhttp::error::header_limit)
     return refuse(431, absl::StrCat("the request head is over the limit of ", kMaxHeaderBytes, " bytes"));
@@ -219,6 +224,7 @@ template <typename Stream>
 void Session<Stream>::on_body(error_code ec) {
   reading_ = false;
   if (closed_) return;
+  if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message) return close();
   if (ec == bhttp::error::body_limit)
     return refuse(413, absl::StrCat("the request body is over the limit of ", server_->options.max_body_bytes,
                                     " bytes (", server_->options.max_body_key, ")"));
@@ -240,6 +246,7 @@ void Session<Stream>::on_body(error_code ec) {
 
 template <typename Stream>
 void Session<Stream>::watch() {
+  if (lingering_) buffer_.clear();
   if (reading_ || closed_ || buffer_.size() >= kMaxPipelinedBytes) return;
   reading_ = true;
   stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](error_code ec, size_t n) {
@@ -253,7 +260,7 @@ void Session<Stream>::on_watch(error_code ec, size_t n) {
   if (closed_) return;
   if (ec) return close();  // the client went (EOF, reset, TLS close): cancels what it asked for
   buffer_.commit(n);
-  if (answering_) return watch();
+  if (answering_ || lingering_) return watch();
   read_head();  // the next request has begun to arrive
 }
 
@@ -283,6 +290,20 @@ void Session<Stream>::close() {
   auto& socket = beast::get_lowest_layer(stream_);
   socket.shutdown(tcp::socket::shutdown_both, ignored);
   socket.close(ignored);
+}
+
+template <typename Stream>
+void Session<Stream>::linger_close() {
+  if (closed_ || lingering_) return;
+  lingering_ = true;
+  error_code ignored;
+  beast::get_lowest_layer(stream_).shutdown(tcp::socket::shutdown_send, ignored);
+  timer_.expires_after(std::chrono::seconds(2));
+  timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) self->close();
+  });
+  watch();  // reads and drops until the client closes (EOF closes us)
 }
 
 template <typename Stream>
@@ -353,7 +374,7 @@ void Session<Stream>::finish_exchange() {
   gone_hook_ = nullptr;
   if (!keep_alive_) {
     close_after_write_ = true;
-    if (!writing_) close();
+    if (!writing_) linger_close();
     return;
   }
   if (!reading_) read_head();  // a pipelined request may already be buffered
@@ -375,7 +396,7 @@ void Session<Stream>::do_write() {
     self->out_.pop_front();
     if (ec) return self->close();
     if (!self->out_.empty()) return self->do_write();
-    if (self->close_after_write_) self->close();
+    if (self->close_after_write_) self->linger_close();
   });
 }
 

@@ -306,15 +306,19 @@ TEST_F(HttpApi, ABodyOverTheLimitIs413WithoutBeingRead) {
   EXPECT_EQ(chunked.read_until("\r\n\r\n").rfind("HTTP/1.1 413 ", 0), 0u);
 }
 
-TEST_F(HttpApi, ChatWithoutATemplateIs400AndCompletionsStillWork) {
-  ServerProcess plain("");  // llama_mha: no chat template
+TEST_F(HttpApi, ServeModelAloneServesAFolderAndChatWithoutATemplateIs400) {
+  // `serve --model DIR`, no file: every other key at its default. llama_mha has no chat template.
+  ServerProcess plain("", std::string(ZI_TEST_DATA) + "/models/llama_mha", /*no_config=*/true);
   ASSERT_TRUE(plain.wait_listening()) << plain.log();
   ASSERT_TRUE(eventually([&] { return health(plain.channel().get(), "") == 1; }, 60s)) << plain.log();
   HttpConnection c(plain.http_port());
   auto chat = c.post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "x"}}}}, {"max_tokens", 2}});
   EXPECT_EQ(chat.result_int(), 400u);
   EXPECT_NE(chat.body().find("no chat template"), std::string::npos) << chat.body();
-  EXPECT_EQ(c.post("/v1/completions", completion("x", 2)).result_int(), 200u);
+  auto done = c.post("/v1/completions", completion("x", 2));
+  EXPECT_EQ(done.result_int(), 200u);
+  EXPECT_EQ(Json::parse(done.body())["model"], "llama_mha");  // model.name defaults to the folder's name
+  EXPECT_NE(plain.log().find("no chat template"), std::string::npos);
 }
 
 TEST_F(HttpApi, AClientThatDisconnectsCancelsItsRequest) {

@@ -43,8 +43,10 @@ using Clock = std::chrono::steady_clock;
 class ServerProcess {
  public:
   // `yaml_extra` is appended to a config that serves `model_dir` (default tests/data/models/llama_mha).
+  // With `no_config`, `serve --model model_dir` runs without a file (yaml_extra unused).
   explicit ServerProcess(const std::string& yaml_extra,
-                         const std::string& model_dir = std::string(ZI_TEST_DATA) + "/models/llama_mha") {
+                         const std::string& model_dir = std::string(ZI_TEST_DATA) + "/models/llama_mha",
+                         bool no_config = false) {
     static int counter = 0;
     dir_ = std::filesystem::temp_directory_path() /
            ("zi_serve_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
@@ -58,8 +60,10 @@ class ServerProcess {
       dup2(fds[1], 2);
       close(fds[0]);
       close(fds[1]);
-      execl(ZI_BINARY, ZI_BINARY, "serve", "--config", config_.c_str(), "--listen", "127.0.0.1:0",
-            "--metrics-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", static_cast<char*>(nullptr));
+      const char* source[2] = {"--config", config_.c_str()};
+      if (no_config) source[0] = "--model", source[1] = model_dir.c_str();
+      execl(ZI_BINARY, ZI_BINARY, "serve", source[0], source[1], "--listen", "127.0.0.1:0", "--metrics-listen",
+            "127.0.0.1:0", "--http-listen", "127.0.0.1:0", static_cast<char*>(nullptr));
       _exit(127);
     }
     close(fds[1]);
