@@ -237,7 +237,7 @@ void Session<Stream>::on_body(error_code ec) {
   ++exchange_;
   answering_ = true;
   streaming_ = false;
-  keep_alive_ = req.keep_alive();
+  keep_alive_ = req.keep_alive() && server_->options.keep_alive;
   head_only_ = req.method() == bhttp::verb::head;
   version_ = req.version();
   watch();

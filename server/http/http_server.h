@@ -62,6 +62,7 @@ struct HttpServerOptions {
   std::string max_body_key = "server.http_max_body_bytes";  // named in the 413's message
   std::shared_ptr<boost::asio::ssl::context> tls;  // null = plaintext
   std::chrono::seconds idle_timeout{30};
+  bool keep_alive = true;  // false: one request per connection (Connection: close)
   // The body of the server's own errors (400 for a malformed request, 413): (status, message) → (content type,
   // body). Default: text/plain, the message.
   std::function<std::pair<std::string, std::string>(unsigned, const std::string&)> error_body;

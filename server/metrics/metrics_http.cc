@@ -12,6 +12,7 @@ StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(const std:
   options.listen = host_port;
   options.max_body_bytes = 16 << 10;  // scrapes carry no body
   options.max_body_key = "/metrics requests";
+  options.keep_alive = false;  // one scrape per connection, as before
   auto handler = [registry](http::Request req, std::shared_ptr<http::Reply> reply) {
     std::string_view target(req.target().data(), req.target().size());
     target = target.substr(0, target.find('?'));

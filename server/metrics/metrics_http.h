@@ -6,7 +6,7 @@
 // such threads once a linked library (libcublasLt in the CUDA build) needs more static TLS than that, so the
 // exporter could not start in the CUDA build (docs/KNOWN_ISSUES.md). std::thread stacks have no such limit.
 //
-// Thread-safety: Start/port/destructor from one thread; scrapes run on the server's I/O thread.
+// Each connection gets one response and is closed. Thread-safety: Start/port/destructor from one thread; scrapes run on the server's I/O thread.
 #pragma once
 
 #include <cstdint>

@@ -295,8 +295,8 @@ TEST_F(HttpApi, ABodyOverTheLimitIs413WithoutBeingRead) {
               "Content-Length: 100000000\r\n\r\n");
   std::string head = c.read_until("\r\n\r\n");
   EXPECT_EQ(head.rfind("HTTP/1.1 413 ", 0), 0u) << head;
-  std::string rest = c.read_until("\"}}");
-  EXPECT_NE(rest.find("server.http_max_body_bytes"), std::string::npos) << rest;
+  if (head.find("\"}}") == std::string::npos) head += c.read_until("\"}}");
+  EXPECT_NE(head.find("server.http_max_body_bytes"), std::string::npos) << head;
 
   // A chunked body is cut off once it passes the limit (64 KiB here).
   HttpConnection chunked(server_->http_port());
