@@ -60,9 +60,10 @@ StatusOr<std::optional<TlsMaterial>> load_tls_material(const ServeConfig& c) {
                       read_pem(c, "server.tls.cert_file", c.tls.cert_file, "CERTIFICATE-----", "certificate"));
   ZI_ASSIGN_OR_RETURN(m.private_key,
                       read_pem(c, "server.tls.key_file", c.tls.key_file, "PRIVATE KEY-----", "private key"));
-  if (!c.tls.client_ca_file.empty())
+  if (!c.tls.client_ca_file.empty()) {
     ZI_ASSIGN_OR_RETURN(m.client_ca, read_pem(c, "server.tls.client_ca_file", c.tls.client_ca_file,
                                               "CERTIFICATE-----", "CA certificate"));
+  }
   m.require_client_cert = c.tls.require_client_cert;
   return std::optional<TlsMaterial>(std::move(m));
 }
