@@ -132,7 +132,7 @@ class ServerProcess {
     static const std::regex listening(R"(listening on 127\.0\.0\.1:(\d+))");
     static const std::regex metrics(R"(metrics on http://127\.0\.0\.1:(\d+)/metrics)");
     static const std::regex worker(R"(spawned worker rank 0 \(pid (\d+)\))");
-    static const std::regex http(R"(HTTP API on https?://127\.0\.0\.1:(\d+)/v1)");
+    static const std::regex http(R"(HTTP API on https?://127\.0\.0\.1:(\d+)/v1)");  // http or https
     std::string pending;
     char buf[4096];
     for (;;) {
