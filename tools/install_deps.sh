@@ -11,9 +11,10 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# node and npm run the OpenAI Node SDK test (tests/openai_sdk/). A node from elsewhere (nodesource bundles npm,
-# and conflicts with Debian's npm package) is kept as it is.
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+# --test (make test): also node and npm, for the OpenAI Node SDK test (tests/openai_sdk/); builds (and the Docker
+# image) do not need them. A node from elsewhere (nodesource bundles npm, and conflicts with Debian's npm package)
+# is kept as it is.
+if [ "${1:-}" = "--test" ] && { ! command -v node >/dev/null || ! command -v npm >/dev/null; }; then
   missing+=(nodejs npm)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
