@@ -5,18 +5,22 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
       prometheus-cpp-dev libyaml-cpp-dev libboost-dev libgtest-dev libgmock-dev libbenchmark-dev
-      liburing-dev libsystemd-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev
+      liburing-dev libsystemd-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev libssl-dev
       openssl)  # openssl: the CLI makes the TLS tests' throw-away CA and certificates
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# For `make test` only: nginx (tests/integration/replica_failover_test.cc runs deploy/nginx/zeroinfer.conf in the
-# foreground under a temporary prefix) and Node.js with npm (tests/manifests/ validates deploy/kubernetes/ with
-# npm's kubernetes-models). Any Node.js with npm will do, e.g. one from NodeSource that ships its own npm.
+# --test (make test) also installs what only tests need: nginx (tests/integration/replica_failover_test.cc runs
+# deploy/nginx/zeroinfer.conf in the foreground under a temporary prefix) and Node.js with npm (tests/manifests/
+# validates deploy/kubernetes/ with npm's kubernetes-models; tests/openai_sdk/ runs the OpenAI Node SDK). Builds
+# and the Docker image need neither. A node from elsewhere (NodeSource bundles npm, and conflicts with Debian's npm
+# package) is kept as it is.
 services=()
-dpkg-query -W -f='${Status}' nginx 2>/dev/null | grep -q "install ok installed" || services+=(nginx)
-command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+if [ "${1:-}" = "--test" ]; then
+  dpkg-query -W -f='${Status}' nginx 2>/dev/null | grep -q "install ok installed" || services+=(nginx)
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then missing+=(nodejs npm); fi
+fi
 [ ${#missing[@]} -eq 0 ] && [ ${#services[@]} -eq 0 ] && exit 0
 echo "install_deps: installing ${missing[*]} ${services[*]}" >&2
 sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"

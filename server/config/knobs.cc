@@ -204,6 +204,14 @@ std::vector<Knob> make_knobs() {
                           [](const std::string& v, const std::string& what) {
                             return v.empty() ? absl::OkStatus() : check_host_port(v, what);
                           }));
+  t.push_back(string_knob(row("server.http_listen", "--http-listen", kServe,
+                              "OpenAI-compatible HTTP API HOST:PORT (port 0 = any free port; empty = off)"),
+                          [](C& c) -> std::string& { return c.http_listen; }, false,
+                          [](const std::string& v, const std::string& what) {
+                            return v.empty() ? absl::OkStatus() : check_host_port(v, what);
+                          }));
+  t.push_back(size_knob(row("server.http_max_body_bytes", "", 0, ""),
+                        [](C& c) -> uint64_t& { return c.http_max_body_bytes; }, 1024, uint64_t{1} << 30));
   t.push_back(reloadable(uint_knob(row("server.max_queue", "", 0, ""), [](C& c) -> uint32_t& { return c.max_queue; },
                                    1, 1000000)));
   // An integer, or auto (stored as 0): the throughput planner chooses it (engine/zero/planner/).

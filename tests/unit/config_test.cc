@@ -52,6 +52,8 @@ TEST(Config, OnlyModelPathIsRequiredAndDefaultsFollowTheDesign) {
   EXPECT_FALSE(c->engine.kv_offload);
   EXPECT_EQ(c->log_level, "info");
   EXPECT_EQ(c->engine.debug_step_delay_ms, 0u);
+  EXPECT_EQ(c->http_listen, "127.0.0.1:8000");
+  EXPECT_EQ(c->http_max_body_bytes, 8u << 20);
   EXPECT_EQ(parse("model: {path: /abs/m/}\n")->engine.served_name, "m");
 }
 
@@ -59,7 +61,8 @@ TEST(Config, ParsesEveryKeyOfTheSchema) {
   auto c = parse(R"(
 model:    {path: /m/opt, name: opt-30b, dtype: float16, max_context: 4096, enforce_eager: true}
 device: cuda
-server:   {listen: "0.0.0.0:6000", metrics_listen: "[::1]:9500", health_listen: "0.0.0.0:6001", max_queue: 8, max_batch_size: 32,
+server:   {listen: "0.0.0.0:6000", metrics_listen: "[::1]:9500", health_listen: "0.0.0.0:6001", http_listen: "",
+           http_max_body_bytes: 1MiB, max_queue: 8, max_batch_size: 32,
            max_new_tokens_default: 100, max_prompt_tokens: 1000, shutdown_grace_seconds: 2.5,
            max_streams_per_connection: 7, keepalive_seconds: 0, auth_token_file: token, allow_insecure: true,
            tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem, require_client_cert: true}}
@@ -84,6 +87,8 @@ debug:    {step_delay_ms: 25}
   EXPECT_EQ(c->listen, "0.0.0.0:6000");
   EXPECT_EQ(c->metrics_listen, "[::1]:9500");
   EXPECT_EQ(c->health_listen, "0.0.0.0:6001");
+  EXPECT_EQ(c->http_listen, "");  // off
+  EXPECT_EQ(c->http_max_body_bytes, 1u << 20);
   EXPECT_EQ(c->max_queue, 8u);
   EXPECT_EQ(e.max_batch_size, 32u);
   EXPECT_EQ(c->max_new_tokens_default, 100u);
@@ -318,6 +323,13 @@ TEST(Config, PlaintextOnlyOnLoopbackUnlessAllowed) {
   EXPECT_FALSE(check_transport_security(*local).ok());
   ASSERT_TRUE(apply_flags({flag("server.allow_insecure", "true")}, &*local).ok());
   EXPECT_TRUE(check_transport_security(*local).ok());
+  // The HTTP API's address under the same rule, named by its own key.
+  auto http = parse("model: {path: m}\nserver: {http_listen: \"0.0.0.0:8000\"}\n");
+  EXPECT_EQ(check_transport_security(*http).message(),
+            "test.yaml: server.http_listen: '0.0.0.0:8000' is not a loopback address and server.tls is not set: "
+            "plaintext HTTP is served only on loopback; set server.tls.cert_file and server.tls.key_file, or "
+            "server.allow_insecure: true (--allow-insecure) to serve plaintext anyway");
+  EXPECT_TRUE(check_transport_security(*parse("model: {path: m}\nserver: {http_listen: \"\"}\n")).ok());
 }
 
 TEST(Config, QuantizedEmbeddingsReachTheEngineOptions) {
