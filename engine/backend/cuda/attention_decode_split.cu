@@ -45,6 +45,28 @@ __device__ __forceinline__ float* split_slot(float* ws, int s, int h, int n_head
   return ws + ((int64_t{s} * n_heads + h) * splits + split) * (2 + int64_t{D});
 }
 
+// One pass's key or value rows into registers: row j0 + u·NR + r (u < kUnroll) of the split, this lane's vectors
+// c + ch·RP of it; rows past n and vectors past R read as zeros.
+template <class T, int RP, int CH>
+__device__ __forceinline__ void load_rows(const T* base, const KvArgs& kv, const SeqView& sv, int k0, int j0, int n,
+                                          int r, int c, int R, float (&out)[kUnroll][CH][Vec<T>::N]) {
+  constexpr int N = Vec<T>::N, NR = kThreads / RP;
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    const int j = j0 + u * NR + r;
+#pragma unroll
+    for (int ch = 0; ch < CH; ++ch) {
+      const int vi = c + ch * RP;
+      if (j < n && vi < R) {
+        Vec<T>::load(base + kv_offset(kv, sv, k0 + j) + vi * N, out[u][ch]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < N; ++i) out[u][ch][i] = 0.0f;
+      }
+    }
+  }
+}
+
 template <class T, int RP, int CH, int G>
 __global__ void __launch_bounds__(kThreads)
     decode_split_kernel(KvArgs kv, AttentionArgs a, const T* __restrict__ q, T* __restrict__ out,
@@ -96,20 +118,7 @@ __global__ void __launch_bounds__(kThreads)
   // 1. Scores. Every lane runs the same passes (shuffles need the whole warp); rows past n are predicated off.
   for (int j0 = 0; j0 < n; j0 += NR * kUnroll) {
     float kf[kUnroll][CH][N];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int j = j0 + u * NR + r;
-#pragma unroll
-      for (int ch = 0; ch < CH; ++ch) {
-        const int vi = c + ch * RP;
-        if (j < n && vi < R) {
-          Vec<T>::load(kbase + kv_offset(kv, sv, k0 + j) + vi * N, kf[u][ch]);
-        } else {
-#pragma unroll
-          for (int i = 0; i < N; ++i) kf[u][ch][i] = 0.0f;
-        }
-      }
-    }
+    load_rows<T, RP, CH>(kbase, kv, sv, k0, j0, n, r, c, R, kf);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       float acc[G];
@@ -168,20 +177,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int i = 0; i < N; ++i) o[g][ch][i] = 0.0f;
   for (int j0 = 0; j0 < n; j0 += NR * kUnroll) {
     float vf[kUnroll][CH][N];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int j = j0 + u * NR + r;
-#pragma unroll
-      for (int ch = 0; ch < CH; ++ch) {
-        const int vi = c + ch * RP;
-        if (j < n && vi < R) {
-          Vec<T>::load(vbase + kv_offset(kv, sv, k0 + j) + vi * N, vf[u][ch]);
-        } else {
-#pragma unroll
-          for (int i = 0; i < N; ++i) vf[u][ch][i] = 0.0f;
-        }
-      }
-    }
+    load_rows<T, RP, CH>(vbase, kv, sv, k0, j0, n, r, c, R, vf);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int j = j0 + u * NR + r;
