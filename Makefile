@@ -26,6 +26,7 @@ build-cpu: deps
 # Every CPU test, in the CPU-only build with ASan + UBSan: what a user without the toolkit gets, checked for memory
 # errors. (The CUDA build is checked by `make build`; its gpu-labelled tests run on a GPU machine: tools/gpu/.)
 test: build-cpu
+	@tools/install_deps.sh --test
 	@cd $(BUILD_CPU) && ctest -LE 'gpu|fuzz-live' --output-on-failure -j $(JOBS)
 
 test-cpu: test

@@ -10,9 +10,16 @@
 #include <prometheus/registry.h>
 
 #include "engine/core/log.h"
+#include "engine/tokenizer/model_chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "server/frontend/frontend_state.h"
 #include "server/grpc/generation_service.h"
+#include "server/grpc/health_port.h"
 #include "server/grpc/security.h"
+#include "server/http/http_server.h"
+#include "server/http/openai_api.h"
+#include "server/http/openai_errors.h"
+#include "server/http/tls_context.h"
 #include "server/metrics/metrics_http.h"
 #include "server/metrics/serving_metrics.h"
 #include "server/scheduler/scheduler.h"
@@ -38,7 +45,7 @@ int wait_signal(const sigset_t& set, milliseconds timeout) {
 // key takes effect.
 class Reloader {
  public:
-  Reloader(const ServeConfig& config, ConfigReloader reload, GenerationService* service, ServingRuntime* runtime,
+  Reloader(const ServeConfig& config, ConfigReloader reload, FrontendState* service, ServingRuntime* runtime,
            std::optional<std::string> token)
       : running_(config), startup_max_queue_(config.max_queue), reload_(std::move(reload)), service_(service),
         runtime_(runtime), token_(std::move(token)) {}
@@ -115,12 +122,14 @@ class Reloader {
   ServeConfig running_;
   const uint32_t startup_max_queue_;
   ConfigReloader reload_;
-  GenerationService* service_;
+  FrontendState* service_;  // both front ends' limits, queue bound and token
   ServingRuntime* runtime_;
   std::optional<std::string> token_;
 };
 
-void set_health(grpc::Server* server, bool serving) {
+// The main port's health and, when server.health_listen is set, its mirror there.
+void set_health(grpc::Server* server, HealthPort* health_port, bool serving) {
+  if (health_port) health_port->set_serving(serving, kServiceName);
   grpc::HealthCheckServiceInterface* h = server->GetHealthCheckService();
   if (!h) return;
   h->SetServingStatus("", serving);
@@ -159,9 +168,14 @@ class Coordinator {
   ServingMetrics metrics_{*registry_};
   std::unique_ptr<MetricsHttpServer> exposer_;
   boost::asio::thread_pool intake_{2};  // tokenization and validation, off the reactor threads
-  GenerationService service_{&intake_, &metrics_};
+  FrontendState state_;  // what gRPC and the HTTP API share (model, limits, token)
+  GenerationService service_{&intake_, &state_, &metrics_};
+  http::OpenAiApi api_{&intake_, &state_, &metrics_};
+  std::unique_ptr<http::HttpServer> http_;
+  std::optional<tok::ModelChatTemplate> chat_template_;
   std::unique_ptr<Reloader> reloader_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HealthPort> health_port_;  // server.health_listen; null when unset
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<Scheduler> scheduler_;
@@ -184,8 +198,9 @@ std::optional<int> Coordinator::start_frontend() {
   const ServeConfig& config = config_;
   // Transport security first: a plaintext public port, or a certificate that cannot be read, stops here.
   if (Status st = check_transport_security(config); !st.ok()) return fail(st);
-  auto credentials = make_server_credentials(config);
-  if (!credentials.ok()) return fail(credentials.status());
+  auto tls = load_tls_material(config);  // read once: both ports present the same certificate
+  if (!tls.ok()) return fail(tls.status());
+  auto credentials = make_server_credentials(*tls);
   auto token = load_auth_token(config);
   if (!token.ok()) return fail(token.status());
 
@@ -200,8 +215,21 @@ std::optional<int> Coordinator::start_frontend() {
     ZI_LOG(INFO) << "metrics on http://" << join_host_port(hp->host, exposer_->port()) << "/metrics";
   }
 
-  service_.set_auth_token(*token);
-  reloader_ = std::make_unique<Reloader>(config, std::move(reload_), &service_, nullptr, *token);
+  // The health-only port next: plaintext wherever it listens (it serves nothing but the serving state).
+  if (!config.health_listen.empty()) {
+    auto hp = parse_host_port(config.health_listen);
+    if (!hp.ok())
+      return fail(absl::InvalidArgumentError(absl::StrCat("server.health_listen: ", hp.status().message())));
+    auto started = HealthPort::Start(config.health_listen);
+    if (!started.ok()) return fail(started.status());
+    health_port_ = std::move(*started);
+    health_port_->set_serving(false, kServiceName);
+    ZI_LOG(INFO) << "health on " << join_host_port(hp->host, health_port_->port())
+                 << " (plaintext, grpc.health.v1 only)";
+  }
+
+  state_.set_auth_token(*token);
+  reloader_ = std::make_unique<Reloader>(config, std::move(reload_), &state_, nullptr, *token);
   auto hp = parse_host_port(config.listen);
   if (!hp.ok()) return fail(absl::InvalidArgumentError(absl::StrCat("server.listen: ", hp.status().message())));
   grpc::EnableDefaultHealthCheckService(true);
@@ -219,12 +247,12 @@ std::optional<int> Coordinator::start_frontend() {
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   }
-  builder.AddListeningPort(config.listen, *credentials, &port);
+  builder.AddListeningPort(config.listen, credentials, &port);
   builder.RegisterService(&service_);
   server_ = builder.BuildAndStart();
   if (!server_ || port == 0)
     return fail(absl::UnavailableError(absl::StrCat("server.listen: cannot listen on ", config.listen)));
-  set_health(server_.get(), false);  // the built-in service starts SERVING; nothing is loaded yet
+  set_health(server_.get(), health_port_.get(), false);  // the built-in service starts SERVING; nothing is loaded yet
   ZI_LOG(INFO) << "listening on " << join_host_port(hp->host, port)
                << (!config.tls.enabled()                  ? " (plaintext)"
                    : config.tls.require_client_cert        ? " (TLS, client certificate required)"
@@ -232,6 +260,33 @@ std::optional<int> Coordinator::start_frontend() {
                                                            : " (TLS)")
                << (token->has_value() ? ", bearer token required" : "");
 
+  // The OpenAI-compatible HTTP API: the same TLS material, token and (through state_) model and limits.
+  if (!config.http_listen.empty()) {
+    auto http_hp = parse_host_port(config.http_listen);
+    if (!http_hp.ok())
+      return fail(absl::InvalidArgumentError(absl::StrCat("server.http_listen: ", http_hp.status().message())));
+    http::HttpServerOptions options;
+    options.listen = config.http_listen;
+    options.max_body_bytes = config.http_max_body_bytes;
+    options.error_body = [](unsigned status, const std::string& message) {
+      return std::make_pair(std::string("application/json"), http::error_json(http::api_error(status, message)));
+    };
+    if (tls->has_value()) {
+      auto ctx = http::make_ssl_context(**tls);
+      if (!ctx.ok()) return fail(ctx.status());
+      options.tls = std::move(*ctx);
+    }
+    auto started = http::HttpServer::Start(std::move(options), [this](http::Request req,
+                                                                      std::shared_ptr<http::Reply> reply) {
+      api_.handle(std::move(req), std::move(reply));
+    });
+    if (!started.ok())
+      return fail(Status(started.status().code(), absl::StrCat("server.http_listen: ", started.status().message())));
+    http_ = std::move(*started);
+    ZI_LOG(INFO) << "OpenAI-compatible HTTP API on " << (tls->has_value() ? "https://" : "http://")
+                 << join_host_port(http_hp->host, http_->port()) << "/v1"
+                 << (token->has_value() ? " (bearer token required)" : "");
+  }
   return std::nullopt;
 }
 
@@ -240,6 +295,10 @@ std::optional<int> Coordinator::start_engine() {
   auto tokenizer = Tokenizer::FromDir(config.engine.model_dir);
   if (!tokenizer.ok()) return fail(tokenizer.status());
   tokenizer_ = std::move(*tokenizer);
+  // A template outside the interpreter's subset stops here, naming the construct and the file.
+  auto chat_template = tok::load_model_chat_template(config.engine.model_dir);
+  if (!chat_template.ok()) return fail(chat_template.status());
+  chat_template_ = std::move(*chat_template);
 
   WorkerPoolOptions pool_options;
   pool_options.executable = executable_;
@@ -293,8 +352,9 @@ std::optional<int> Coordinator::start_engine() {
   if (!policy.ok()) return fail(policy.status());
   scheduler_ = std::make_unique<Scheduler>(pool_.get(), tokenizer_.get(), sopts, &metrics_, std::move(*policy));
   grpc::Server* srv = server_.get();
-  auto on_lost = [srv, sched = scheduler_.get()](const Status& st) {
-    set_health(srv, false);
+  auto on_lost = [srv, hport = health_port_.get(), sched = scheduler_.get(), state = &state_](const Status& st) {
+    set_health(srv, hport, false);
+    state->set_serving(false);
     sched->fail_all(st);
   };
   scheduler_->set_on_executor_lost(on_lost);
@@ -308,14 +368,20 @@ std::optional<int> Coordinator::start_engine() {
   rt.limits.max_context = summary.max_context;
   rt.limits.max_prompt_tokens = config.max_prompt_tokens;
   rt.limits.max_new_tokens_default = config.max_new_tokens_default;
-  service_.set_runtime(rt);
+  rt.chat_template = chat_template_ ? &*chat_template_ : nullptr;
+  rt.max_batch_size = sopts.max_batch_size;
+  state_.set_runtime(rt);
   reloader_->set_runtime(&rt);
   if (reload_pending_) reloader_->reload();
-  set_health(server_.get(), true);
+  set_health(server_.get(), health_port_.get(), true);
+  state_.set_serving(true);
   sd_notify(0, "READY=1");
   ZI_LOG(INFO) << "serving " << summary.name << " (" << summary.architecture << ", " << summary.parameters
                << " parameters, context " << summary.max_context << ", " << summary.device << ", "
-               << summary.num_ranks << " rank" << (summary.num_ranks == 1 ? "" : "s") << ")";
+               << summary.num_ranks << " rank" << (summary.num_ranks == 1 ? "" : "s") << ", "
+               << (chat_template_ ? "chat template from " + chat_template_->chat_template.source_name()
+                                  : std::string("no chat template: chat requests are refused"))
+               << ")";
 
   return std::nullopt;
 }
@@ -344,7 +410,9 @@ void Coordinator::drain(int sig) {
                << grace_seconds << " s)";
   sd_notify(0, "STOPPING=1");
   scheduler_->start_draining();  // first: once health says NOT_SERVING, new requests are refused
+  state_.set_serving(false);     // the HTTP API's /health and new requests: 503
   if (auto* h = server_->GetHealthCheckService()) h->Shutdown();  // NOT_SERVING for good
+  if (health_port_) health_port_->shutdown_health();
   const auto grace_end = std::chrono::steady_clock::now() +
                          std::chrono::duration_cast<milliseconds>(std::chrono::duration<double>(grace_seconds));
   while (scheduler_->in_flight() > 0 && std::chrono::steady_clock::now() < grace_end) {
@@ -369,6 +437,8 @@ void Coordinator::drain(int sig) {
   pool_->shutdown(seconds(5));
   scheduler_.reset();
   server_.reset();
+  http_.reset();  // after the scheduler: no sink can write to a connection any more
+  if (health_port_) health_port_->stop(1000);  // after the workers: no on_lost can reach it any more
   exposer_.reset();
   ZI_LOG(INFO) << "stopped";
 }

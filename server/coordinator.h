@@ -9,7 +9,8 @@
 // value), server.max_new_tokens_default, server.max_prompt_tokens, server.shutdown_grace_seconds and the bearer
 // token take effect at once; every other changed key is logged as taking a restart.
 // Security: plaintext only on loopback unless server.allow_insecure; TLS / mTLS from server.tls; a bearer token
-// from server.auth_token_file or $ZEROINFER_AUTH_TOKEN (server/grpc/security.h).
+// from server.auth_token_file or $ZEROINFER_AUTH_TOKEN (server/grpc/security.h). The one plaintext port allowed
+// anywhere is server.health_listen, which serves grpc.health.v1 alone (server/grpc/health_port.h).
 #pragma once
 
 #include <functional>

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -166,6 +167,13 @@ class Backend {
   virtual Tensor from_host(DType dtype, std::vector<int64_t> shape, const void* src) = 0;
   // A weight from a checkpoint (`src` any alignment, `src_dtype` F32/F16/BF16), converted to weight_dtype().
   virtual Tensor upload_weight(DType src_dtype, std::vector<int64_t> shape, const void* src) = 0;
+  // A weight of dummy_uniform(key, i, amplitude) values (engine/core/dummy_random.h) in `dtype`, made on the
+  // backend's own device; nullopt where that is no faster than generating on the host and uploading (the CPU).
+  virtual std::optional<Tensor> uniform_weight(DType dtype, std::vector<int64_t> shape, uint64_t key,
+                                               float amplitude) {
+    (void)dtype, (void)shape, (void)key, (void)amplitude;
+    return std::nullopt;
+  }
   // Overwrites `dst`'s nbytes() with the bytes at `src` (host memory), ordered before later ops; `src` may be reused
   // when it returns. Refills a step's input buffer in place (the addresses a captured StepGraph reads).
   virtual void upload(Tensor& dst, const void* src) = 0;
@@ -270,6 +278,9 @@ class Backend {
   // Device memory free for the KV cache after the weights, streaming ring and other reservations, or -1 when the
   // backend has no device memory of its own (CPU: the KV cache is sized by a setting).
   virtual int64_t device_free_bytes() const { return -1; }
+  // Device memory this process holds on the backend's device, CUDA context included (NVML's per-process figure;
+  // memory.gpu_limit is counted against it), or -1 when the backend has no device memory.
+  virtual int64_t process_device_bytes() const { return -1; }
 };
 
 // Uploads the step's layout (SeqSlice list, per-row positions and block tables) to the backend. `block_tables[s]`

@@ -16,6 +16,9 @@
 
 namespace zi {
 
+// The key of tensor `name`'s values (engine/core/dummy_random.h): seed ^ FNV-1a(name).
+uint64_t dummy_key(const std::string& name, uint64_t seed);
+
 // Elements [begin, end) of one tensor of `init`, written in `dtype` (F32/F16/BF16): element i at
 // out + (i − begin) × dtype_size, so `out` may be a buffer for just that range.
 void fill_dummy(const std::string& name, WeightInit init, uint64_t seed, DType dtype, size_t begin, size_t end,
@@ -32,8 +35,9 @@ void pack_dummy_quantized(const WeightSpec& spec, uint64_t seed, uint8_t* codes,
                           int threads = 1);
 
 // Uploads every spec's random values onto `backend`, one tensor at a time (the host never holds more than the
-// largest tensor as stored): dense ones generated in `dtype` (the backend's weight dtype), quantized ones packed as
-// above. threads = 0: every core of this host.
+// largest tensor as stored): dense random ones made on the backend itself where it can (Backend::uniform_weight:
+// the GPU), else generated in `dtype` (the backend's weight dtype) on the host; quantized ones packed as above.
+// threads = 0: every core of this host.
 void upload_dummy_weights(Backend& backend, std::vector<WeightSpec>& specs, uint64_t seed, DType dtype,
                           int threads = 0);
 

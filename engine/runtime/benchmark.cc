@@ -44,10 +44,24 @@ StatusOr<BenchReport> run_benchmark(Executor& ex, const BenchConfig& c) {
       in.seqs.push_back(std::move(s));
     }
     BenchLoop L;
+    const size_t per_step =
+        c.prefill_step_tokens > 0 ? std::max<size_t>(1, static_cast<size_t>(c.prefill_step_tokens / c.prompt_len))
+                                  : in.seqs.size();
+    std::vector<int32_t> first_tokens;
     auto t0 = std::chrono::steady_clock::now();
-    ZI_ASSIGN_OR_RETURN(StepOutput out, ex.step(in));
+    L.prefill_steps = 0;
+    for (size_t b0 = 0; b0 < in.seqs.size(); b0 += per_step) {
+      StepInput part;
+      for (size_t b = b0; b < std::min(in.seqs.size(), b0 + per_step); ++b) part.seqs.push_back(in.seqs[b]);
+      ZI_ASSIGN_OR_RETURN(StepOutput po, ex.step(part));
+      L.prefill_fetch_bytes += po.stats.fetch_bytes;
+      for (const SeqResult& res : po.results) first_tokens.push_back(res.token);
+      ++L.prefill_steps;
+    }
     L.prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    L.prefill_fetch_bytes = out.stats.fetch_bytes;
+    StepOutput out;
+    out.results.resize(first_tokens.size());
+    for (size_t b = 0; b < first_tokens.size(); ++b) out.results[b].token = first_tokens[b];
     t0 = std::chrono::steady_clock::now();
     for (int g = 1; g < c.gen_len; ++g) {
       StepInput d;

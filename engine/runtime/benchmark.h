@@ -17,10 +17,14 @@ struct BenchConfig {
   int gen_len = 32;
   int loops = 3;
   uint64_t seed = 1;
+  // Prefill rows per step: 0 = every prompt in one step; else whole prompts, as many as fit (at least one), so a
+  // prefill of B prompts takes ceil(B / prompts per step) steps (the throughput planner's step budget).
+  int prefill_step_tokens = 0;
 };
 
 struct BenchLoop {
-  double prefill_seconds = 0;           // the step that prefills all B prompts (and samples their first token)
+  double prefill_seconds = 0;           // the step(s) that prefill all B prompts (and sample their first token)
+  int prefill_steps = 1;
   uint64_t prefill_fetch_bytes = 0;     // weight bytes the prefill streamed host → device
   double decode_seconds = 0;            // the gen_len − 1 decode steps together
   int decode_steps = 0;

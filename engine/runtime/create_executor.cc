@@ -4,6 +4,7 @@
 #include "engine/comm/communicator.h"
 #include "engine/core/log.h"
 #include "engine/model/registry.h"
+#include "engine/model/weights.h"
 #include "engine/model/quantized_weights.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/runtime/local_executor.h"
@@ -35,6 +36,35 @@ StatusOr<Device> resolve_device(Device device, bool log) {
     return absl::FailedPreconditionError("device cuda: this zeroinfer was built without CUDA (use --device cpu)");
   return Device::kCpu;
 #endif
+}
+
+// memory.host_limit on the CPU backend, when set: every weight (dense ones converted to fp32, packed ones kept) and
+// the KV cache (fp32, max_batch_size full contexts unless kv_cache.max_bytes) live in host memory.
+Status check_cpu_host_limit(const EngineOptions& options, const ModelFolder& model) {
+  if (options.host_memory_limit == 0) return absl::OkStatus();
+  const ModelConfig& cfg = model.config;
+  ZI_ASSIGN_OR_RETURN(const QuantConfig quant,
+                      make_quant_config(options.quant_bits, options.quant_group_size, options.quant_embeddings));
+  uint64_t weights = 0;
+  for (int l = 0; l < cfg.num_layers; ++l) weights += layer_layout(cfg, *model.arch, l, DType::kF32, 1, quant).bytes;
+  GlobalWeights g;
+  std::vector<WeightSpec> specs;
+  model.arch->global_weights(cfg, g, specs);
+  for (const WeightSpec& s : specs) {
+    uint64_t e = 4;
+    for (int64_t d : s.shape) e *= static_cast<uint64_t>(d);
+    weights += e;
+  }
+  const uint64_t ctx = options.max_context ? options.max_context : static_cast<uint64_t>(cfg.default_max_context);
+  const uint64_t kv = options.kv_cache_bytes ? options.kv_cache_bytes
+                                             : kv_cache_bytes(cfg.num_layers, options.max_batch_size, ctx,
+                                                              cfg.num_kv_heads, cfg.head_dim, 4);
+  if (weights + kv > options.host_memory_limit)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "memory.host_limit ", format_bytes(options.host_memory_limit), " (", options.host_memory_limit,
+        " bytes) cannot hold the model on the CPU backend: weights ", format_bytes(weights), " (", weights,
+        " bytes) + KV cache ", format_bytes(kv), " (", kv, " bytes) = ", weights + kv, " bytes"));
+  return absl::OkStatus();
 }
 
 StatusOr<ExecutorParts> make_cpu_parts(const EngineOptions& options) {
@@ -120,6 +150,7 @@ StatusOr<std::unique_ptr<Executor>> create_executor(const EngineOptions& options
   }
 #endif
   if (device == Device::kCpu) {
+    ZI_RETURN_IF_ERROR(check_cpu_host_limit(options, model));
     ZI_ASSIGN_OR_RETURN(parts, make_cpu_parts(options));
   }
   ZI_ASSIGN_OR_RETURN(auto ex, LocalExecutor::Create(options, std::move(model), std::move(parts.backend),

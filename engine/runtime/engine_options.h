@@ -29,7 +29,16 @@ struct EngineOptions {
   Device device = Device::kAuto;
   ComputeDtype dtype = ComputeDtype::kAuto;  // compute dtype on the GPU
   uint32_t max_context = 0;            // 0 = from config.json (BLOOM: seq_length, else 2048)
-  uint32_t max_batch_size = 16;        // sequences per step the executor must hold KV cache for
+  uint32_t max_batch_size = 16;        // sequences per step the executor must hold KV cache for (0 in a config
+                                       // = auto: the throughput planner chooses it before anything is built)
+  // Rows the largest step may carry: the activation reserve is sized for it (0 = max_batch_size × context, at
+  // most 65536). The throughput planner sets it to its prefill step budget.
+  uint32_t max_step_tokens = 0;
+  // memory.gpu_limit: bytes this process may hold on each GPU, CUDA context included (NVML's per-process figure);
+  // 0 = the whole card. memory.host_limit: pinned + pageable host bytes for weights and KV cache; 0 = MemAvailable
+  // at start.
+  uint64_t gpu_memory_limit = 0;
+  uint64_t host_memory_limit = 0;
   bool dummy_weights = false;          // random weights from config.json alone (bench --dummy)
   uint64_t dummy_seed = 0;
   // Offload / ZeRO-3.

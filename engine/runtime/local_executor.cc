@@ -12,13 +12,20 @@
 #include "engine/model/quantized_weights.h"
 #include "engine/zero/layer_pack.h"
 #include "engine/zero/placement.h"
+#include "engine/zero/planner/cost_model.h"
 #include "engine/zero/streamed_parameters.h"
 
 namespace zi {
 
 namespace {
 
-constexpr uint64_t kGpuKvMarginBytes = uint64_t{1} << 30;  // left free beside the KV cache: cuBLAS, fragmentation
+constexpr uint64_t kGpuKvMarginBytes = kGpuSlackBytes;  // left free beside the KV cache: cuBLAS, fragmentation
+
+// Rows the largest step carries: max_step_tokens when set (the planner's prefill budget), else every slot's context.
+uint64_t step_rows(const EngineOptions& o, uint32_t max_context) {
+  return o.max_step_tokens ? std::max<uint64_t>(o.max_step_tokens, o.max_batch_size)
+                           : activation_tokens(o.max_batch_size, max_context);
+}
 
 // The paged KV cache's size: kv_cache_bytes when set; otherwise on a GPU the device memory left after the weights,
 // the streaming ring and an activation reserve (at most max_batch_size full contexts), and in host memory (the CPU
@@ -34,8 +41,19 @@ StatusOr<std::unique_ptr<KvCache>> make_kv_cache(const EngineOptions& options, c
   if (options.kv_block_size == 0 || options.kv_block_size > 1024)
     return absl::InvalidArgumentError(absl::StrCat("kv_cache.block_size must be 1..1024, got ", options.kv_block_size));
   shape.block_size = static_cast<int>(options.kv_block_size);
-  const int64_t device_free = backend.device_free_bytes();
+  int64_t device_free = backend.device_free_bytes();
   const bool on_device = device_free >= 0;
+  // memory.gpu_limit: what the process may still take is the limit less what it holds (NVML, context included).
+  std::string within;
+  if (on_device && options.gpu_memory_limit > 0) {
+    const int64_t held = std::max<int64_t>(0, backend.process_device_bytes());
+    const int64_t room = std::max<int64_t>(0, static_cast<int64_t>(options.gpu_memory_limit) - held);
+    if (room < device_free) {
+      device_free = room;
+      within = absl::StrCat(" (within memory.gpu_limit ", format_bytes(options.gpu_memory_limit), ": the process holds ",
+                            format_bytes(static_cast<uint64_t>(held)), ")");
+    }
+  }
   if (options.kv_offload && !on_device) {
     ZI_LOG(INFO) << "kv_cache.offload: no-op on the " << backend.name()
                  << " backend (its KV cache is in host memory already)";
@@ -53,15 +71,16 @@ StatusOr<std::unique_ptr<KvCache>> make_kv_cache(const EngineOptions& options, c
     if (on_device && !shape.host && options.kv_cache_bytes + kGpuKvMarginBytes > static_cast<uint64_t>(device_free))
       return absl::ResourceExhaustedError(absl::StrCat(
           "kv_cache.max_bytes ", format_bytes(options.kv_cache_bytes), " does not fit the GPU: ",
-          format_bytes(static_cast<uint64_t>(device_free)), " free after the weights (",
+          format_bytes(static_cast<uint64_t>(device_free)), " free after the weights", within, " (",
           format_bytes(kGpuKvMarginBytes), " kept free); lower it or set kv_cache.offload: true"));
   } else if (on_device && !shape.host) {
-    const uint64_t act = activation_bytes(cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size,
-                                          options.max_batch_size, max_context, elem);
+    const uint64_t act = activation_bytes_for_rows(cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size,
+                                                   step_rows(options, max_context), options.max_batch_size, elem);
     const uint64_t reserve = act + kGpuKvMarginBytes;
     const uint64_t avail = static_cast<uint64_t>(device_free) > reserve ? device_free - reserve : 0;
     blocks = std::min<int64_t>(full, static_cast<int64_t>(avail / block_bytes));
-    why = absl::StrCat(format_bytes(static_cast<uint64_t>(device_free)), " GPU memory free after the weights, less ",
+    why = absl::StrCat(format_bytes(static_cast<uint64_t>(device_free)), " GPU memory free after the weights", within,
+                       ", less ",
                        format_bytes(reserve), " for activations and a margin");
   }
   if (blocks < 1)
@@ -173,7 +192,7 @@ StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(const EngineOptio
     ex->graphs_ = std::make_unique<StepGraphs>(*ex->model_, *ex->backend_, *ex->kv_,
                                                static_cast<int>(options.max_batch_size),
                                                static_cast<int>(max_context));
-  s.max_step_tokens = static_cast<uint32_t>(activation_tokens(options.max_batch_size, max_context));
+  s.max_step_tokens = static_cast<uint32_t>(step_rows(options, max_context));
   s.eos_token_ids = cfg.eos_token_ids;
   s.bos_token_id = cfg.bos_token_id;
   s.kv_block_size = static_cast<uint32_t>(ex->kv_->block_size());

@@ -62,6 +62,9 @@ void to_proto(const EngineOptions& in, pb::EngineOptions* out) {
   out->set_debug_step_delay_ms(in.debug_step_delay_ms);
   out->set_cpu_threads(in.cpu_threads);
   out->set_quant_embeddings(in.quant_embeddings);
+  out->set_max_step_tokens(in.max_step_tokens);
+  out->set_gpu_memory_limit(in.gpu_memory_limit);
+  out->set_host_memory_limit(in.host_memory_limit);
 }
 
 EngineOptions from_proto(const pb::EngineOptions& in) {
@@ -94,6 +97,9 @@ EngineOptions from_proto(const pb::EngineOptions& in) {
   o.debug_step_delay_ms = in.debug_step_delay_ms();
   o.cpu_threads = in.cpu_threads();
   o.quant_embeddings = in.quant_embeddings();
+  o.max_step_tokens = in.max_step_tokens();
+  o.gpu_memory_limit = in.gpu_memory_limit();
+  o.host_memory_limit = in.host_memory_limit();
   return o;
 }
 

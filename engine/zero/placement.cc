@@ -26,8 +26,13 @@ uint64_t activation_tokens(uint64_t slots, uint64_t context) { return std::min<u
 
 uint64_t activation_bytes(int64_t hidden, int64_t intermediate, int64_t vocab, uint64_t slots, uint64_t context,
                           size_t element_bytes) {
-  const uint64_t tokens = activation_tokens(slots, context);
-  return tokens * static_cast<uint64_t>(8 * hidden + 4 * intermediate) * element_bytes +
+  return activation_bytes_for_rows(hidden, intermediate, vocab, activation_tokens(slots, context), slots,
+                                   element_bytes);
+}
+
+uint64_t activation_bytes_for_rows(int64_t hidden, int64_t intermediate, int64_t vocab, uint64_t rows,
+                                   uint64_t slots, size_t element_bytes) {
+  return rows * static_cast<uint64_t>(8 * hidden + 4 * intermediate) * element_bytes +
          2ull * slots * static_cast<uint64_t>(vocab) * 4;
 }
 

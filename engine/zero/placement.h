@@ -74,5 +74,9 @@ uint64_t activation_tokens(uint64_t slots, uint64_t context);
 // through the widest projections, plus fp32 logits of every sequence. A deliberately generous estimate.
 uint64_t activation_bytes(int64_t hidden, int64_t intermediate, int64_t vocab, uint64_t slots, uint64_t context,
                           size_t element_bytes);
+// The same for a step of `rows` tokens over `slots` sequences: rows × (8·hidden + 4·intermediate) × element bytes
+// plus fp32 logits (twice) of every sequence. activation_bytes = this at activation_tokens(slots, context) rows.
+uint64_t activation_bytes_for_rows(int64_t hidden, int64_t intermediate, int64_t vocab, uint64_t rows,
+                                   uint64_t slots, size_t element_bytes);
 
 }  // namespace zi

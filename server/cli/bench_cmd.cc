@@ -4,6 +4,7 @@
 // On a GPU it also sets the decode step against the bytes it must read from HBM (a read probe, 4 GiB, best of 5)
 // and the prefill against cuBLASLt GEMMs of the model's own linear shapes (engine/runtime/bench_floors.h).
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -24,6 +25,9 @@
 #include "server/workload/replay.h"
 #include "server/cli/commands.h"
 #include "server/cli/option_binder.h"
+#include "server/cli/throughput_planning.h"
+#include "engine/runtime/rate_probes.h"
+#include "engine/runtime/throughput_plan.h"
 #include "server/worker_pool/start_executor.h"
 #if defined(ZI_WITH_CUDA)
 #include "engine/backend/cuda/device_probe.h"
@@ -46,7 +50,11 @@ struct BenchFlags {
   BenchConfig bench;
   bool json = false;
   bool probe_disk = false;
-  std::unique_ptr<OptionBinder> options;
+  std::string batch_size = "1";               // an integer, or auto (the throughput planner)
+  std::optional<std::string> rates;           // --rates FILE: the planner's and the prediction's rates
+  std::optional<std::string> probe_rates;     // --probe-rates FILE: measure the rates, write them, exit
+  uint32_t planned_batch = 0;                 // --batch-size auto --planned-batch N: plan the rest for batch N
+  std::shared_ptr<OptionBinder> options;      // shared: a planned run copies the flags with its own batch
   // --workload: mixed traffic through the scheduler (server/workload/replay.h); policy and token budget come from
   // scheduler.* (--scheduler-policy, --max-num-batched-tokens).
   std::optional<std::string> workload;
@@ -162,7 +170,7 @@ StatusOr<server::ServeConfig> bench_config(const BenchFlags& f) {
   EngineOptions& o = c.engine;
   o.model_dir = f.model;
   o.dummy_weights = f.dummy;
-  o.max_batch_size = static_cast<uint32_t>(f.bench.batch_size);
+  o.max_batch_size = f.bench.batch_size > 0 ? static_cast<uint32_t>(f.bench.batch_size) : 1;
   o.max_context = static_cast<uint32_t>(f.bench.prompt_len + f.bench.gen_len);
   ZI_RETURN_IF_ERROR(f.options->apply(&c));
   return c;
@@ -369,6 +377,32 @@ void print_report(const BenchFlags& f, const EngineOptions& o, const ModelSummar
                 fl.prefill_tflops / p.gemm_tflops);
 }
 
+// --probe-rates FILE: every rate the planner uses, measured here for this model's shapes, written as JSON.
+int run_probe_rates(const BenchFlags& f, const server::ServeConfig& config) {
+  const EngineOptions& o = config.engine;
+  auto cfg = load_model_config(o.model_dir);
+  if (!cfg.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(cfg.status().message()).c_str());
+    return 1;
+  }
+  const Architecture* arch = find_architecture(cfg->architecture);
+  const std::string store = o.offload_dir + "/rank-0-of-1.bin";
+  auto rates = measure_rates(o, *cfg, *arch, f.bench.prompt_len, 1024,
+                             std::filesystem::exists(store) ? store : o.offload_dir + "/.zeroinfer-disk-probe");
+  if (!rates.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(rates.status().message()).c_str());
+    return 1;
+  }
+  if (Status s = write_rates(*rates, *f.probe_rates); !s.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  std::printf("%s\n", rates_json(*rates).c_str());
+  return 0;
+}
+
+int run_measured(const BenchFlags& f, const server::ServeConfig& sc, std::optional<Planned> planned);
+
 int run(const BenchFlags& f) {
   auto config = bench_config(f);
   if (!config.ok()) {
@@ -380,6 +414,33 @@ int run(const BenchFlags& f) {
     return 0;
   }
   if (f.workload) return run_workload_bench(f, *config);
+  if (f.probe_rates) return run_probe_rates(f, *config);
+  // --batch-size auto: the throughput planner chooses the batch and the rest (server/cli/throughput_planning.h);
+  // its prediction is printed beside the measurement.
+  std::optional<Planned> planned;
+  BenchFlags fl = f;
+  if (f.bench.batch_size == 0) {
+    PlanningRequest req;
+    req.rates_file = f.rates;
+    req.prompt_len = static_cast<uint32_t>(f.bench.prompt_len);
+    req.gen_len = static_cast<uint32_t>(f.bench.gen_len);
+    req.fixed_batch = f.planned_batch;
+    if (f.options->given("kv_cache.offload")) req.kv_offload = config->engine.kv_offload;
+    auto p = plan_deployment(&*config, req, /*apply=*/true);
+    if (!p.ok()) {
+      std::fprintf(stderr, "zeroinfer: %s\n", std::string(p.status().message()).c_str());
+      return absl::IsInvalidArgument(p.status()) ? 2 : 1;
+    }
+    planned = *std::move(p);
+    fl.bench.batch_size = static_cast<int>(planned->plan.choice.batch);
+    std::fprintf(stderr, "%s", plan_text(*planned).c_str());
+  }
+  fl.bench.prefill_step_tokens = static_cast<int>(config->engine.max_step_tokens);
+  return run_measured(fl, *config, planned);
+}
+
+int run_measured(const BenchFlags& f, const server::ServeConfig& sc, std::optional<Planned> planned) {
+  const server::ServeConfig* config = &sc;
   const EngineOptions& o = config->engine;
   const std::optional<BenchModel> model = read_bench_model(o);
   Probes probes = probe(f, o, model);
@@ -400,8 +461,55 @@ int run(const BenchFlags& f) {
   }
   const ModelSummary& m = (*ex)->summary();
   const Floors fl = floors(f, o, m, *rep, probes, model);
-  if (f.json) std::printf("%s\n", report_json(f, o, m, *rep, probes, fl, load_s).dump().c_str());
-  else print_report(f, o, m, *rep, probes, fl, load_s);
+  // The cost model's prediction of this run: the plan's, or (with --rates and settings given) the placement the
+  // executor made, priced the same way.
+  std::optional<Prediction> predicted;
+  if (planned) {
+    predicted = planned->plan.prediction;
+  } else if (f.rates && model) {
+    auto rates = read_rates(*f.rates);
+    auto quant = make_quant_config(o.quant_bits, o.quant_group_size, o.quant_embeddings);
+    if (rates.ok() && quant.ok()) {
+      const ModelShape shape = model_shape(model->cfg, *model->arch, model->act, *quant);
+      Workload w;
+      w.prompt_len = static_cast<uint32_t>(f.bench.prompt_len);
+      w.gen_len = static_cast<uint32_t>(f.bench.gen_len);
+      w.kv_block_size = o.kv_block_size;
+      const int resident = static_cast<int>(std::count(m.layer_tiers.begin(), m.layer_tiers.end(), "gpu"));
+      auto p = predict(shape, *rates, w, choice_from_options(o, shape, w, resident, m.prefetch_depth));
+      if (p.ok()) predicted = *p;
+      else ZI_LOG(WARNING) << "no prediction: " << p.status();
+    } else {
+      ZI_LOG(WARNING) << "no prediction: " << (rates.ok() ? quant.status() : rates.status());
+    }
+  }
+  if (f.json) {
+    nlohmann::json j = report_json(f, o, m, *rep, probes, fl, load_s);
+    j["prefill_steps"] = rep->loops.empty() ? 1 : rep->loops.back().prefill_steps;
+    j["kv_offload"] = o.kv_offload;
+    j["gpu_memory_limit"] = o.gpu_memory_limit;
+    if (planned) j.update(plan_json(*planned));
+    if (predicted) {
+      j["predicted_prefill_seconds"] = predicted->prefill_seconds;
+      j["predicted_decode_step_seconds"] = predicted->decode_step_seconds;
+      j["predicted_total_seconds"] = predicted->total_seconds;
+      j["predicted_e2e_tokens_per_second"] = predicted->tokens_per_second;
+      j["measured_over_predicted_e2e"] =
+          predicted->tokens_per_second > 0 ? rep->e2e_tokens_per_second / predicted->tokens_per_second : 0;
+    }
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    print_report(f, o, m, *rep, probes, fl, load_s);
+    if (predicted) {
+      const double measured_total = rep->prefill_seconds + rep->decode_step_seconds * (f.bench.gen_len - 1);
+      std::printf("predicted    prefill %.4f s (measured %.4f), decode step %.4f s (%.4f), total %.3f s (%.3f), "
+                  "%.2f tokens/s (%.2f, %.2f× the prediction)\n",
+                  predicted->prefill_seconds, rep->prefill_seconds, predicted->decode_step_seconds,
+                  rep->decode_step_seconds, predicted->total_seconds, measured_total, predicted->tokens_per_second,
+                  rep->e2e_tokens_per_second,
+                  predicted->tokens_per_second > 0 ? rep->e2e_tokens_per_second / predicted->tokens_per_second : 0.0);
+    }
+  }
   return 0;
 }
 
@@ -412,7 +520,16 @@ void register_bench(CLI::App& app, int* rc) {
   auto* cmd = app.add_subcommand("bench", "Measure prefill, decode step time, tokens/s and weight-streaming bandwidth");
   cmd->add_option("--model", f->model, "Hugging Face model folder (config.json; weights unless --dummy)")->required();
   cmd->add_flag("--dummy", f->dummy, "Random weights from config.json alone (no weight files)");
-  cmd->add_option("--batch-size", f->bench.batch_size, "Sequences decoded together")->check(CLI::Range(1, 4096));
+  cmd->add_option("--batch-size", f->batch_size, "Sequences decoded together: 1..4096, or auto (the throughput "
+                                                 "planner chooses it and the rest of the deployment)");
+  cmd->add_option("--rates", f->rates, "Rates file (bench --probe-rates) for --batch-size auto and the prediction");
+  cmd->add_option("--planned-batch", f->planned_batch,
+                  "With --batch-size auto: plan everything but the batch, which is N (one step either side of the "
+                  "planner's batch); --kv-offload[=false] given likewise fixes the KV cache's place")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--probe-rates", f->probe_rates,
+                  "Measure the planner's rates on this machine for this model's shapes, write them to FILE (JSON) "
+                  "and exit");
   cmd->add_option("--prompt-len", f->bench.prompt_len, "Prompt tokens per sequence")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--gen-len", f->bench.gen_len, "New tokens per sequence")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--loops", f->bench.loops, "Repetitions (the first is warm-up when > 1)")->check(CLI::Range(1, 1000));
@@ -429,7 +546,22 @@ void register_bench(CLI::App& app, int* rc) {
   cmd->add_flag("--probe-disk", f->probe_disk, "Also measure O_DIRECT read and pinning rates (start-up floor)");
   cmd->add_flag("--json", f->json, "One JSON object on stdout");
   f->options = std::make_unique<OptionBinder>(cmd, server::kBench);
-  cmd->callback([f, rc] { *rc = run(*f); });
+  cmd->callback([f, rc] {
+    // --batch-size: an integer 1..4096, or auto (batch_size 0 below = plan it).
+    if (f->batch_size == "auto") {
+      f->bench.batch_size = 0;
+    } else {
+      int v = 0;
+      auto [p, ec] = std::from_chars(f->batch_size.data(), f->batch_size.data() + f->batch_size.size(), v);
+      if (ec != std::errc() || p != f->batch_size.data() + f->batch_size.size() || v < 1 || v > 4096) {
+        std::fprintf(stderr, "zeroinfer: --batch-size: must be 1..4096 or auto, got '%s'\n", f->batch_size.c_str());
+        *rc = 2;
+        return;
+      }
+      f->bench.batch_size = v;
+    }
+    *rc = run(*f);
+  });
 }
 
 }  // namespace zi::cli

@@ -175,14 +175,21 @@ Status check_transport_security(const ServeConfig& c) {
         c.source, ": parallel.workers: external needs server.tls.cert_file, server.tls.key_file and "
         "server.tls.client_ca_file: workers join over mutual TLS, never plaintext"));
   if (c.tls.enabled() || c.allow_insecure) return absl::OkStatus();
-  auto hp = parse_host_port(c.listen);
-  if (!hp.ok()) return absl::InvalidArgumentError(absl::StrCat(c.source, ": server.listen: ", hp.status().message()));
-  if (is_loopback_host(hp->host)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      c.source, ": server.listen: '", c.listen,
-      "' is not a loopback address and server.tls is not set: plaintext gRPC is served only on loopback; set "
-      "server.tls.cert_file and server.tls.key_file, or server.allow_insecure: true (--allow-insecure) to serve "
-      "plaintext anyway"));
+  // The gRPC port, then the HTTP API's (when on): the same rule for both.
+  const std::pair<const char*, const std::string*> ports[] = {{"server.listen", &c.listen},
+                                                              {"server.http_listen", &c.http_listen}};
+  for (const auto& [key, address] : ports) {
+    if (address->empty()) continue;
+    auto hp = parse_host_port(*address);
+    if (!hp.ok()) return absl::InvalidArgumentError(absl::StrCat(c.source, ": ", key, ": ", hp.status().message()));
+    if (is_loopback_host(hp->host)) continue;
+    return absl::InvalidArgumentError(absl::StrCat(
+        c.source, ": ", key, ": '", *address,
+        "' is not a loopback address and server.tls is not set: plaintext ",
+        address == &c.listen ? "gRPC" : "HTTP", " is served only on loopback; set server.tls.cert_file and server.tls.key_file, or server.allow_insecure: true "
+        "(--allow-insecure) to serve plaintext anyway"));
+  }
+  return absl::OkStatus();
 }
 
 std::vector<ConfigChange> diff_configs(const ServeConfig& a, const ServeConfig& b) {

@@ -37,6 +37,10 @@ struct ServeConfig {
   // server
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9400";
+  std::string health_listen;           // a plaintext port serving only grpc.health.v1 (probes); empty = none
+  // The OpenAI-compatible HTTP API (server/http/); empty = off. Same TLS, token and loopback rule as listen.
+  std::string http_listen = "127.0.0.1:8000";
+  uint64_t http_max_body_bytes = uint64_t{8} << 20;  // a larger request body is refused (413) before it is read
   uint32_t max_queue = 256;            // requests admitted but not yet running
   uint32_t max_new_tokens_default = 256;
   uint32_t max_prompt_tokens = 0;      // 0 = the model's context
@@ -69,8 +73,9 @@ StatusOr<ServeConfig> load_config(const std::string& path);
 // Fills what follows from the keys once flags are applied: model.name's default (the folder's name).
 void finish_config(ServeConfig* config);
 
-// Plaintext gRPC is served only on a loopback address (127.0.0.0/8, ::1, localhost) unless server.tls is set or
-// server.allow_insecure is true; otherwise an error naming server.listen and the keys that would allow it.
+// Plaintext gRPC and HTTP are served only on a loopback address (127.0.0.0/8, ::1, localhost) unless server.tls is
+// set or server.allow_insecure is true; otherwise an error naming server.listen (or server.http_listen) and the
+// keys that would allow it.
 // parallel.workers: external needs server.tls with client_ca_file: workers join over mutual TLS, never plaintext.
 Status check_transport_security(const ServeConfig& config);
 bool is_loopback_host(std::string_view host);

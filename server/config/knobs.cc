@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "engine/core/log.h"
 #include "engine/core/size.h"
@@ -197,11 +198,40 @@ std::vector<Knob> make_knobs() {
                           [](C& c) -> std::string& { return c.listen; }, false, check_host_port));
   t.push_back(string_knob(row("server.metrics_listen", "--metrics-listen", kServe, "Prometheus /metrics HOST:PORT"),
                           [](C& c) -> std::string& { return c.metrics_listen; }, false, check_host_port));
+  t.push_back(string_knob(row("server.health_listen", "--health-listen", kServe,
+                              "Plaintext HOST:PORT serving only grpc.health.v1, for probes (empty = none)"),
+                          [](C& c) -> std::string& { return c.health_listen; }, false,
+                          [](const std::string& v, const std::string& what) {
+                            return v.empty() ? absl::OkStatus() : check_host_port(v, what);
+                          }));
+  t.push_back(string_knob(row("server.http_listen", "--http-listen", kServe,
+                              "OpenAI-compatible HTTP API HOST:PORT (port 0 = any free port; empty = off)"),
+                          [](C& c) -> std::string& { return c.http_listen; }, false,
+                          [](const std::string& v, const std::string& what) {
+                            return v.empty() ? absl::OkStatus() : check_host_port(v, what);
+                          }));
+  t.push_back(size_knob(row("server.http_max_body_bytes", "", 0, ""),
+                        [](C& c) -> uint64_t& { return c.http_max_body_bytes; }, 1024, uint64_t{1} << 30));
   t.push_back(reloadable(uint_knob(row("server.max_queue", "", 0, ""), [](C& c) -> uint32_t& { return c.max_queue; },
                                    1, 1000000)));
-  t.push_back(engine(uint_knob(row("server.max_batch_size", "--max-batch-size", kServe | kPlan,
-                                   "Sequences per step on each rank: 1..1024"),
-                               [](C& c) -> uint32_t& { return c.engine.max_batch_size; }, 1, 1024)));
+  // An integer, or auto (stored as 0): the throughput planner chooses it (engine/zero/planner/).
+  Knob batch = uint_knob(row("server.max_batch_size", "--max-batch-size", kServe | kPlan,
+                             "Sequences per step on each rank: 1..1024, or auto (the throughput planner)"),
+                         [](C& c) -> uint32_t& { return c.engine.max_batch_size; }, 1, 1024);
+  batch.set = [inner = batch.set](C& c, std::string_view t, const std::string& what, const std::string& b) -> Status {
+    if (trimmed(t) == "auto") {
+      c.engine.max_batch_size = 0;
+      return absl::OkStatus();
+    }
+    Status s = inner(c, t, what, b);
+    if (!s.ok() && absl::StrContains(s.message(), "must be"))
+      return bad(what, absl::StrCat("must be 1..1024 or auto, got ", trimmed(t)));
+    return s;
+  };
+  batch.get = [](const C& c) {
+    return c.engine.max_batch_size == 0 ? std::string("auto") : absl::StrCat(c.engine.max_batch_size);
+  };
+  t.push_back(engine(std::move(batch)));
   t.push_back(reloadable(uint_knob(row("server.max_new_tokens_default", "", 0, ""),
                                    [](C& c) -> uint32_t& { return c.max_new_tokens_default; }, 1, kMaxTokens)));
   t.push_back(reloadable(uint_knob(row("server.max_prompt_tokens", "", 0, ""),
@@ -244,6 +274,15 @@ std::vector<Knob> make_knobs() {
                                    "How CPU ranks all-gather (auto = shm when every rank is on one host)"),
                                +[](C& c) -> CpuCommunicator& { return c.engine.cpu_communicator; },
                                kCpuCommunicatorNames)));
+  // memory
+  t.push_back(engine(size_knob(row("memory.gpu_limit", "--gpu-memory-limit", kEngine,
+                                   "Bytes this process may hold on each GPU, CUDA context included (NVML), e.g. "
+                                   "48GiB (0 = the whole card)"),
+                               [](C& c) -> uint64_t& { return c.engine.gpu_memory_limit; }, 0, UINT64_MAX)));
+  t.push_back(engine(size_knob(row("memory.host_limit", "--host-memory-limit", kEngine,
+                                   "Pinned + pageable host bytes for weights and KV cache, e.g. 200GiB (0 = "
+                                   "MemAvailable at start)"),
+                               [](C& c) -> uint64_t& { return c.engine.host_memory_limit; }, 0, UINT64_MAX)));
   // offload
   t.push_back(engine(enum_knob(row("offload.tier", "--offload-tier", kEngine,
                                    "Where streamed layers live (--cpu-offload = cpu, --disk-offload = nvme)"),

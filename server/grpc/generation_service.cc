@@ -25,46 +25,12 @@ const grpc::Status kLoading(grpc::StatusCode::UNAVAILABLE, "the model is still l
 
 }  // namespace
 
-GenerationService::GenerationService(boost::asio::thread_pool* intake, ServingMetrics* metrics)
-    : intake_(intake), metrics_(metrics), rng_(std::random_device{}()) {}
-
-void GenerationService::set_runtime(ServingRuntime runtime) {
-  std::lock_guard<std::mutex> lock(mu_);
-  runtime_ = std::make_shared<const ServingRuntime>(std::move(runtime));
-}
-
-void GenerationService::set_limits(const RequestLimits& limits) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!runtime_) return;
-  auto next = std::make_shared<ServingRuntime>(*runtime_);
-  next->limits = limits;
-  runtime_ = std::move(next);
-}
-
-void GenerationService::set_max_queue(uint32_t max_queue) { max_queue_.store(max_queue); }
-
-void GenerationService::set_auth_token(std::optional<std::string> token) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auth_token_ = token ? std::make_shared<const std::string>(std::move(*token)) : nullptr;
-}
+GenerationService::GenerationService(boost::asio::thread_pool* intake, FrontendState* state, ServingMetrics* metrics)
+    : intake_(intake), state_(state), metrics_(metrics) {}
 
 grpc::Status GenerationService::authorize(const grpc::CallbackServerContext* context) const {
-  std::shared_ptr<const std::string> token;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    token = auth_token_;
-  }
+  std::shared_ptr<const std::string> token = state_->auth_token();
   return check_bearer(context->client_metadata(), token.get());
-}
-
-std::shared_ptr<const ServingRuntime> GenerationService::runtime() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return runtime_;
-}
-
-uint64_t GenerationService::random_u64() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return rng_();
 }
 
 void GenerationService::reject(RequestOutcome outcome) {
@@ -74,34 +40,28 @@ void GenerationService::reject(RequestOutcome outcome) {
 grpc::ServerWriteReactor<pb::GenerateResponse>* GenerationService::Generate(grpc::CallbackServerContext* context,
                                                                            const pb::GenerateRequest* request) {
   std::string request_id = request->request_id();
-  if (request_id.empty()) request_id = absl::StrFormat("req-%016x", random_u64());
+  if (request_id.empty()) request_id = absl::StrFormat("req-%016x", state_->random_u64());
   auto* reactor = new GenerateReactor(request_id);
   std::shared_ptr<GenerateStream> stream = reactor->stream();
   const Clock::time_point arrival = Clock::now();
+  if (metrics_) metrics_->count_api_request(Api::kGrpc);
 
   if (grpc::Status auth = authorize(context); !auth.ok()) {
     reject(RequestOutcome::kRejected);
     stream->finish_now(auth);
     return reactor;
   }
-  std::shared_ptr<const ServingRuntime> rt = runtime();
+  std::shared_ptr<const ServingRuntime> rt = state_->runtime();
   if (!rt) {
     reject(RequestOutcome::kRejected);
     stream->finish_now(kLoading);
     return reactor;
   }
   // A server.max_queue lowered by a reload (the scheduler enforces the start-up value itself).
-  if (uint32_t cap = max_queue_.load(); cap > 0) {
-    const size_t running = rt->scheduler->running();
-    const size_t in_flight = rt->scheduler->in_flight();
-    const size_t waiting = in_flight > running ? in_flight - running : 0;
-    if (waiting >= cap) {
-      reject(RequestOutcome::kRejected);
-      stream->finish_now(grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrFormat("request queue is full: %u requests waiting (server.max_queue = %u)", waiting, cap)));
-      return reactor;
-    }
+  if (Status bound = state_->check_lowered_queue_bound(*rt->scheduler); !bound.ok()) {
+    reject(RequestOutcome::kRejected);
+    stream->finish_now(to_grpc(bound));
+    return reactor;
   }
   // Take a place in the queue now, so that a full queue is refused before any work is done.
   StatusOr<Reservation> reservation = rt->scheduler->reserve();
@@ -122,7 +82,8 @@ grpc::ServerWriteReactor<pb::GenerateResponse>* GenerationService::Generate(grpc
       return;  // `res` releases the place
     }
     StatusOr<GenerationRequest> valid =
-        validate_request(req, rt->tokenizer, rt->limits, [this] { return random_u64(); });
+        validate_request(req, rt->tokenizer, rt->limits, [this] { return state_->random_u64(); },
+                         rt->chat_template);
     if (!valid.ok()) {
       ZI_LOG(DEBUG) << "request " << request_id << " rejected: " << valid.status().message();
       reject(RequestOutcome::kRejected);
@@ -145,7 +106,7 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerCo
     reactor->Finish(auth);
     return reactor;
   }
-  std::shared_ptr<const ServingRuntime> rt = runtime();
+  std::shared_ptr<const ServingRuntime> rt = state_->runtime();
   if (!rt) {
     reactor->Finish(kLoading);
     return reactor;
@@ -177,7 +138,7 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
     reactor->Finish(auth);
     return reactor;
   }
-  std::shared_ptr<const ServingRuntime> rt = runtime();
+  std::shared_ptr<const ServingRuntime> rt = state_->runtime();
   if (!rt) {
     reactor->Finish(kLoading);
     return reactor;

@@ -53,25 +53,39 @@ std::string trim(std::string s) {
 
 }  // namespace
 
-StatusOr<std::shared_ptr<grpc::ServerCredentials>> make_server_credentials(const ServeConfig& c) {
-  if (!c.tls.enabled()) return grpc::InsecureServerCredentials();
-  grpc::SslServerCredentialsOptions opts;
-  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-  ZI_ASSIGN_OR_RETURN(pair.cert_chain,
+StatusOr<std::optional<TlsMaterial>> load_tls_material(const ServeConfig& c) {
+  if (!c.tls.enabled()) return std::optional<TlsMaterial>();
+  TlsMaterial m;
+  ZI_ASSIGN_OR_RETURN(m.cert_chain,
                       read_pem(c, "server.tls.cert_file", c.tls.cert_file, "CERTIFICATE-----", "certificate"));
-  ZI_ASSIGN_OR_RETURN(pair.private_key,
+  ZI_ASSIGN_OR_RETURN(m.private_key,
                       read_pem(c, "server.tls.key_file", c.tls.key_file, "PRIVATE KEY-----", "private key"));
-  opts.pem_key_cert_pairs.push_back(std::move(pair));
   if (!c.tls.client_ca_file.empty()) {
-    ZI_ASSIGN_OR_RETURN(opts.pem_root_certs, read_pem(c, "server.tls.client_ca_file", c.tls.client_ca_file,
-                                                      "CERTIFICATE-----", "CA certificate"));
-    opts.client_certificate_request = c.tls.require_client_cert
+    ZI_ASSIGN_OR_RETURN(m.client_ca, read_pem(c, "server.tls.client_ca_file", c.tls.client_ca_file,
+                                              "CERTIFICATE-----", "CA certificate"));
+  }
+  m.require_client_cert = c.tls.require_client_cert;
+  return std::optional<TlsMaterial>(std::move(m));
+}
+
+std::shared_ptr<grpc::ServerCredentials> make_server_credentials(const std::optional<TlsMaterial>& tls) {
+  if (!tls) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions opts;
+  opts.pem_key_cert_pairs.push_back({tls->private_key, tls->cert_chain});
+  if (!tls->client_ca.empty()) {
+    opts.pem_root_certs = tls->client_ca;
+    opts.client_certificate_request = tls->require_client_cert
                                           ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                                           : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
   } else {
     opts.client_certificate_request = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
   }
   return grpc::SslServerCredentials(opts);
+}
+
+StatusOr<std::shared_ptr<grpc::ServerCredentials>> make_server_credentials(const ServeConfig& c) {
+  ZI_ASSIGN_OR_RETURN(std::optional<TlsMaterial> tls, load_tls_material(c));
+  return make_server_credentials(tls);
 }
 
 StatusOr<std::optional<std::string>> load_auth_token(const ServeConfig& c) {
@@ -99,21 +113,31 @@ bool token_equals(std::string_view presented, std::string_view expected) {
   return diff == 0;
 }
 
-grpc::Status check_bearer(const std::multimap<grpc::string_ref, grpc::string_ref>& md, const std::string* expected) {
-  if (expected == nullptr) return grpc::Status::OK;
-  static const grpc::Status kMissing(grpc::StatusCode::UNAUTHENTICATED,
-                                     "missing bearer token: send metadata 'authorization: Bearer <token>'");
-  static const grpc::Status kInvalid(grpc::StatusCode::UNAUTHENTICATED, "invalid bearer token");
-  auto it = md.find("authorization");
-  if (it == md.end()) return kMissing;
-  std::string_view value(it->second.data(), it->second.size());
+Status check_bearer_value(std::optional<std::string_view> authorization, const std::string* expected) {
+  if (expected == nullptr) return absl::OkStatus();
+  if (!authorization)
+    return absl::UnauthenticatedError("missing bearer token: send the header 'authorization: Bearer <token>'");
+  const Status invalid = absl::UnauthenticatedError("invalid bearer token");
+  std::string_view value = *authorization;
   constexpr std::string_view kScheme = "bearer ";
-  if (value.size() < kScheme.size()) return kInvalid;
+  if (value.size() < kScheme.size()) return invalid;
   for (size_t i = 0; i < kScheme.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(value[i])) != kScheme[i]) return kInvalid;
+    if (std::tolower(static_cast<unsigned char>(value[i])) != kScheme[i]) return invalid;
   value.remove_prefix(kScheme.size());
   while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-  return token_equals(value, *expected) ? grpc::Status::OK : kInvalid;
+  return token_equals(value, *expected) ? absl::OkStatus() : invalid;
+}
+
+grpc::Status check_bearer(const std::multimap<grpc::string_ref, grpc::string_ref>& md, const std::string* expected) {
+  std::optional<std::string_view> authorization;
+  if (auto it = md.find("authorization"); it != md.end())
+    authorization = std::string_view(it->second.data(), it->second.size());
+  Status st = check_bearer_value(authorization, expected);
+  if (st.ok()) return grpc::Status::OK;
+  // gRPC clients send metadata, not headers: say so.
+  std::string msg(st.message());
+  if (!authorization) msg = "missing bearer token: send metadata 'authorization: Bearer <token>'";
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, msg);
 }
 
 }  // namespace zi::server

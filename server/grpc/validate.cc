@@ -13,7 +13,8 @@ Status invalid(absl::string_view field, absl::string_view msg) {
 
 StatusOr<GenerationRequest> validate_request(const ::zeroinfer::v1::GenerateRequest& request,
                                              const Tokenizer* tokenizer, const RequestLimits& limits,
-                                             const std::function<uint64_t()>& random_seed) {
+                                             const std::function<uint64_t()>& random_seed,
+                                             const tok::ModelChatTemplate* chat_template) {
   GenerationRequest out;
   out.request_id = request.request_id();
 
@@ -84,8 +85,32 @@ StatusOr<GenerationRequest> validate_request(const ::zeroinfer::v1::GenerateRequ
       }
       break;
     }
+    case ::zeroinfer::v1::GenerateRequest::kChat: {
+      field = "chat.messages";
+      const auto& messages = request.chat().messages();
+      if (messages.empty()) return invalid(field, "must not be empty");
+      if (messages.size() > kMaxChatMessages)
+        return invalid(field, absl::StrCat("at most ", kMaxChatMessages, " messages, got ", messages.size()));
+      if (!chat_template)
+        return invalid(field, "the model has no chat template (no chat_template in tokenizer_config.json); send a "
+                              "prompt instead");
+      if (!tokenizer) return absl::FailedPreconditionError("chat: the server has no tokenizer");
+      nlohmann::ordered_json list = nlohmann::ordered_json::array();
+      for (const auto& m : messages) list.push_back({{"role", m.role()}, {"content", m.content()}});
+      auto text = chat_template->render(list);
+      if (!text.ok()) return invalid(field, text.status().message());
+      auto ids = tokenizer->encode(*text, /*add_special_tokens=*/false);  // the template wrote them
+      if (!ids.ok()) return invalid(field, ids.status().message());
+      if (ids->empty()) return invalid(field, "the chat template rendered no tokens");
+      out.prompt = std::move(*ids);
+      for (int32_t id : out.prompt)
+        if (id < 0 || static_cast<uint32_t>(id) >= limits.vocab_size)
+          return invalid(field, absl::StrCat("the tokenizer produced id ", id, ", outside the model's vocab_size ",
+                                             limits.vocab_size));
+      break;
+    }
     default:
-      return invalid("input", "set prompt or prompt_token_ids");
+      return invalid("input", "set prompt, prompt_token_ids or chat");
   }
 
   // Lengths.

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "engine/tokenizer/model_chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/scheduler/request.h"
 #include "zeroinfer/v1/generate.pb.h"
@@ -22,9 +23,13 @@ struct RequestLimits {
 inline constexpr int kMaxStopStrings = 16;
 inline constexpr size_t kMaxStopStringBytes = 256;
 
+inline constexpr int kMaxChatMessages = 4096;
+
 // `random_seed` supplies a seed when the request has none. `tokenizer` may be null only for token-id prompts.
+// `chat_template` (null: the model has none) renders a `chat` input; without one, chat is INVALID_ARGUMENT.
 StatusOr<GenerationRequest> validate_request(const ::zeroinfer::v1::GenerateRequest& request,
                                              const Tokenizer* tokenizer, const RequestLimits& limits,
-                                             const std::function<uint64_t()>& random_seed);
+                                             const std::function<uint64_t()>& random_seed,
+                                             const tok::ModelChatTemplate* chat_template = nullptr);
 
 }  // namespace zi::server

@@ -53,6 +53,12 @@ ServingMetrics::ServingMetrics(prometheus::Registry& r)
                      .Register(r);
   const char* reasons[6] = {"length", "eos", "stop", "cancelled", "error", "rejected"};
   for (int i = 0; i < 6; ++i) outcomes_[i] = &family.Add({{"finish_reason", reasons[i]}});
+  auto& by_api = prometheus::BuildCounter()
+                     .Name("zeroinfer_api_requests_total")
+                     .Help("Generation requests received, by the API they came through (one per prompt)")
+                     .Register(r);
+  api_[0] = &by_api.Add({{"api", "grpc"}});
+  api_[1] = &by_api.Add({{"api", "http"}});
 }
 
 void ServingMetrics::count_request(RequestOutcome outcome) { outcomes_[static_cast<int>(outcome)]->Increment(); }

@@ -18,6 +18,9 @@ namespace zi::server {
 // queue full, draining); `error` = failed while running (worker lost, engine error, deadline).
 enum class RequestOutcome { kLength, kEos, kStop, kCancelled, kError, kRejected };
 
+// api_requests_total{api=...}: the front end a generation request came through.
+enum class Api { kGrpc, kHttp };
+
 class ServingMetrics {
  public:
   // Registers the families in `registry` (which must outlive this object).
@@ -31,6 +34,7 @@ class ServingMetrics {
   void add_prompt_tokens(uint64_t n) { prompt_tokens_.Increment(static_cast<double>(n)); }
   void add_generation_tokens(uint64_t n) { generation_tokens_.Increment(static_cast<double>(n)); }
   void count_request(RequestOutcome outcome);
+  void count_api_request(Api api, uint64_t n = 1) { api_[static_cast<int>(api)]->Increment(static_cast<double>(n)); }
   void set_running(double n) { running_.Set(n); }
   void set_waiting(double n) { waiting_.Set(n); }
   // The engine rows (per rank) from a step's figures.
@@ -45,6 +49,7 @@ class ServingMetrics {
   prometheus::Counter& prompt_tokens_;
   prometheus::Counter& generation_tokens_;
   prometheus::Counter* outcomes_[6];
+  prometheus::Counter* api_[2];
   prometheus::Gauge& running_;
   prometheus::Gauge& waiting_;
   EngineMetrics engine_;

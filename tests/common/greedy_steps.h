@@ -14,7 +14,8 @@ namespace zi::testing {
 inline StatusOr<std::vector<std::vector<int32_t>>> greedy_steps(Executor& ex,
                                                                  const std::vector<std::vector<int32_t>>& prompts,
                                                                  const std::vector<int>& seqs, int steps,
-                                                                 StepStats* last = nullptr) {
+                                                                 StepStats* last = nullptr,
+                                                                 StepStats* streamed = nullptr) {
   std::vector<std::vector<int32_t>> out(seqs.size());
   for (int step = 0; step < steps; ++step) {
     StepInput in;
@@ -28,6 +29,11 @@ inline StatusOr<std::vector<std::vector<int32_t>>> greedy_steps(Executor& ex,
     ZI_ASSIGN_OR_RETURN(StepOutput o, ex.step(in));
     for (size_t i = 0; i < seqs.size(); ++i) out[i].push_back(o.results[i].token);
     if (last) *last = o.stats;
+    if (streamed) {  // summed over the steps: a ring that holds every streamed layer fetches them once
+      streamed->fetch_bytes += o.stats.fetch_bytes;
+      streamed->allgather_bytes += o.stats.allgather_bytes;
+      streamed->allgather_seconds += o.stats.allgather_seconds;
+    }
   }
   return out;
 }

@@ -16,9 +16,12 @@
 
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/cuda_backend.h"
+#include "engine/backend/cuda/dense_gemv.h"
 #include "engine/backend/cuda/kernels.h"
 #include "engine/backend/cuda/lt_gemm.h"
 #include "engine/core/compute_dtype.h"
+#include "engine/core/dummy_random.h"
+#include "engine/model/dummy_weights.h"
 #include "tests/gpu/cuda_test_util.h"
 
 namespace zi {
@@ -150,6 +153,57 @@ TEST_P(CudaOps, LinearTokenCountsBiasAndRepeat) {
       }
     }
   }
+}
+
+// Decode-sized T take the dense GEMV (dense_gemv.h) where rows are 16-byte vectors: T = 1..8 against the CPU and
+// against cuBLASLt (set_dense_gemv_max_rows(0)); K that leaves a partial unrolled pass, N that leaves a partial
+// block and a partial warp, the bias fused (activation dtype) or added after (fp32).
+TEST_P(CudaOps, DenseGemvDecodeRows) {
+  const int saved = cuda::dense_gemv_max_rows();
+  for (auto [in, out] : {std::pair{1000, 37}, {4096, 4096}, {64, 8}}) {
+    for (int T = 1; T <= cuda::kDenseGemvMaxRows; ++T) {
+      Pair x = act_tensor({T, in}, randn(T * in, 40 + T));
+      Pair w = weight({out, in}, randn(out * in, 41, 0.05f));
+      Pair b = weight({out}, randn(out, 42));
+      const std::vector<float> b32 = randn(out, 43);
+      Pair b_f32 = raw(DType::kF32, {out}, b32.data());
+      for (int bias : {0, 1, 2}) {
+        const Pair none{};
+        const Pair& bb = bias == 0 ? none : bias == 1 ? b : b_f32;
+        LinearWeight lc{WeightFormat::kDense, w.cpu, bb.cpu};
+        LinearWeight lg{WeightFormat::kDense, w.gpu, bb.gpu};
+        const std::string tag = absl::StrCat("gemv ", T, "x", in, "->", out, bias == 1 ? " +bias" : bias == 2 ? " +fp32 bias" : "");
+        cuda::set_dense_gemv_max_rows(cuda::kDenseGemvMaxRows);
+        Tensor gemv = gpu_->linear(x.gpu, lg);
+        cuda::set_dense_gemv_max_rows(0);
+        Tensor lt = gpu_->linear(x.gpu, lg);
+        expect_close(cpu_->linear(x.cpu, lc), gemv, tag);
+        expect_close(lt, *gpu_, gemv, tag + " vs cuBLAS");
+      }
+    }
+  }
+  cuda::set_dense_gemv_max_rows(saved);
+}
+
+// Dummy weights made on the GPU (Backend::uniform_weight) hold exactly what the host generator's values hold once
+// uploaded, in every weight dtype (rounded to it first, then to the activation dtype as upload_weight does).
+TEST_P(CudaOps, DummyWeightsMadeOnTheGpuEqualTheHostGenerator) {
+  const int64_t n = 1000003;  // not a multiple of the block or the grid
+  const std::string name = "model.layers.3.mlp.up_proj.weight";
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+    std::optional<Tensor> made = gpu_->uniform_weight(dt, {n}, dummy_key(name, 11), kDummyAmplitude);
+    ASSERT_TRUE(made.has_value());
+    std::vector<uint8_t> host(static_cast<size_t>(n) * dtype_size(dt));
+    fill_dummy(name, WeightInit::kNormal, 11, dt, 0, static_cast<size_t>(n), host.data());
+    Tensor uploaded = gpu_->upload_weight(dt, {n}, host.data());
+    const std::vector<float> a = gpu_->to_host_f32(*made), b = gpu_->to_host_f32(uploaded);
+    EXPECT_EQ(a, b) << dtype_torch_name(dt);
+    const float mx = *std::max_element(a.begin(), a.end()), mn = *std::min_element(a.begin(), a.end());
+    EXPECT_GT(mx, 0.9f * kDummyAmplitude) << "values span (-a, a)";
+    EXPECT_LT(mn, -0.9f * kDummyAmplitude);
+  }
+  // The CPU backend makes none (the host generator is its path).
+  EXPECT_FALSE(cpu_->uniform_weight(DType::kF32, {4}, 1, kDummyAmplitude).has_value());
 }
 
 TEST_P(CudaOps, Rope) {
@@ -289,10 +343,28 @@ TEST_P(CudaAttention, PrefillDecodeAndChunkMixedWithGqa) {
 }
 
 TEST_P(CudaAttention, DecodeOnlyBatchesUseLongContexts) {
-  // Every sequence adds one row: the decode kernel; contexts from 1 to the cache's end, several warps' chunks.
+  // Every sequence adds one row: the decode kernels; contexts from 1 to the cache's end, several splits.
   run({"decode D=128", 8, 2, 128, 4, 600, {{0, 0, 1, 300}, {3, 1, 1, 0}, {1, 2, 1, 598}, {2, 3, 1, 37}}});
   run({"decode D=96 MHA", 2, 2, 96, 2, 100, {{1, 0, 1, 64}, {0, 1, 1, 5}}}, 7);
   run({"decode D=8 GQA 4", 8, 2, 8, 1, 40, {{0, 0, 1, 33}}}, 5);
+}
+
+TEST_P(CudaAttention, DecodeSplitsGroupsAndThePerHeadKernel) {
+  const bool was = cuda::attention_decode_split_enabled();
+  cuda::set_attention_decode_split(true);
+  // GQA 8:1 (8 query heads per block), a sequence with no new row (a replayed graph's padding: it must write
+  // nothing), contexts split over many blocks, some splits past a short sequence's end.
+  run({"split D=64 GQA 8", 16, 2, 64, 3, 300, {{0, 0, 1, 299}, {2, 1, 0, 17}, {1, 1, 1, 64}}});
+  run({"split D=128", 8, 2, 128, 4, 600, {{0, 0, 1, 300}, {3, 1, 1, 0}, {1, 2, 1, 598}, {2, 3, 1, 37}}});
+  run({"split D=256", 2, 1, 256, 2, 64, {{0, 0, 1, 10}, {1, 1, 1, 50}}});
+  // 80 sequences × 16 heads are ≥ 2 blocks per SM already: one split, normalised in the kernel (no merge).
+  AttnCase many{"split 80 seqs", 16, 16, 128, 80, 40, {}};
+  for (int s = 0; s < 80; ++s) many.seqs.push_back({s, s, 1, (s * 7) % 39});
+  run(many);
+  // The per-head kernel on the same shapes.
+  cuda::set_attention_decode_split(false);
+  run({"per-head D=64 GQA 8", 16, 2, 64, 3, 300, {{0, 0, 1, 299}, {2, 1, 0, 17}, {1, 1, 1, 64}}});
+  cuda::set_attention_decode_split(was);
 }
 
 TEST_P(CudaAttention, LongPrefillSpansManyTilesNextToADecodeRow) {

@@ -37,8 +37,8 @@ EngineOptions options_for(const std::string& model, int rank, int world, const s
 }
 
 StatusOr<std::vector<std::vector<int32_t>>> drive(Executor& ex, const std::vector<int>& seqs,
-                                                  StepStats* last) {
-  return testing::greedy_steps(ex, kPrompts, seqs, kNewTokens, last);
+                                                  StepStats* streamed) {
+  return testing::greedy_steps(ex, kPrompts, seqs, kNewTokens, nullptr, streamed);
 }
 
 std::vector<std::vector<int32_t>> run_ranks(const std::string& model, int world,

@@ -159,7 +159,7 @@ TEST(Faults, TruncatedWeightsFileStopsServeWithOneLineNamingTheFile) {
   const std::string config = (m.dir / "serve.yaml").string();
   std::ofstream(config) << "model: {path: " << m.model() << "}\n";
   auto [st, out] = run_child({ZI_BINARY, "serve", "--config", config, "--listen", "127.0.0.1:0", "--metrics-listen",
-                              "127.0.0.1:0"},
+                              "127.0.0.1:0", "--http-listen", "127.0.0.1:0"},
                              [] {});
   EXPECT_TRUE(exited_with(st, 1)) << "wait status " << st << "\n" << out;
   // The worker's load error, relayed by the coordinator as its one error line (the port is bound, NOT_SERVING,

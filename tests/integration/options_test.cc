@@ -54,6 +54,8 @@ const std::vector<Sample> kSamples = {
     {"device", "cpu", "cpu", "bogus"},
     {"parallel.num_gpus", "2", "2", "bogus"},
     {"parallel.cpu_communicator", "gloo", "gloo", "bogus"},
+    {"memory.gpu_limit", "48GiB", "51539607552", "bogus"},
+    {"memory.host_limit", "1.5GiB", "1610612736", "bogus"},
     {"offload.tier", "cpu", "cpu", "bogus"},
     {"offload.dir", "zi-store/rank", "zi-store/rank", std::nullopt},  // any path; relative = as given
     {"offload.pin_memory", "false", "false", "bogus"},

@@ -1,5 +1,5 @@
 // Drives a real `zeroinfer serve` process for the integration tests: writes its YAML, starts it on free ports
-// (--listen/--metrics-listen 127.0.0.1:0, ports read back from its log), checks health and reflection over gRPC
+// (--listen/--metrics-listen/--http-listen 127.0.0.1:0, ports read back from its log), checks health and reflection over gRPC
 // with hand-encoded protobuf (grpc.health.v1 and reflection have no generated C++ here), scrapes /metrics with a
 // plain HTTP GET, and stops it with a signal.
 #pragma once
@@ -42,14 +42,17 @@ using Clock = std::chrono::steady_clock;
 // A `zeroinfer serve` child process. Its stderr is collected line by line (and replayed when a test fails).
 class ServerProcess {
  public:
-  // `yaml_extra` is appended to a config that serves tests/data/models/llama_mha.
-  explicit ServerProcess(const std::string& yaml_extra) {
+  // `yaml_extra` is appended to a config that serves `model_dir` (default tests/data/models/llama_mha).
+  // With `no_config`, `serve --model model_dir` runs without a file (yaml_extra unused).
+  explicit ServerProcess(const std::string& yaml_extra,
+                         const std::string& model_dir = std::string(ZI_TEST_DATA) + "/models/llama_mha",
+                         bool no_config = false) {
     static int counter = 0;
     dir_ = std::filesystem::temp_directory_path() /
            ("zi_serve_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
     std::filesystem::create_directories(dir_);
     config_ = (dir_ / "serve.yaml").string();
-    std::ofstream(config_) << "model: {path: " << ZI_TEST_DATA << "/models/llama_mha}\n" << yaml_extra;
+    std::ofstream(config_) << "model: {path: " << model_dir << "}\n" << yaml_extra;
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) std::abort();  // dup2 below clears CLOEXEC on the child's stderr
     pid_ = fork();
@@ -57,8 +60,10 @@ class ServerProcess {
       dup2(fds[1], 2);
       close(fds[0]);
       close(fds[1]);
-      execl(ZI_BINARY, ZI_BINARY, "serve", "--config", config_.c_str(), "--listen", "127.0.0.1:0",
-            "--metrics-listen", "127.0.0.1:0", static_cast<char*>(nullptr));
+      const char* source[2] = {"--config", config_.c_str()};
+      if (no_config) source[0] = "--model", source[1] = model_dir.c_str();
+      execl(ZI_BINARY, ZI_BINARY, "serve", source[0], source[1], "--listen", "127.0.0.1:0", "--metrics-listen",
+            "127.0.0.1:0", "--http-listen", "127.0.0.1:0", static_cast<char*>(nullptr));
       _exit(127);
     }
     close(fds[1]);
@@ -78,13 +83,20 @@ class ServerProcess {
   // Waits for "listening on 127.0.0.1:PORT" and "metrics on ...:PORT"; false when the process died first.
   bool wait_listening(std::chrono::seconds timeout = 60s) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, timeout, [this] { return (grpc_port_ && metrics_port_ && worker_pid_) || log_closed_; });
-    return grpc_port_ && metrics_port_;
+    cv_.wait_for(lock, timeout,
+                 [this] { return (grpc_port_ && metrics_port_ && http_port_ && worker_pid_) || log_closed_; });
+    return grpc_port_ && metrics_port_ && http_port_;
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
   // The YAML file it serves (rewrite it and send SIGHUP to test a reload).
   const std::string& config_path() const { return config_; }
   int metrics_port() const { return metrics_port_; }
+  // server.health_listen's port, from "health on HOST:PORT" (0 until logged, or when the key is unset).
+  int health_port() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return health_port_;
+  }
+  int http_port() const { return http_port_; }  // the OpenAI-compatible API
   pid_t pid() const { return pid_; }
   pid_t worker_pid() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -133,6 +145,8 @@ class ServerProcess {
     static const std::regex listening(R"(listening on 127\.0\.0\.1:(\d+))");
     static const std::regex metrics(R"(metrics on http://127\.0\.0\.1:(\d+)/metrics)");
     static const std::regex worker(R"((?:spawned worker rank 0|worker rank 0) \(pid (\d+)(?: on [^)]*)?\))");
+    static const std::regex health(R"(health on \S+:(\d+) )");
+    static const std::regex http(R"(HTTP API on https?://127\.0\.0\.1:(\d+)/v1)");  // http or https
     std::string pending;
     char buf[4096];
     for (;;) {
@@ -149,6 +163,8 @@ class ServerProcess {
         if (std::regex_search(line, m, listening)) grpc_port_ = std::stoi(m[1]);
         if (std::regex_search(line, m, metrics)) metrics_port_ = std::stoi(m[1]);
         if (std::regex_search(line, m, worker)) worker_pid_ = std::stoi(m[1]);
+        if (std::regex_search(line, m, health)) health_port_ = std::stoi(m[1]);
+        if (std::regex_search(line, m, http)) http_port_ = std::stoi(m[1]);
         cv_.notify_all();
       }
     }
@@ -166,7 +182,7 @@ class ServerProcess {
   std::mutex mu_;
   std::condition_variable cv_;
   std::string log_;
-  int grpc_port_ = 0, metrics_port_ = 0;
+  int grpc_port_ = 0, metrics_port_ = 0, health_port_ = 0, http_port_ = 0;
   pid_t worker_pid_ = 0;
   bool log_closed_ = false;
   std::shared_ptr<grpc::Channel> channel_;
@@ -381,8 +397,9 @@ inline bool process_gone(pid_t pid) {
 }
 
 // A started server; fails the test (and shows its log) if it does not come up SERVING.
-inline std::unique_ptr<ServerProcess> start_server(const std::string& yaml) {
-  auto s = std::make_unique<ServerProcess>(yaml);
+inline std::unique_ptr<ServerProcess> start_server(
+    const std::string& yaml, const std::string& model_dir = std::string(ZI_TEST_DATA) + "/models/llama_mha") {
+  auto s = std::make_unique<ServerProcess>(yaml, model_dir);
   EXPECT_TRUE(s->wait_listening()) << s->log();
   EXPECT_TRUE(eventually([&] { return health(s->channel().get(), "") == 1; }, 60s)) << s->log();
   return s;

@@ -123,7 +123,7 @@ TEST_F(Lifecycle, BadConfigIsOneLineNamingTheKeyAndExitCodeOne) {
   std::ofstream(path) << "model: {path: " << ZI_TEST_DATA << "/models/llama_mha}\nserver: {max_batch_size: 0}\n";
   auto [st, out] = run(std::string(ZI_BINARY) + " serve --config " + path + " 2>&1");
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << st;
-  EXPECT_EQ(out, "zeroinfer: " + path + ": server.max_batch_size: must be 1..1024, got 0\n");
+  EXPECT_EQ(out, "zeroinfer: " + path + ": server.max_batch_size: must be 1..1024 or auto, got 0\n");
   std::ofstream(path) << "model: {path: /nonexistent/model}\n";
   std::tie(st, out) = run(std::string(ZI_BINARY) + " serve --config " + path + " 2>&1");
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << st;

@@ -6,6 +6,11 @@
 
 #include <atomic>
 
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
 #include "tests/integration/serve_harness.h"
 #include "zeroinfer/v1/generate.grpc.pb.h"  // (named here so that CMake links the generated code)
 
@@ -117,6 +122,34 @@ class Tls : public ::testing::Test {
            "--max-new-tokens 3 --ignore-eos " + flags + " 2>&1";
   }
 
+  // GET https://127.0.0.1:PORT/v1/models on the HTTP API, trusting the test CA, with `client`'s certificate
+  // ("" = none) and the bearer token: the HTTP status, or -1 when the TLS handshake fails.
+  int https_models(int port, const std::string& client, const std::string& token) {
+    namespace asio = boost::asio;
+    namespace bhttp = boost::beast::http;
+    asio::io_context io;
+    asio::ssl::context ctx(asio::ssl::context::tls_client);
+    ctx.load_verify_file(pem("ca.pem"));
+    if (!client.empty()) {
+      ctx.use_certificate_chain_file(pem(client + ".pem"));
+      ctx.use_private_key_file(pem(client + ".key"), asio::ssl::context::pem);
+    }
+    boost::beast::ssl_stream<boost::beast::tcp_stream> stream(io, ctx);
+    stream.set_verify_mode(asio::ssl::verify_peer);
+    boost::system::error_code ec;
+    boost::beast::get_lowest_layer(stream).connect(
+        asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)), ec);
+    if (!ec) stream.handshake(asio::ssl::stream_base::client, ec);
+    bhttp::request<bhttp::empty_body> req{bhttp::verb::get, "/v1/models", 11};
+    req.set(bhttp::field::host, "127.0.0.1");
+    req.set(bhttp::field::authorization, "Bearer " + token);
+    if (!ec) bhttp::write(stream, req, ec);
+    boost::beast::flat_buffer buffer;
+    bhttp::response<bhttp::string_body> res;
+    if (!ec) bhttp::read(stream, buffer, res, ec);  // TLS 1.3 reports a refused certificate here
+    return ec ? -1 : static_cast<int>(res.result_int());
+  }
+
   static std::string pki_, pki_error_;
   std::unique_ptr<ServerProcess> server_;
 };
@@ -178,6 +211,13 @@ TEST_F(Tls, MutualTlsRefusesAClientWithoutACertificateOfItsCa) {
   EXPECT_EQ(health(make_channel(server_->address(), tls("ca")).get(), ""), -14);  // not even health
   grpc::Status rogue = model_info(make_channel(server_->address(), tls("ca", "rogue-client")), "Bearer mtls-t0ken");
   EXPECT_EQ(rogue.error_code(), grpc::StatusCode::UNAVAILABLE) << rogue.error_message();
+
+  // The HTTP API shares the TLS set-up: HTTPS, the same client-certificate rule, the same token.
+  EXPECT_NE(server_->log().find("HTTP API on https://"), std::string::npos);
+  EXPECT_EQ(https_models(server_->http_port(), "client", "mtls-t0ken"), 200);
+  EXPECT_EQ(https_models(server_->http_port(), "client", "wrong"), 401);
+  EXPECT_EQ(https_models(server_->http_port(), "", "mtls-t0ken"), -1);
+  EXPECT_EQ(https_models(server_->http_port(), "rogue-client", "mtls-t0ken"), -1);
 
   // zeroinfer client with --tls-ca, --tls-cert, --tls-key and --token.
   const std::string tls_flags =
@@ -244,7 +284,7 @@ TEST_F(Tls, TheBearerTokenGuardsEveryRpcButHealthAndSighupRotatesIt) {
 // Runs `serve` with `args`, reads its stderr until `line_re` matches or it exits; then SIGTERM. Returns the log
 // and whether the line came.
 std::pair<bool, std::string> serve_until(const std::string& args, const std::string& line_re) {
-  const std::string cmd = "exec " + std::string(ZI_BINARY) + " serve " + args + " 2>&1";
+  const std::string cmd = "exec " + std::string(ZI_BINARY) + " serve --http-listen 127.0.0.1:0 " + args + " 2>&1";
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return {false, "pipe failed"};
   pid_t pid = fork();

@@ -52,6 +52,8 @@ TEST(Config, OnlyModelPathIsRequiredAndDefaultsFollowTheDesign) {
   EXPECT_FALSE(c->engine.kv_offload);
   EXPECT_EQ(c->log_level, "info");
   EXPECT_EQ(c->engine.debug_step_delay_ms, 0u);
+  EXPECT_EQ(c->http_listen, "127.0.0.1:8000");
+  EXPECT_EQ(c->http_max_body_bytes, 8u << 20);
   EXPECT_EQ(parse("model: {path: /abs/m/}\n")->engine.served_name, "m");
 }
 
@@ -59,12 +61,14 @@ TEST(Config, ParsesEveryKeyOfTheSchema) {
   auto c = parse(R"(
 model:    {path: /m/opt, name: opt-30b, dtype: float16, max_context: 4096, enforce_eager: true}
 device: cuda
-server:   {listen: "0.0.0.0:6000", metrics_listen: "[::1]:9500", max_queue: 8, max_batch_size: 32,
+server:   {listen: "0.0.0.0:6000", metrics_listen: "[::1]:9500", health_listen: "0.0.0.0:6001", http_listen: "",
+           http_max_body_bytes: 1MiB, max_queue: 8, max_batch_size: 32,
            max_new_tokens_default: 100, max_prompt_tokens: 1000, shutdown_grace_seconds: 2.5,
            max_streams_per_connection: 7, keepalive_seconds: 0, auth_token_file: token, allow_insecure: true,
            tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem, require_client_cert: true}}
 parallel: {num_gpus: 4, heartbeat_timeout_seconds: 5, workers: external, worker_listen: "10.0.0.1:7000",
            join_timeout_seconds: 30, cpu_communicator: gloo}
+memory:   {gpu_limit: 48GiB, host_limit: 200GB}
 offload:  {tier: nvme, dir: store, pin_memory: false, gpu_weights_budget: 2GiB, prefetch_depth: 3,
            aio: {block_size: 512KiB, queue_depth: 16}}
 quantization: {bits: 4, group_size: 128, embeddings: true}
@@ -83,6 +87,9 @@ debug:    {step_delay_ms: 25}
   EXPECT_EQ(e.device, Device::kCuda);
   EXPECT_EQ(c->listen, "0.0.0.0:6000");
   EXPECT_EQ(c->metrics_listen, "[::1]:9500");
+  EXPECT_EQ(c->health_listen, "0.0.0.0:6001");
+  EXPECT_EQ(c->http_listen, "");  // off
+  EXPECT_EQ(c->http_max_body_bytes, 1u << 20);
   EXPECT_EQ(c->max_queue, 8u);
   EXPECT_EQ(e.max_batch_size, 32u);
   EXPECT_EQ(c->max_new_tokens_default, 100u);
@@ -99,6 +106,8 @@ debug:    {step_delay_ms: 25}
   EXPECT_EQ(c->worker_listen, "10.0.0.1:7000");
   EXPECT_DOUBLE_EQ(c->join_timeout_seconds, 30);
   EXPECT_EQ(c->engine.cpu_communicator, CpuCommunicator::kGloo);
+  EXPECT_EQ(e.gpu_memory_limit, 48ull << 30);
+  EXPECT_EQ(e.host_memory_limit, 200000000000ull);
   EXPECT_EQ(e.offload_tier, OffloadTier::kNvme);
   EXPECT_EQ(e.offload_dir, "/base/store");
   EXPECT_FALSE(e.pin_memory);
@@ -128,9 +137,21 @@ debug:    {step_delay_ms: 25}
   EXPECT_EQ(diff_configs(*defaults, *c).size(), knobs().size());
 }
 
+// server.max_batch_size is an integer or auto (0 in EngineOptions: the throughput planner chooses it).
+TEST(Config, MaxBatchSizeIsAnIntegerOrAuto) {
+  auto a = parse("model: {path: m}\nserver: {max_batch_size: auto}\n");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->engine.max_batch_size, 0u);
+  EXPECT_EQ(find_knob("server.max_batch_size")->get(*a), "auto");
+  EXPECT_EQ(error_of("model: {path: m}\nserver: {max_batch_size: automatic}\n"),
+            "test.yaml: server.max_batch_size: must be 1..1024 or auto, got automatic");
+  EXPECT_EQ(error_of("model: {path: m}\nmemory: {gpu_limit: lots}\n"),
+            "test.yaml: memory.gpu_limit: must be a size such as 2GiB, 512MiB, 1.5GB or 1048576, got 'lots'");
+}
+
 TEST(Config, BadValuesNameTheFileAndKeyPath) {
   EXPECT_EQ(error_of("model: {path: m}\nserver: {max_batch_size: 0}\n"),
-            "test.yaml: server.max_batch_size: must be 1..1024, got 0");
+            "test.yaml: server.max_batch_size: must be 1..1024 or auto, got 0");
   EXPECT_EQ(error_of("model: {path: m}\nserver: {max_queue: -3}\n"),
             "test.yaml: server.max_queue: must be an integer in 1..1000000, got '-3'");
   EXPECT_EQ(error_of("{}"), "test.yaml: model.path: is required (the Hugging Face model folder)");
@@ -148,6 +169,8 @@ TEST(Config, BadValuesNameTheFileAndKeyPath) {
             "test.yaml: server.listen: expected HOST:PORT, got 'localhost'");
   EXPECT_EQ(error_of("model: {path: m}\nserver: {metrics_listen: \"h:70000\"}\n"),
             "test.yaml: server.metrics_listen: port must be 0..65535, got '70000'");
+  EXPECT_EQ(error_of("model: {path: m}\nserver: {health_listen: \"8081\"}\n"),
+            "test.yaml: server.health_listen: expected HOST:PORT, got '8081'");
   EXPECT_EQ(error_of("model: {path: m}\noffload: {aio: {block_size: 5000}}\n"),
             "test.yaml: offload.aio.block_size: must be a multiple of 4096 bytes (direct I/O), got 5000");
   EXPECT_EQ(error_of("model: {path: m}\noffload: {gpu_weights_budget: 2 parsecs}\n"),
@@ -305,6 +328,13 @@ TEST(Config, PlaintextOnlyOnLoopbackUnlessAllowed) {
   EXPECT_FALSE(check_transport_security(*local).ok());
   ASSERT_TRUE(apply_flags({flag("server.allow_insecure", "true")}, &*local).ok());
   EXPECT_TRUE(check_transport_security(*local).ok());
+  // The HTTP API's address under the same rule, named by its own key.
+  auto http = parse("model: {path: m}\nserver: {http_listen: \"0.0.0.0:8000\"}\n");
+  EXPECT_EQ(check_transport_security(*http).message(),
+            "test.yaml: server.http_listen: '0.0.0.0:8000' is not a loopback address and server.tls is not set: "
+            "plaintext HTTP is served only on loopback; set server.tls.cert_file and server.tls.key_file, or "
+            "server.allow_insecure: true (--allow-insecure) to serve plaintext anyway");
+  EXPECT_TRUE(check_transport_security(*parse("model: {path: m}\nserver: {http_listen: \"\"}\n")).ok());
 }
 
 // Joined workers talk mutual TLS, even on loopback and even with allow_insecure: a rank sees its prompts.
@@ -392,7 +422,7 @@ TEST(Config, ABrokenExampleNamesItsBadKey) {
     std::string typo = replaced("max_batch_size:", "max_batchsize:");
     EXPECT_EQ(typo.rfind(src + ": server.max_batchsize: unknown key (allowed here: listen,", 0), 0u) << typo;
     EXPECT_EQ(replaced("max_batch_size:", "max_batch_size: 0, old_max_batch_size:"),
-              src + ": server.max_batch_size: must be 1..1024, got 0");
+              src + ": server.max_batch_size: must be 1..1024 or auto, got 0");
     if (text.find("tier: ") != std::string::npos) {
       EXPECT_EQ(replaced("tier: ", "tier: tape, old_tier: "),
                 src + ": offload.tier: must be one of none|cpu|nvme, got 'tape'");

@@ -74,7 +74,7 @@ TEST_F(Validate, TokenIdsAreUsedAsGivenAndCheckedAgainstTheVocab) {
 
 TEST_F(Validate, EachBadFieldIsNamedWithItsLimit) {
   EXPECT_EQ(refusal(text("")), "prompt: must not be empty");
-  EXPECT_EQ(refusal(pb::GenerateRequest()), "input: set prompt or prompt_token_ids");
+  EXPECT_EQ(refusal(pb::GenerateRequest()), "input: set prompt, prompt_token_ids or chat");
   pb::GenerateRequest empty_ids;
   empty_ids.mutable_prompt_token_ids();
   EXPECT_EQ(refusal(empty_ids), "prompt_token_ids: must not be empty");

@@ -41,6 +41,9 @@ TEST(WorkerProtocol, EngineOptionsRoundTrip) {
   o.cpu_communicator = CpuCommunicator::kGloo;
   o.debug_step_delay_ms = 9;
   o.cpu_threads = 3;
+  o.max_step_tokens = 4096;
+  o.gpu_memory_limit = 48ull << 30;
+  o.host_memory_limit = 200ull << 30;
   pb::EngineOptions p;
   to_proto(o, &p);
   EngineOptions back = from_proto(p);
@@ -66,6 +69,9 @@ TEST(WorkerProtocol, EngineOptionsRoundTrip) {
   EXPECT_EQ(back.cpu_communicator, o.cpu_communicator);
   EXPECT_EQ(back.debug_step_delay_ms, o.debug_step_delay_ms);
   EXPECT_EQ(back.cpu_threads, o.cpu_threads);
+  EXPECT_EQ(back.max_step_tokens, o.max_step_tokens);
+  EXPECT_EQ(back.gpu_memory_limit, o.gpu_memory_limit);
+  EXPECT_EQ(back.host_memory_limit, o.host_memory_limit);
 }
 
 TEST(WorkerProtocol, StepInputAndOutputRoundTrip) {

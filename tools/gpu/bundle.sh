@@ -8,6 +8,7 @@ cd "$(dirname "$0")/../.."
 rm -rf .device/gpu .device/gpu.tar.xz
 /work/shared/tools/device-bundle.sh .device/gpu "$@" >&2 2>/dev/null || ../shared/tools/device-bundle.sh .device/gpu "$@" >&2
 strip --strip-all .device/gpu/bin/* .device/gpu/lib/* 2>/dev/null || true
-tar -C .device -cJf .device/gpu.tar.xz gpu
+# -9e: the carried tree (tracked files ~43 MB on disk + this) must stay under 64 MiB
+tar -C .device -cf - gpu | xz -9e -T0 > .device/gpu.tar.xz
 rm -rf .device/gpu
 du -h .device/gpu.tar.xz >&2

@@ -1,18 +1,30 @@
 // Decode attention: every sequence adds one row, which attends over its whole cached context (paged: keys and values
-// are found through the sequence's block table, attention_common.cuh). One block per
+// are found through the sequence's block table, attention_common.cuh). The split-context kernel
+// (attention_decode_split.cu), when on, takes every shape whose key rows are whole 16-byte vectors; this per-head
+// kernel takes the rest. One block per
 // (sequence, query head); its four warps split the context into 32-key chunks (warp w takes chunks w, w + 4, ...),
 // each keeping its own online softmax (lane j scores key j straight from global memory, then all lanes fold the
 // chunk's value rows into their slice of the head dims), and the warps' partial results are merged at the end.
 // fp32 throughout; GQA, sliding window and ALiBi as in the prefill kernel.
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 
 #include "engine/backend/cuda/attention_common.cuh"
+#include "engine/backend/cuda/attention_decode_split.h"
 #include "engine/backend/cuda/cuda_check.h"
 
 namespace zi::cuda {
 namespace {
 
 constexpr int kWarps = 4;
+
+// Off until gpu_all_tests has run the split kernel on a GPU (written without one, 2026-12-07): ZI_ATTENTION_DECODE=
+// split (or set_attention_decode_split(true)) turns it on; the per-head kernel takes every shape otherwise.
+bool g_split = [] {
+  const char* v = std::getenv("ZI_ATTENTION_DECODE");
+  return v != nullptr && std::string_view(v) == "split";
+}();
 
 // q (fp32, shared memory) · k (one cached key row of D elements). kVec: 16-byte loads (D × sizeof(T) is a multiple
 // of 16 and the cache is 16-byte aligned).
@@ -121,11 +133,22 @@ void launch_typed(const KvArgs& kv, const AttentionArgs& a, const void* q, void*
 
 }  // namespace
 
+void set_attention_decode_split(bool on) { g_split = on; }
+bool attention_decode_split_enabled() { return g_split; }
+
+size_t attention_decode_workspace_bytes(DType type, const KvArgs& kv, const AttentionArgs& a) {
+  return g_split ? plan_decode_split(type, kv, a).workspace_bytes : 0;
+}
+
 void launch_attention_decode(DType type, const KvArgs& kv, const AttentionArgs& a, const void* q, void* out,
-                             cudaStream_t stream) {
+                             void* workspace, cudaStream_t stream) {
   if (kv.n_seqs == 0) return;
   ZI_CHECK(kv.head_dim >= 1 && kv.head_dim <= kMaxAttentionHeadDim && kv.n_seqs <= 0x7fffffff &&
            a.n_heads <= 65535);
+  if (const DecodeSplitPlan plan = plan_decode_split(type, kv, a); plan.splits > 0 && g_split) {
+    launch_attention_decode_split(type, kv, a, plan, q, out, workspace, stream);
+    return;
+  }
   ZI_DISPATCH_FLOAT(type, X, {
     switch (attention_chunks(kv.head_dim)) {
       case 1: launch_typed<X, 1>(kv, a, q, out, stream); break;

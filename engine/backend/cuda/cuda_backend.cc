@@ -7,6 +7,7 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/lt_gemm.h"
+#include "engine/backend/cuda/nvml.h"
 #include "engine/backend/cuda/offload_attention.h"
 #include "engine/core/log.h"
 
@@ -159,6 +160,21 @@ int64_t CudaBackend::device_free_bytes() const {
   return static_cast<int64_t>(memory_info().device_free);
 }
 
+int64_t CudaBackend::process_device_bytes() const {
+  make_current();
+  allocator_->release_cached();
+  StatusOr<uint64_t> held = nvml_process_used_bytes(device_);
+  if (held.ok()) return static_cast<int64_t>(*held);
+  static bool logged = false;
+  if (!logged) {
+    logged = true;
+    ZI_LOG(WARNING) << "NVML per-process memory unavailable (" << held.status()
+                    << "); memory.gpu_limit counts the whole device's used memory";
+  }
+  const MemoryInfo mi = memory_info();
+  return static_cast<int64_t>(mi.device_total > mi.device_free ? mi.device_total - mi.device_free : 0);
+}
+
 Tensor CudaBackend::output(DType dtype, std::vector<int64_t> shape) {
   StatusOr<Tensor> t = try_alloc(dtype, std::move(shape));
   if (!t.ok()) {
@@ -200,6 +216,20 @@ Tensor CudaBackend::upload_weight(DType src_dtype, std::vector<int64_t> shape, c
   Tensor raw = from_host(src_dtype, shape, src);
   Tensor t = output(act_, std::move(shape));
   launch_convert(src_dtype, raw.data(), act_, t.data(), t.numel(), compute_.get());
+  return t;
+}
+
+std::optional<Tensor> CudaBackend::uniform_weight(DType dtype, std::vector<int64_t> shape, uint64_t key,
+                                                  float amplitude) {
+  ZI_CHECK(is_float_weight_dtype(dtype));
+  make_current();
+  // Rounded to `dtype` first, as the host generator would write them, then to the activation dtype as upload_weight
+  // converts them: the same values whichever side made them.
+  Tensor made = output(dtype, shape);
+  launch_dummy_uniform(dtype, made.data(), made.numel(), key, amplitude, compute_.get());
+  if (dtype == act_) return made;
+  Tensor t = output(act_, std::move(shape));
+  launch_convert(dtype, made.data(), act_, t.data(), t.numel(), compute_.get());
   return t;
 }
 

@@ -53,6 +53,7 @@ class CudaBackend final : public Backend {
   Tensor alloc(DType dtype, std::vector<int64_t> shape) override;
   Tensor from_host(DType dtype, std::vector<int64_t> shape, const void* src) override;
   Tensor upload_weight(DType src_dtype, std::vector<int64_t> shape, const void* src) override;
+  std::optional<Tensor> uniform_weight(DType dtype, std::vector<int64_t> shape, uint64_t key, float amplitude) override;
   void upload(Tensor& dst, const void* src) override;
   void copy_to_host(const Tensor& t, void* dst) override;
   std::vector<float> to_host_f32(const Tensor& t) override;
@@ -85,6 +86,9 @@ class CudaBackend final : public Backend {
   StatusOr<Tensor> alloc_kv(DType dtype, std::vector<int64_t> shape, bool host) override;
   // cudaMemGetInfo's free bytes after returning this backend's cached blocks to the device.
   int64_t device_free_bytes() const override;
+  // NVML's used memory of this process on the device (engine/backend/cuda/nvml.h); where NVML cannot say (no
+  // driver library, a PID namespace that hides us), total − free: every process's use, so never less than ours.
+  int64_t process_device_bytes() const override;
   void observe_weight_stream(uint64_t bytes, double copy_seconds, int layers) override;
   // cudaStreamBeginCapture on the compute stream (relaxed mode), allocations from the allocator's graph pool
   // (device_allocator.h), cudaGraphInstantiate (cuda_graph.cc).

@@ -138,8 +138,12 @@ Tensor CudaBackend::attention(const Tensor& q, const KvLayer& cache, const Atten
   const bool all_decode =
       std::all_of(batch.seqs.begin(), batch.seqs.end(), [](const SeqSlice& s) { return s.n_new <= 1; });
   timer.detail(all_decode ? " decode" : " prefill");
-  if (all_decode)
-    launch_attention_decode(act_, kv, a, q.data(), out.data(), compute_.get());
+  if (all_decode) {
+    // Split-context partial results (from the step's pool: inside a captured graph, from the graph's).
+    const size_t ws_bytes = attention_decode_workspace_bytes(act_, kv, a);
+    Tensor ws = ws_bytes > 0 ? output(DType::kU8, {static_cast<int64_t>(ws_bytes)}) : Tensor();
+    launch_attention_decode(act_, kv, a, q.data(), out.data(), ws_bytes > 0 ? ws.data() : nullptr, compute_.get());
+  }
   else
     launch_attention_prefill(act_, kv, a, q.data(), out.data(), compute_.get());
   return out;

@@ -4,12 +4,14 @@
 // Both are column-major: a row-major [r, c] matrix is a column-major [c, r] one, so we ask for yᵀ[out, T] =
 // op(A) · B with A = W seen as [in, out] (transposed, lda = in) and B = xᵀ seen as [in, T] (ldb = in); C = yᵀ
 // [out, T] (ldc = out). An unfused bias is added by a second kernel. Neither path allocates or synchronizes.
+// Decode-sized T (≤ dense_gemv_max_rows()) of unquantized weights take the dense GEMV (dense_gemv.h) instead.
 // Quantized weights (engine/quant) go through a fused GEMV for decode-sized T, else are dequantized into the
 // activation dtype first and take the same GEMM.
 #include <climits>
 
 #include "engine/backend/cuda/cuda_backend_impl.h"
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/dense_gemv.h"
 #include "engine/backend/cuda/lt_gemm.h"
 #include "engine/backend/cuda/quant_kernels.h"
 
@@ -49,9 +51,13 @@ QuantArgs quant_args(const LinearWeight& w) {
 
 Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
   OpTimer timer(times_, compute_.get(), "linear");
-  if (times_.enabled())
+  if (times_.enabled()) {
+    // Rows bucketed so that decode (T ≤ 64) and prefill calls of the same weight get their own lines.
+    const int64_t rows = x.numel() / std::max<int64_t>(w.in_features(), 1);
     timer.detail(absl::StrCat(" ", w.out_features(), "x", w.in_features(),
-                              w.format == WeightFormat::kQuantized ? absl::StrCat(" q", w.bits) : std::string()));
+                              w.format == WeightFormat::kQuantized ? absl::StrCat(" q", w.bits) : std::string(),
+                              rows <= 64 ? absl::StrCat(" T=", rows) : std::string(" T>64")));
+  }
   const bool quantized = w.format == WeightFormat::kQuantized;
   ZI_CHECK(quantized || (w.format == WeightFormat::kDense && w.weight.rank() == 2 && w.weight.dtype() == act_));
   const int64_t in = w.in_features(), out_f = w.out_features();
@@ -88,7 +94,13 @@ Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
   if (in == 0) {
     fill_zero(y);
   } else if (!quantized) {
-    gemm(w.weight.data());
+    if (T <= dense_gemv_max_rows() && dense_gemv_supported(act_, x.data(), w.weight.data(), y.data(), in, out_f)) {
+      bias_fused = w.bias.defined() && w.bias.dtype() == act_;
+      launch_dense_gemv(act_, x.data(), T, w.weight.data(), bias_fused ? w.bias.data() : nullptr, y.data(), in,
+                        out_f, compute_.get());
+    } else {
+      gemm(w.weight.data());
+    }
   } else {
     // Quantized (quant_kernels.h): the fused GEMV for decode-sized T, else dequantize into a temporary buffer in
     // the activation dtype (stream-ordered: recycled once the GEMM that reads it has run) and the same GEMM.

@@ -14,6 +14,8 @@ namespace zi::cuda {
 
 // convert.cu: y[i] = x[i] converted (round to nearest even), n elements.
 void launch_convert(DType src_type, const void* x, DType dst_type, void* y, int64_t n, cudaStream_t stream);
+// dummy_fill.cu: y[i] = dummy_uniform(key, i, amplitude) (engine/core/dummy_random.h) rounded to `type`.
+void launch_dummy_uniform(DType type, void* y, int64_t n, uint64_t key, float amplitude, cudaStream_t stream);
 
 // gather.cu
 // out[t, :] = table[ids[t], :] converted to out_type; ids outside [0, V) give a zero row (the caller validates ids).
@@ -81,9 +83,15 @@ void launch_attention_prefill(DType type, const KvArgs& kv, const AttentionArgs&
                               cudaStream_t stream);
 void set_attention_prefill_flash(bool on);
 bool attention_prefill_flash_enabled();
-// attention_decode.cu: every sequence has n_new == 1; one block per (sequence, head).
+// attention_decode.cu: every sequence has n_new ≤ 1. Split over the context (attention_decode_split.cu) when the
+// key rows are whole 16-byte vectors, else one block per (sequence, head). The split kernel needs
+// attention_decode_workspace_bytes() of device scratch (0: none; it depends on the shapes and kv.max_blocks only).
+// The split kernel is off until validated on a GPU: set_attention_decode_split(true) or ZI_ATTENTION_DECODE=split.
+size_t attention_decode_workspace_bytes(DType type, const KvArgs& kv, const AttentionArgs& a);
 void launch_attention_decode(DType type, const KvArgs& kv, const AttentionArgs& a, const void* q, void* out,
-                             cudaStream_t stream);
+                             void* workspace, cudaStream_t stream);
+void set_attention_decode_split(bool on);
+bool attention_decode_split_enabled();
 
 // ---- fused kernels (fused_*.cu): one launch where the forward would run several; each writes what the unfused
 // kernels named would, rounded once on store ----

@@ -246,9 +246,11 @@ void OffloadAttention::run_gpu(const Tensor& q, const KvLayer& cache, const Atte
   skv.seqs = seqs_dev.data_as<int32_t>();
   cudaStream_t stream = be_.compute_stream();
   auto launch = [&](const KvArgs& a) {
-    if (all_decode)
-      launch_attention_decode(q.dtype(), a, args, q.data(), out.data(), stream);
-    else
+    if (all_decode) {
+      const size_t ws_bytes = attention_decode_workspace_bytes(q.dtype(), a, args);
+      Tensor ws = ws_bytes > 0 ? be_.alloc(DType::kU8, {static_cast<int64_t>(ws_bytes)}) : Tensor();
+      launch_attention_decode(q.dtype(), a, args, q.data(), out.data(), ws_bytes > 0 ? ws.data() : nullptr, stream);
+    } else
       launch_attention_prefill(q.dtype(), a, args, q.data(), out.data(), stream);
   };
   const std::vector<int64_t> dims = {std::max(used, 1), BS, kv.n_kv_heads, kv.head_dim};

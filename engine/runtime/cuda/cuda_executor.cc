@@ -14,6 +14,8 @@
 #include "engine/zero/cuda/probes.h"
 #include "engine/zero/layer_pack.h"
 #include "engine/zero/placement.h"
+#include "engine/zero/planner/cost_model.h"
+#include "engine/runtime/host_memory.h"
 #include "engine/zero/streamed_parameters.h"
 
 namespace zi {
@@ -89,10 +91,33 @@ StatusOr<ExecutorParts> make_cuda_parts(const EngineOptions& options, const Mode
                         : options.kv_cache_bytes ? options.kv_cache_bytes
                                                  : kv_cache_bytes(cfg.num_layers, options.max_batch_size, max_context,
                                                                   cfg.num_kv_heads, cfg.head_dim, act_size);
-    in.activation_bytes = activation_bytes(cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size,
-                                           options.max_batch_size, max_context, act_size);
+    const uint64_t rows = options.max_step_tokens
+                              ? std::max<uint64_t>(options.max_step_tokens, options.max_batch_size)
+                              : activation_tokens(options.max_batch_size, max_context);
+    in.activation_bytes = activation_bytes_for_rows(cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, rows,
+                                                    options.max_batch_size, act_size);
     const uint64_t free_bytes = cuda->memory_info().device_free;
     in.gpu_memory_bytes = free_bytes > kGpuMarginBytes ? free_bytes - kGpuMarginBytes : 1;
+    // memory.gpu_limit counts what the process holds (NVML, context included): what it holds now plus the slack the
+    // KV sizing keeps free, and the placement's sum, must stay inside it.
+    std::string limit_note;
+    if (options.gpu_memory_limit > 0) {
+      const int64_t held = cuda->process_device_bytes();
+      const uint64_t h = held > 0 ? static_cast<uint64_t>(held) : 0;
+      if (options.gpu_memory_limit <= h + kGpuSlackBytes)
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "memory.gpu_limit ", format_bytes(options.gpu_memory_limit), " (", options.gpu_memory_limit,
+            " bytes) cannot hold the minimum: the process holds ", format_bytes(h), " (", h,
+            " bytes, CUDA context and workspaces) before any weight, plus ", format_bytes(kGpuSlackBytes),
+            " kept free"));
+      const uint64_t room = options.gpu_memory_limit - h - kGpuSlackBytes;
+      if (room < in.gpu_memory_bytes) {
+        in.gpu_memory_bytes = room;
+        limit_note = absl::StrCat("memory.gpu_limit ", format_bytes(options.gpu_memory_limit), " (the process holds ",
+                                  format_bytes(h), " before weights, ", format_bytes(kGpuSlackBytes),
+                                  " kept free): ");
+      }
+    }
     in.tier = options.offload_tier;
     in.gpu_weights_budget = options.gpu_weights_budget;
     in.prefetch_depth = options.prefetch_depth;
@@ -103,7 +128,26 @@ StatusOr<ExecutorParts> make_cuda_parts(const EngineOptions& options, const Mode
       else ZI_LOG(WARNING) << "host→device probe failed (" << rate.status() << "); the ring assumes 25 GB/s";
     }
     in.num_ranks = options.world_size;
-    ZI_ASSIGN_OR_RETURN(Placement placement, plan_placement(in));
+    StatusOr<Placement> placed = plan_placement(in);
+    if (!placed.ok())
+      return Status(placed.status().code(), absl::StrCat(limit_note, placed.status().message()));
+    const Placement& placement = *placed;
+    // memory.host_limit: pinned weights of the CPU tier (or the NVMe tier's staging slots) and a host KV cache.
+    {
+      const uint64_t limit = resolve_host_limit(options.host_memory_limit);
+      const uint64_t kv_host =
+          !options.kv_offload ? 0
+          : options.kv_cache_bytes ? options.kv_cache_bytes
+                                   : kv_cache_bytes(cfg.num_layers, options.max_batch_size, max_context,
+                                                    cfg.num_kv_heads, cfg.head_dim, act_size);
+      const uint64_t weights_host = placement.host_bytes_per_rank + (placement.disk_bytes_per_rank ? placement.ring_bytes : 0);
+      if (limit > 0 && weights_host + kv_host > limit)
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "memory.host_limit ", format_bytes(limit), " (", limit, " bytes", options.host_memory_limit ? "" : ", MemAvailable",
+            ") cannot hold ", format_bytes(weights_host + kv_host), " (", weights_host + kv_host,
+            " bytes): streamed weights ", format_bytes(weights_host), " + KV cache ", format_bytes(kv_host),
+            "; raise it, stream from NVMe (offload.tier: nvme) or lower server.max_batch_size"));
+    }
     ZI_LOG(INFO) << "placement: " << describe(placement) << "; ring of " << placement.prefetch_depth
                  << " slots; resident weights "
                  << format_bytes(placement.resident_weight_bytes) << ", streamed per step "
