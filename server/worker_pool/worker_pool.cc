@@ -11,6 +11,8 @@
 #include <cstring>
 #include <deque>
 
+#include <openssl/crypto.h>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 
@@ -99,6 +101,7 @@ Status WorkerPool::start() {
     io_thread_ = std::thread([this] {
       auto guard = asio::make_work_guard(io_);
       io_.run();
+      OPENSSL_thread_stop();  // the TLS handshakes' per-thread error state, freed before the join, not at exit
     });
     return absl::OkStatus();
   }
