@@ -57,6 +57,14 @@ StatusOr<GenerationRequest> validate_request(const ::zeroinfer::v1::GenerateRequ
 
   // The prompt.
   absl::string_view field;
+  // A tokenizer whose vocabulary is larger than the model's embedding table (prompt and chat paths alike).
+  auto check_tokenized = [&]() -> Status {
+    for (int32_t id : out.prompt)
+      if (id < 0 || static_cast<uint32_t>(id) >= limits.vocab_size)
+        return invalid(field, absl::StrCat("the tokenizer produced id ", id, ", outside the model's vocab_size ",
+                                           limits.vocab_size));
+    return absl::OkStatus();
+  };
   switch (request.input_case()) {
     case ::zeroinfer::v1::GenerateRequest::kPrompt: {
       field = "prompt";
@@ -66,10 +74,7 @@ StatusOr<GenerationRequest> validate_request(const ::zeroinfer::v1::GenerateRequ
       if (!ids.ok()) return invalid(field, ids.status().message());
       if (ids->empty()) return invalid(field, "tokenizes to no tokens");
       out.prompt = std::move(*ids);
-      for (int32_t id : out.prompt)
-        if (id < 0 || static_cast<uint32_t>(id) >= limits.vocab_size)
-          return invalid(field, absl::StrCat("the tokenizer produced id ", id, ", outside the model's vocab_size ",
-                                             limits.vocab_size));
+      if (Status s = check_tokenized(); !s.ok()) return s;
       break;
     }
     case ::zeroinfer::v1::GenerateRequest::kPromptTokenIds: {
@@ -103,10 +108,7 @@ StatusOr<GenerationRequest> validate_request(const ::zeroinfer::v1::GenerateRequ
       if (!ids.ok()) return invalid(field, ids.status().message());
       if (ids->empty()) return invalid(field, "the chat template rendered no tokens");
       out.prompt = std::move(*ids);
-      for (int32_t id : out.prompt)
-        if (id < 0 || static_cast<uint32_t>(id) >= limits.vocab_size)
-          return invalid(field, absl::StrCat("the tokenizer produced id ", id, ", outside the model's vocab_size ",
-                                             limits.vocab_size));
+      if (Status s = check_tokenized(); !s.ok()) return s;
       break;
     }
     default:
