@@ -254,7 +254,8 @@ class Backend {
   // tensors (CUDA graphs: one launch for a whole decode step instead of hundreds). Memory the body allocates comes
   // from a pool kept for the graphs, so its addresses stay valid for every replay; tensors the body leaves alive
   // (its outputs) are rewritten by each replay. The body must not synchronise or read results. Inputs change
-  // between replays only through upload() into tensors made before the capture. nullptr when the backend has no
+  // between replays only through upload() into tensors made before the capture. The body must be idempotent: a
+  // backend may run it once eagerly before capturing (CUDA: to time per-shape choices). nullptr when the backend has no
   // graphs (the CPU: every step runs eagerly); an error when the body failed or the capture was refused.
   class StepGraph {
    public:

@@ -6,7 +6,10 @@
 // common head dims take the tensor-core one, which is also checked against the scalar one on a Llama-7B shape).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <optional>
+#include <random>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -16,6 +19,7 @@
 
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/cuda_backend.h"
+#include "engine/backend/cuda/decode_linear.h"
 #include "engine/backend/cuda/dense_gemv.h"
 #include "engine/backend/cuda/kernels.h"
 #include "engine/backend/cuda/lt_gemm.h"
@@ -155,13 +159,15 @@ TEST_P(CudaOps, LinearTokenCountsBiasAndRepeat) {
   }
 }
 
-// Decode-sized T take the dense GEMV (dense_gemv.h) where rows are 16-byte vectors: T = 1..8 against the CPU and
-// against cuBLASLt (set_dense_gemv_max_rows(0)); K that leaves a partial unrolled pass, N that leaves a partial
-// block and a partial warp, the bias fused (activation dtype) or added after (fp32).
-TEST_P(CudaOps, DenseGemvDecodeRows) {
-  const int saved = cuda::dense_gemv_max_rows();
-  for (auto [in, out] : {std::pair{1000, 37}, {4096, 4096}, {64, 8}}) {
-    for (int T = 1; T <= cuda::kDenseGemvMaxRows; ++T) {
+// Decode-sized T of dense weights run cuBLASLt, the dense GEMV (T ≤ 8) or the dense tensor-core kernel (T ≤ 64),
+// whichever was fastest (decode_linear.h): each forced in turn against the CPU and against cuBLASLt. K that leaves a
+// partial unrolled pass and a partial 128-col K-block, N that leaves a partial block and a partial warp, the bias
+// fused (activation dtype) or added after (fp32). Then the timed choice itself, once per shape.
+TEST_P(CudaOps, DenseDecodeKernelsAgree) {
+  if (GetParam() == DType::kF32) GTEST_SKIP() << "fp32 activations always take cuBLAS";
+  const std::optional<cuda::DecodeKernel> saved = cuda::forced_decode_kernel();
+  for (auto [in, out] : {std::pair{1000, 37}, {4096, 4096}, {64, 8}, {136, 300}}) {
+    for (int T : {1, 2, 3, 5, 8, 9, 16, 17, 33, 48, 64}) {
       Pair x = act_tensor({T, in}, randn(T * in, 40 + T));
       Pair w = weight({out, in}, randn(out * in, 41, 0.05f));
       Pair b = weight({out}, randn(out, 42));
@@ -172,17 +178,26 @@ TEST_P(CudaOps, DenseGemvDecodeRows) {
         const Pair& bb = bias == 0 ? none : bias == 1 ? b : b_f32;
         LinearWeight lc{WeightFormat::kDense, w.cpu, bb.cpu};
         LinearWeight lg{WeightFormat::kDense, w.gpu, bb.gpu};
-        const std::string tag = absl::StrCat("gemv ", T, "x", in, "->", out, bias == 1 ? " +bias" : bias == 2 ? " +fp32 bias" : "");
-        cuda::set_dense_gemv_max_rows(cuda::kDenseGemvMaxRows);
-        Tensor gemv = gpu_->linear(x.gpu, lg);
-        cuda::set_dense_gemv_max_rows(0);
+        const std::string tag = absl::StrCat(T, "x", in, "->", out, bias == 1 ? " +bias" : bias == 2 ? " +fp32 bias" : "");
+        cuda::force_decode_kernel(cuda::DecodeKernel::kLt);
         Tensor lt = gpu_->linear(x.gpu, lg);
-        expect_close(cpu_->linear(x.cpu, lc), gemv, tag);
-        expect_close(lt, *gpu_, gemv, tag + " vs cuBLAS");
+        const Tensor ref = cpu_->linear(x.cpu, lc);
+        expect_close(ref, lt, "lt " + tag);
+        for (cuda::DecodeKernel k : {cuda::DecodeKernel::kGemv, cuda::DecodeKernel::kMma}) {
+          if (k == cuda::DecodeKernel::kGemv && T > cuda::kDenseGemvMaxRows) continue;
+          cuda::force_decode_kernel(k);
+          Tensor y = gpu_->linear(x.gpu, lg);
+          const std::string kt = std::string(cuda::decode_kernel_name(k)) + " " + tag;
+          expect_close(ref, y, kt);
+          expect_close(lt, *gpu_, y, kt + " vs cuBLAS");
+        }
+        cuda::force_decode_kernel(std::nullopt);  // timed choice: whichever kernel wins computes the same
+        expect_close(ref, gpu_->linear(x.gpu, lg), "chosen " + tag);
+        expect_close(ref, gpu_->linear(x.gpu, lg), "chosen again " + tag);
       }
     }
   }
-  cuda::set_dense_gemv_max_rows(saved);
+  cuda::force_decode_kernel(saved);
 }
 
 // Dummy weights made on the GPU (Backend::uniform_weight) hold exactly what the host generator's values hold once
@@ -496,6 +511,65 @@ TEST(LtGemm, PlansAreCachedPerShapeBiasAndAlignment) {
   EXPECT_EQ(g.cached_plans(), 4u);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   for (void* p : {x, w, y, bias}) cudaFree(p);
+}
+
+// Decode-sized shapes are tuned by timing the heuristic's candidates on the call's operands: whichever wins, y is
+// x · Wᵀ; a shape first seen inside a stream capture is neither tuned nor cached, and its graph still computes y.
+TEST(LtGemm, TunedAndCapturedPlansComputeTheProduct) {
+  if (device_count() == 0) GTEST_SKIP() << "no GPU";
+  auto lt = cuda::LtGemm::create(0);
+  ASSERT_TRUE(lt.ok()) << lt.status();
+  auto& g = **lt;
+  const int64_t in = 256, out = 384, max_t = 24;
+  std::vector<float> xf(max_t * in), wf(out * in);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (float& v : xf) v = u(rng);
+  for (float& v : wf) v = u(rng);
+  std::vector<uint16_t> xh(xf.size()), wh(wf.size());
+  for (size_t i = 0; i < xf.size(); ++i) xh[i] = f32_to_bf16(xf[i]), xf[i] = bf16_to_f32(xh[i]);
+  for (size_t i = 0; i < wf.size(); ++i) wh[i] = f32_to_bf16(wf[i]), wf[i] = bf16_to_f32(wh[i]);
+  void *x = nullptr, *w = nullptr, *y = nullptr;
+  ASSERT_EQ(cudaMalloc(&x, xh.size() * 2), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&w, wh.size() * 2), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&y, max_t * out * 2), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(x, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(w, wh.data(), wh.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+  auto check = [&](int64_t T) {
+    std::vector<uint16_t> yh(T * out);
+    ASSERT_EQ(cudaMemcpy(yh.data(), y, yh.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t o = 0; o < out; ++o) {
+        double ref = 0;
+        for (int64_t c = 0; c < in; ++c) ref += double(xf[t * in + c]) * wf[o * in + c];
+        ASSERT_NEAR(bf16_to_f32(yh[t * out + o]), ref, 0.02 * std::abs(ref) + 0.05) << "T " << T << " t " << t
+                                                                                       << " o " << o;
+      }
+  };
+  ASSERT_EQ(cudaMemset(y, 0, max_t * out * 2), cudaSuccess);
+  ASSERT_TRUE(g.matmul(DType::kBF16, x, w, nullptr, y, 16, in, out, nullptr).ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  check(16);
+  EXPECT_EQ(g.cached_plans(), 1u);
+
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  ASSERT_EQ(cudaMemset(y, 0, max_t * out * 2), cudaSuccess);
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), cudaSuccess);
+  const Status captured = g.matmul(DType::kBF16, x, w, nullptr, y, max_t, in, out, s);
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+  ASSERT_TRUE(captured.ok()) << captured;
+  EXPECT_EQ(g.cached_plans(), 1u) << "a plan made inside a capture is not cached";
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiateWithFlags(&exec, graph, 0), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  check(max_t);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(s);
+  for (void* p : {x, w, y}) cudaFree(p);
 }
 
 const auto kDtypes = ::testing::Values(DType::kBF16, DType::kF16, DType::kF32);

@@ -23,6 +23,7 @@
 
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/cuda_backend.h"
+#include "engine/backend/cuda/decode_linear.h"
 #include "engine/backend/cuda/device_allocator.h"
 #include "engine/backend/cuda/kernels.h"
 #include "engine/backend/cuda/op_timer.h"
@@ -122,6 +123,7 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;  // kCublasWorkspaceBytes, given to cublasSetWorkspace
   std::unique_ptr<LtGemm> lt_;        // linear's bf16/fp16 GEMM
+  DecodeLinearChoice decode_linear_;  // per decode-sized shape: cuBLASLt or a hand-written kernel (decode_linear.h)
   std::shared_ptr<DeviceAllocator> allocator_;
   const KvOffloadAttention offload_mode_;
   const int host_threads_;

@@ -10,6 +10,10 @@
 //  - host-side decisions the ops make from their arguments (grid sizes, kernel choice) are the same at every
 //    replay; the caller keys its graphs by whatever changes them (engine/runtime/step_graphs.h).
 // The capture runs in cudaStreamCaptureModeRelaxed so that a first-time cudaMalloc by the pool is allowed.
+// Before it, body runs once eagerly: per-shape choices made by timing (LtGemm's autotune for decode-sized GEMMs)
+// cannot be made inside a capture, and the graph keeps whatever was chosen at capture. A decode step is idempotent
+// (the same KV rows written with the same values, the same outputs), so running it twice costs one step per new
+// shape and changes nothing.
 #include <cuda_runtime_api.h>
 
 #include "engine/backend/cuda/cuda_backend_impl.h"
@@ -38,6 +42,7 @@ class CudaStepGraph final : public Backend::StepGraph {
 StatusOr<std::unique_ptr<Backend::StepGraph>> CudaBackend::capture(const std::function<Status()>& body) {
   if (times_.enabled()) return std::unique_ptr<Backend::StepGraph>();  // timed ops run eagerly (op_timer.h)
   make_current();
+  ZI_RETURN_IF_ERROR(body());
   ZI_RETURN_IF_ERROR(cuda_status(cudaStreamBeginCapture(compute_.get(), cudaStreamCaptureModeRelaxed),
                                  "cudaStreamBeginCapture"));
   allocator_->begin_graph_pool();

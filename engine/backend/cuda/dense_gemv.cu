@@ -114,18 +114,7 @@ void launch_rows(const void* x, const void* w, const void* bias, void* y, int64_
                                                             static_cast<const T*>(bias), static_cast<T*>(y), K, N);
 }
 
-int initial_max_rows() {
-  const char* env = std::getenv("ZI_DENSE_GEMV_MAX_ROWS");
-  if (!env || !*env) return 0;  // off until validated on a GPU (dense_gemv.h)
-  return std::clamp(std::atoi(env), 0, kDenseGemvMaxRows);
-}
-
-int g_max_rows = initial_max_rows();
-
 }  // namespace
-
-int dense_gemv_max_rows() { return g_max_rows; }
-void set_dense_gemv_max_rows(int rows) { g_max_rows = std::clamp(rows, 0, kDenseGemvMaxRows); }
 
 bool dense_gemv_supported(DType type, const void* x, const void* w, const void* y, int64_t K, int64_t N) {
   const int64_t elem = static_cast<int64_t>(dtype_size(type));

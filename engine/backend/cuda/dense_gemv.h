@@ -1,5 +1,6 @@
-// The dense GEMV for decode-sized T (dense_gemv.cu): linear() (gemm.cc) runs it instead of cuBLASLt for unquantized
-// weights when 1 ≤ T ≤ dense_gemv_max_rows() and dense_gemv_supported().
+// Kernels for dense linears of decode-sized T besides cuBLASLt: the CUDA-core GEMV (dense_gemv.cu, T ≤ 8) and the
+// tensor-core skinny GEMM (quant_gemm_small_t.cu with 16-bit weights, T ≤ 64). linear() (gemm.cc) picks among them
+// and cuBLASLt per shape by timing (decode_linear.h).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -12,16 +13,18 @@ namespace zi::cuda {
 
 inline constexpr int kDenseGemvMaxRows = 8;  // all T sums of a warp's rows stay in registers
 
-// $ZI_DENSE_GEMV_MAX_ROWS when set (clamped to 0..kDenseGemvMaxRows; 0 = always cuBLASLt), else 0: the kernel was
-// written without a GPU (2026-12-07) and stays off until gpu_all_tests has run it and bench has timed it against
-// cuBLASLt. Process-wide; tests and benchmarks switch it to compare the two paths.
-int dense_gemv_max_rows();
-void set_dense_gemv_max_rows(int rows);
 
 // x [T, K], w [N, K], y [T, N] in `type`: rows of whole 16-byte vectors and 16-byte-aligned buffers.
 bool dense_gemv_supported(DType type, const void* x, const void* w, const void* y, int64_t K, int64_t N);
 // y = x · wᵀ (+ bias [N] in `type`, may be null), 1 ≤ T ≤ kDenseGemvMaxRows.
 void launch_dense_gemv(DType type, const void* x, int64_t T, const void* w, const void* bias, void* y, int64_t K,
                        int64_t N, cudaStream_t stream);
+
+inline constexpr int kDenseMmaMaxRows = 64;  // the tensor-core kernel's T range (its quantized twin's)
+// `type` bf16 / fp16, K % 8 == 0 (rows of whole 16-byte vectors), x and w 16-byte aligned.
+bool dense_mma_supported(DType type, const void* x, const void* w, int64_t K);
+// y [T, N] = x [T, K] · w [N, K]ᵀ (+ bias [N] in `type`, may be null), 1 ≤ T ≤ kDenseMmaMaxRows.
+void launch_dense_mma(DType type, const void* x, int64_t T, const void* w, const void* bias, void* y, int64_t K,
+                      int64_t N, cudaStream_t stream);
 
 }  // namespace zi::cuda

@@ -4,13 +4,15 @@
 // Both are column-major: a row-major [r, c] matrix is a column-major [c, r] one, so we ask for yᵀ[out, T] =
 // op(A) · B with A = W seen as [in, out] (transposed, lda = in) and B = xᵀ seen as [in, T] (ldb = in); C = yᵀ
 // [out, T] (ldc = out). An unfused bias is added by a second kernel. Neither path allocates or synchronizes.
-// Decode-sized T (≤ dense_gemv_max_rows()) of unquantized weights take the dense GEMV (dense_gemv.h) instead.
+// Decode-sized T (≤ 64) of unquantized bf16/fp16 weights take whichever of cuBLASLt, the dense GEMV and the dense
+// tensor-core kernel (dense_gemv.h) was fastest for the shape when first timed (decode_linear.h).
 // Quantized weights (engine/quant) go through a fused GEMV for decode-sized T, else are dequantized into the
 // activation dtype first and take the same GEMM.
 #include <climits>
 
 #include "engine/backend/cuda/cuda_backend_impl.h"
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/decode_linear.h"
 #include "engine/backend/cuda/dense_gemv.h"
 #include "engine/backend/cuda/lt_gemm.h"
 #include "engine/backend/cuda/quant_kernels.h"
@@ -94,10 +96,28 @@ Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
   if (in == 0) {
     fill_zero(y);
   } else if (!quantized) {
-    if (T <= dense_gemv_max_rows() && dense_gemv_supported(act_, x.data(), w.weight.data(), y.data(), in, out_f)) {
-      bias_fused = w.bias.defined() && w.bias.dtype() == act_;
-      launch_dense_gemv(act_, x.data(), T, w.weight.data(), bias_fused ? w.bias.data() : nullptr, y.data(), in,
-                        out_f, compute_.get());
+    if (act_ != DType::kF32 && T <= kDenseMmaMaxRows) {
+      const bool bias_in_act = w.bias.defined() && w.bias.dtype() == act_;
+      const void* b = bias_in_act ? w.bias.data() : nullptr;
+      auto run = [&](DecodeKernel k) {
+        bias_fused = false;
+        switch (k) {
+          case DecodeKernel::kLt: gemm(w.weight.data()); return true;  // never refuses (cublasGemmEx fallback)
+          case DecodeKernel::kGemv:
+            if (T > kDenseGemvMaxRows || !dense_gemv_supported(act_, x.data(), w.weight.data(), y.data(), in, out_f))
+              return false;
+            launch_dense_gemv(act_, x.data(), T, w.weight.data(), b, y.data(), in, out_f, compute_.get());
+            break;
+          case DecodeKernel::kMma:
+            if (!dense_mma_supported(act_, x.data(), w.weight.data(), in)) return false;
+            launch_dense_mma(act_, x.data(), T, w.weight.data(), b, y.data(), in, out_f, compute_.get());
+            break;
+        }
+        bias_fused = bias_in_act;
+        return true;
+      };
+      decode_linear_.run({T, in, out_f, act_, w.bias.defined()}, run, compute_.get(), lt_->scratch(),
+                         lt_->scratch_bytes());
     } else {
       gemm(w.weight.data());
     }

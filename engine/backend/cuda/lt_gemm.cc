@@ -1,9 +1,15 @@
 #include "engine/backend/cuda/lt_gemm.h"
 
+#include <array>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <vector>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernel_timing.h"
 
 namespace zi::cuda {
 
@@ -76,8 +82,19 @@ StatusOr<std::unique_ptr<LtGemm>> LtGemm::create(int device, size_t workspace_by
   return std::unique_ptr<LtGemm>(new LtGemm(device, handle, workspace, workspace_bytes));
 }
 
+namespace {
+bool autotune_enabled() {
+  const char* env = std::getenv("ZI_LT_AUTOTUNE");
+  return env == nullptr || std::strcmp(env, "0") != 0;
+}
+}  // namespace
+
 LtGemm::LtGemm(int device, cublasLtHandle_t handle, void* workspace, size_t workspace_bytes)
-    : device_(device), handle_(handle), workspace_(workspace), workspace_bytes_(workspace_bytes) {}
+    : device_(device),
+      handle_(handle),
+      workspace_(workspace),
+      workspace_bytes_(workspace_bytes),
+      tune_(autotune_enabled()) {}
 
 LtGemm::~LtGemm() {
   plans_.clear();
@@ -89,9 +106,26 @@ LtGemm::~LtGemm() {
   cudaGetLastError();
 }
 
-StatusOr<LtGemm::Plan*> LtGemm::plan(const Key& k, const void* bias) {
+int LtGemm::fastest(Plan& p, const cublasLtMatmulHeuristicResult_t* cand, int n, const Operands& ops) {
+  const float alpha = 1.0f, beta = 0.0f;
+  std::vector<std::function<bool()>> runs;
+  for (int c = 0; c < n; ++c) {
+    runs.push_back([&, c] {
+      return cand[c].state == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatmul(handle_, p.op, &alpha, ops.w, p.a, ops.x, p.b, &beta, ops.y, p.d, ops.y, p.d,
+                            &cand[c].algo, workspace_, workspace_bytes_, ops.stream) == CUBLAS_STATUS_SUCCESS;
+    });
+  }
+  return fastest_candidate(ops.stream, workspace_, workspace_bytes_, runs);
+}
+
+StatusOr<LtGemm::Plan*> LtGemm::plan(const Key& k, const Operands& ops,
+                                     std::unique_ptr<Plan, PlanDeleter>* uncached) {
   if (auto it = plans_.find(k); it != plans_.end()) return it->second.get();
-  if (plans_.size() >= kMaxPlans) plans_.clear();
+  const bool capturing = stream_capturing(ops.stream);
+  const bool tune = tune_ && !capturing && k.tokens <= kTuneMaxTokens;
+  const void* bias = ops.bias;
+  if (!capturing && plans_.size() >= kMaxPlans) plans_.clear();
   cudaDataType_t type = CUDA_R_32F;
   ZI_CHECK(lt_type(k.dtype, &type));
   std::unique_ptr<Plan, PlanDeleter> p(new Plan);
@@ -148,20 +182,30 @@ StatusOr<LtGemm::Plan*> LtGemm::plan(const Key& k, const void* bias) {
     cublasLtMatmulPreferenceDestroy(pref);
     return lt_status(st, "cublasLtMatmulPreferenceSetAttribute");
   }
-  cublasLtMatmulHeuristicResult_t result{};
+  std::array<cublasLtMatmulHeuristicResult_t, kTuneCandidates> result{};
   int found = 0;
   ++heuristic_queries_;
-  st = cublasLtMatmulAlgoGetHeuristic(handle_, p->op, p->a, p->b, p->d, p->d, pref, 1, &result, &found);
+  st = cublasLtMatmulAlgoGetHeuristic(handle_, p->op, p->a, p->b, p->d, p->d, pref, tune ? kTuneCandidates : 1,
+                                      result.data(), &found);
   cublasLtMatmulPreferenceDestroy(pref);
   // NOT_SUPPORTED (no algorithm) and an empty answer both mean: fall back, and remember it.
-  if (st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
-    p->algo = result.algo;
+  if (st == CUBLAS_STATUS_SUCCESS && found > 0 && result[0].state == CUBLAS_STATUS_SUCCESS) {
+    int pick = 0;
+    if (tune && found > 1) {
+      if (const int f = fastest(*p, result.data(), found, ops); f >= 0) pick = f;
+      ++tuned_plans_;
+    }
+    p->algo = result[pick].algo;
     p->algo_ok = true;
   } else if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) {
     return lt_status(st, "cublasLtMatmulAlgoGetHeuristic");
   }
   Plan* raw = p.get();
-  plans_.emplace(k, std::move(p));
+  if (capturing && tune_ && k.tokens <= kTuneMaxTokens) {
+    *uncached = std::move(p);  // untuned: the next eager call of this shape tunes it
+  } else {
+    plans_.emplace(k, std::move(p));
+  }
   return raw;
 }
 
@@ -175,7 +219,8 @@ Status LtGemm::matmul(DType dtype, const void* x, const void* w, const void* bia
     return absl::InvalidArgumentError(absl::StrCat("cuBLASLt GEMM: shape T ", tokens, " in ", in, " out ", out));
   const Key key{tokens, in, out, dtype, bias != nullptr, align_log2(x), align_log2(w), align_log2(y),
                 align_log2(bias)};
-  ZI_ASSIGN_OR_RETURN(Plan* p, plan(key, bias));
+  std::unique_ptr<Plan, PlanDeleter> uncached;
+  ZI_ASSIGN_OR_RETURN(Plan* p, plan(key, Operands{x, w, bias, y, stream}, &uncached));
   if (!p->algo_ok) return absl::UnimplementedError("cuBLASLt offers no algorithm for this GEMM");
   if (bias) {
     ZI_RETURN_IF_ERROR(lt_status(

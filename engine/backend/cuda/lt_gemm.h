@@ -9,10 +9,18 @@
 // and D = yᵀ [out, T] (ldd = out). The bias is a vector over D's rows (the output features), added by the
 // CUBLASLT_EPILOGUE_BIAS epilogue inside the GEMM kernel.
 //
-// Nothing here allocates device memory or waits for the device after create(): the workspace is allocated once,
-// algorithm choices are cached per (T, in, out, dtype, bias, pointer alignment), and matmul only enqueues, so it
-// may be captured in a CUDA graph. Split-K reductions stay in fp32 (as CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_
-// REDUCTION does for the cuBLAS handle). Used from one thread at a time (the Backend contract).
+// Algorithm choice: cuBLASLt's heuristic picks well for prefill-sized T, but for decode-sized T (≤ kTuneMaxTokens)
+// its first answer reads W at well under HBM bandwidth (H100, T = 16: 1.3 TB/s of 3.2). So the first matmul of such
+// a shape, when its stream is not being captured, times up to kTuneCandidates of the heuristic's answers on the
+// call's own operands and keeps the fastest (a few ms once per shape; ZI_LT_AUTOTUNE=0 keeps the heuristic's first,
+// for A/B runs). Captured graphs therefore replay tuned choices only if an eager call of the shape came first
+// (engine/runtime/step_graphs.cc runs one); a shape first seen inside a capture takes the heuristic's first answer
+// without caching it.
+//
+// Nothing here allocates device memory after create(): the workspace is allocated once, algorithm choices are
+// cached per (T, in, out, dtype, bias, pointer alignment), and matmul only enqueues (or, tuning, waits for its own
+// timing events), so it may be captured in a CUDA graph. Split-K reductions stay in fp32 (as
+// CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION does for the cuBLAS handle). Used from one thread at a time (the Backend contract).
 #pragma once
 
 #include <cublasLt.h>
@@ -35,6 +43,9 @@ class LtGemm {
   // Cached plans at most. Decode reuses a few T values (the batch sizes) per linear shape; prefill chunks bring
   // new ones. When full the cache is emptied and refills on the next calls (one heuristic query per plan).
   static constexpr size_t kMaxPlans = 1024;
+  // Decode-sized shapes whose algorithm is chosen by timing (above), and how many of the heuristic's answers.
+  static constexpr int64_t kTuneMaxTokens = 64;
+  static constexpr int kTuneCandidates = 8;
 
   // Creates the cuBLASLt handle and allocates the workspace on `device` (made current). Fails with a Status (no
   // abort) when there is no device or memory.
@@ -52,6 +63,10 @@ class LtGemm {
 
   size_t cached_plans() const { return plans_.size(); }
   uint64_t heuristic_queries() const { return heuristic_queries_; }  // tests: a cache hit queries nothing
+  uint64_t tuned_plans() const { return tuned_plans_; }              // plans chosen by timing candidates
+  // The workspace, which callers timing their own kernels may overwrite between runs (kernel_timing.h).
+  void* scratch() const { return workspace_; }
+  size_t scratch_bytes() const { return workspace_bytes_; }
 
  private:
   struct Key {
@@ -72,8 +87,18 @@ class LtGemm {
   };
 
   LtGemm(int device, cublasLtHandle_t handle, void* workspace, size_t workspace_bytes);
-  // The cached plan for `key`, made (one heuristic query) on a miss; plan->algo_ok false: no algorithm.
-  StatusOr<Plan*> plan(const Key& key, const void* bias);
+  // Operands of the call that makes a plan: a tuned plan times its candidates on them.
+  struct Operands {
+    const void *x, *w, *bias;
+    void* y;
+    cudaStream_t stream;
+  };
+  // The cached plan for `key`, made (one heuristic query, then timing when tune_) on a miss; plan->algo_ok false:
+  // no algorithm. A plan made while `ops.stream` is capturing is not tuned and not cached (*uncached owns it).
+  StatusOr<Plan*> plan(const Key& key, const Operands& ops, std::unique_ptr<Plan, PlanDeleter>* uncached);
+  // Index of the fastest of `n` algorithms on `ops` (kernel_timing.h, the workspace as the L2-flushing scratch);
+  // -1 when none ran.
+  int fastest(Plan& p, const cublasLtMatmulHeuristicResult_t* cand, int n, const Operands& ops);
 
   const int device_;
   cublasLtHandle_t handle_ = nullptr;
@@ -81,6 +106,8 @@ class LtGemm {
   const size_t workspace_bytes_;
   std::unordered_map<Key, std::unique_ptr<Plan, PlanDeleter>, KeyHash> plans_;
   uint64_t heuristic_queries_ = 0;
+  uint64_t tuned_plans_ = 0;
+  const bool tune_;  // ZI_LT_AUTOTUNE unset or not "0"
 };
 
 }  // namespace zi::cuda

@@ -29,6 +29,14 @@
 //
 // Preconditions (quant_gemv_supported): row_bytes % 16 == 0 (so cols % 32 == 0 at 4 bits, % 16 at 8), group_size a
 // multiple of one load's codes (a load never straddles groups), data and x 16-byte aligned. sm_90 (clusters).
+//
+// Dense weights (BITS = 16: W already in the act dtype, launch_dense_mma) take the same kernel with the dequantize
+// left out: cuBLASLt's kernels for T ≤ 64 read W at well under HBM bandwidth (H100, T = 16: 1.3 TB/s of 3.2), and
+// this one's work split (all T in one block's registers, K split over a cluster so the grid fills the GPU in one
+// wave) is what a memory-bound skinny GEMM needs. Thread (g, t) then loads cols [32t, 32t + 32) of a K-block as 4
+// 16-byte loads per row; load i holds cols 8i .. 8i + 7, its words 2e and 2e + 1 are k-step 2i + e's fragment
+// registers as they stand. Preconditions (dense_mma_supported): cols % 8 == 0, W, x 16-byte aligned. An optional
+// bias [rows] in the act dtype is added before the one rounding into y.
 #include <cooperative_groups.h>
 
 #include <algorithm>
@@ -37,6 +45,7 @@
 #include <tuple>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/dense_gemv.h"
 #include "engine/backend/cuda/device_types.cuh"
 #include "engine/backend/cuda/quant_kernels.h"
 
@@ -54,7 +63,7 @@ constexpr int kPStride = kBlockRows + 4;  // floats per T row of the partial til
 
 template <int BITS>
 struct Cfg {
-  static constexpr int kLoads = BITS == 4 ? 1 : 2;  // 16-byte loads per row, K-block and thread
+  static constexpr int kLoads = BITS / 4;           // 16-byte loads per row, K-block and thread: 1, 2 or 4
   static constexpr int kChunk = BITS == 4 ? 2 : 1;  // K-blocks per x chunk = K-blocks of W a thread has in flight
   static constexpr int kUnits = kChunk * kKb / 8;   // 16-byte units (8 activations) per x row of a chunk
 };
@@ -129,7 +138,7 @@ struct WTile {
 
 template <class A, int BITS, int NT>
 __global__ void __launch_bounds__(kThreads, 2)
-    quant_mma_kernel(QuantArgs q, const A* __restrict__ x, int T, A* __restrict__ y) {
+    quant_mma_kernel(QuantArgs q, const A* __restrict__ x, int T, const A* __restrict__ bias, A* __restrict__ y) {
   using C = Cfg<BITS>;
   constexpr int kUnits = C::kUnits, kChunk = C::kChunk, kLoads = C::kLoads;
   constexpr int kBuf = 8 * NT * kUnits;  // uint4 per x chunk buffer
@@ -167,12 +176,14 @@ __global__ void __launch_bounds__(kThreads, 2)
     for (int r = 0; r < 2; ++r)
 #pragma unroll
       for (int h = 0; h < kLoads; ++h) {
-        const int col = kb * kKb + 32 * t + 16 * h;  // first col of this load (16 at 8 bits, 32 at 4)
+        const int col = kb * kKb + 32 * t + (128 / BITS) * h;  // first col of this load (8 at 16 bits, 16 at 8, 32 at 4)
         if (row_ok[r] && kb < kb_end && col < cols) {
-          w.d[r][h] = __ldg(reinterpret_cast<const uint4*>(w_rows[r] + (BITS == 4 ? col / 2 : col)));
-          const int64_t gi = sm_off[r] + col / gs;
-          w.s[r][h] = __ldg(scales + gi);
-          w.m[r][h] = __ldg(mins + gi);
+          w.d[r][h] = __ldg(reinterpret_cast<const uint4*>(w_rows[r] + int64_t{col} * BITS / 8));
+          if constexpr (BITS != 16) {
+            const int64_t gi = sm_off[r] + col / gs;
+            w.s[r][h] = __ldg(scales + gi);
+            w.m[r][h] = __ldg(mins + gi);
+          }
         } else {
           w.d[r][h] = make_uint4(0, 0, 0, 0);
           w.s[r][h] = 0;
@@ -192,16 +203,22 @@ __global__ void __launch_bounds__(kThreads, 2)
   // K-block `kl` of the chunk in buffer `buf` with this thread's W tile.
   auto compute = [&](const WTile<BITS>& w, int buf, int kl) {
     float s[2][kLoads], m[2][kLoads];
+    if constexpr (BITS != 16) {
 #pragma unroll
-    for (int r = 0; r < 2; ++r)
+      for (int r = 0; r < 2; ++r)
 #pragma unroll
-      for (int h = 0; h < kLoads; ++h) s[r][h] = half_bits_to_f32(w.s[r][h]), m[r][h] = half_bits_to_f32(w.m[r][h]);
+        for (int h = 0; h < kLoads; ++h)
+          s[r][h] = half_bits_to_f32(w.s[r][h]), m[r][h] = half_bits_to_f32(w.m[r][h]);
+    }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {  // piece i: this thread's cols 8i .. 8i + 7 = k-steps 2i, 2i + 1
       uint32_t a[2][4];            // [k-step][fragment register]
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        if constexpr (BITS == 4) {
+        if constexpr (BITS == 16) {
+          a[0][r] = word(w.d[r][i], 0), a[0][r + 2] = word(w.d[r][i], 1);
+          a[1][r] = word(w.d[r][i], 2), a[1][r + 2] = word(w.d[r][i], 3);
+        } else if constexpr (BITS == 4) {
           // Word i holds cols 8i .. 8i + 7, low nibble first: lo's byte b = col 2b, hi's byte b = col 2b + 1.
           const uint32_t wd = word(w.d[r][0], i);
           const uint32_t lo = wd & 0x0F0F0F0Fu, hi = (wd >> 4) & 0x0F0F0F0Fu;
@@ -289,7 +306,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     float sum = 0.0f;
     for (int k = 0; k < ranks; ++k) sum += cluster.map_shared_rank(part, k)[tn * kPStride + rl];
     const int64_t o = block_row0 + rl;
-    if (o < rows) y[int64_t{tn} * rows + o] = from_f32<A>(sum);
+    if (o < rows) y[int64_t{tn} * rows + o] = from_f32<A>(bias ? sum + to_f32(bias[o]) : sum);
   }
   cluster.sync();  // no block leaves while another still reads its partials
 }
@@ -341,7 +358,7 @@ int cluster_size(const void* fn, size_t smem, int64_t row_blocks, int64_t kblock
 }
 
 template <class A, int BITS, int NT>
-void launch(const QuantArgs& q, const A* x, int T, A* y, cudaStream_t stream) {
+void launch(const QuantArgs& q, const A* x, int T, const A* bias, A* y, cudaStream_t stream) {
   auto* kernel = &quant_mma_kernel<A, BITS, NT>;
   constexpr size_t smem = smem_bytes<BITS, NT>();
   const int64_t row_blocks = (q.rows + kBlockRows - 1) / kBlockRows, kblocks = (q.cols + kKb - 1) / kKb;
@@ -356,29 +373,34 @@ void launch(const QuantArgs& q, const A* x, int T, A* y, cudaStream_t stream) {
   set_cluster_attr(attr, c);
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
-  ZI_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, q, x, T, y));
+  ZI_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, q, x, T, bias, y));
 }
 
 template <class A, int BITS>
-void launch_nt(const QuantArgs& q, const A* x, int T, A* y, cudaStream_t stream) {
+void launch_nt(const QuantArgs& q, const A* x, int T, const A* bias, A* y, cudaStream_t stream) {
   if (T <= 8)
-    launch<A, BITS, 1>(q, x, T, y, stream);
+    launch<A, BITS, 1>(q, x, T, bias, y, stream);
   else if (T <= 16)
-    launch<A, BITS, 2>(q, x, T, y, stream);
+    launch<A, BITS, 2>(q, x, T, bias, y, stream);
   else if (T <= 32)
-    launch<A, BITS, 4>(q, x, T, y, stream);
+    launch<A, BITS, 4>(q, x, T, bias, y, stream);
   else if (T <= 48)
-    launch<A, BITS, 6>(q, x, T, y, stream);
+    launch<A, BITS, 6>(q, x, T, bias, y, stream);
   else
-    launch<A, BITS, 8>(q, x, T, y, stream);
+    launch<A, BITS, 8>(q, x, T, bias, y, stream);
 }
 
 template <class A>
-void launch_bits(const QuantArgs& q, const void* x, int T, void* y, cudaStream_t stream) {
+void launch_bits(const QuantArgs& q, const void* x, int T, const void* bias, void* y, cudaStream_t stream) {
+  const A* xa = static_cast<const A*>(x);
+  const A* ba = static_cast<const A*>(bias);
+  A* ya = static_cast<A*>(y);
   if (q.bits == 4)
-    launch_nt<A, 4>(q, static_cast<const A*>(x), T, static_cast<A*>(y), stream);
+    launch_nt<A, 4>(q, xa, T, ba, ya, stream);
+  else if (q.bits == 8)
+    launch_nt<A, 8>(q, xa, T, ba, ya, stream);
   else
-    launch_nt<A, 8>(q, static_cast<const A*>(x), T, static_cast<A*>(y), stream);
+    launch_nt<A, 16>(q, xa, T, ba, ya, stream);
 }
 
 }  // namespace
@@ -388,9 +410,32 @@ void launch_quant_mma(const QuantArgs& q, DType type, const void* x, int64_t T, 
   ZI_CHECK(type == DType::kBF16 || type == DType::kF16);
   if (q.rows == 0) return;
   if (type == DType::kBF16)
-    launch_bits<__nv_bfloat16>(q, x, static_cast<int>(T), y, stream);
+    launch_bits<__nv_bfloat16>(q, x, static_cast<int>(T), nullptr, y, stream);
   else
-    launch_bits<__half>(q, x, static_cast<int>(T), y, stream);
+    launch_bits<__half>(q, x, static_cast<int>(T), nullptr, y, stream);
+  ZI_CUDA_CHECK_LAUNCH();
+}
+
+bool dense_mma_supported(DType type, const void* x, const void* w, int64_t K) {
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  return (type == DType::kBF16 || type == DType::kF16) && K > 0 && K % 8 == 0 && K <= (int64_t{1} << 30) &&
+         aligned(x) && aligned(w);
+}
+
+void launch_dense_mma(DType type, const void* x, int64_t T, const void* w, const void* bias, void* y, int64_t K,
+                      int64_t N, cudaStream_t stream) {
+  ZI_CHECK(T >= 1 && T <= kDenseMmaMaxRows && dense_mma_supported(type, x, w, K));
+  if (N == 0) return;
+  QuantArgs q;  // the kernel's view of a weight matrix: 16 "bits" = the act dtype itself, no scales
+  q.data = static_cast<const uint8_t*>(w);
+  q.rows = N;
+  q.cols = K;
+  q.bits = 16;
+  q.group_size = K;
+  if (type == DType::kBF16)
+    launch_bits<__nv_bfloat16>(q, x, static_cast<int>(T), bias, y, stream);
+  else
+    launch_bits<__half>(q, x, static_cast<int>(T), bias, y, stream);
   ZI_CUDA_CHECK_LAUNCH();
 }
 

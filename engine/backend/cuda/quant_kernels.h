@@ -38,9 +38,9 @@ struct QuantArgs {
   const uint16_t* mins = nullptr;
   int64_t rows = 0;        // out
   int64_t cols = 0;        // in
-  int bits = 8;            // 8 | 4
+  int bits = 8;            // 8 | 4 (16: dense weights in the act dtype, only for launch_dense_mma's kernel)
   int64_t group_size = 64;
-  ZI_QUANT_HD int64_t row_bytes() const { return bits == 4 ? (cols + 1) / 2 : cols; }
+  ZI_QUANT_HD int64_t row_bytes() const { return bits == 4 ? (cols + 1) / 2 : bits == 16 ? 2 * cols : cols; }
   ZI_QUANT_HD int64_t groups() const { return (cols + group_size - 1) / group_size; }
 };
 
