@@ -108,78 +108,84 @@ class BloomModel final : public CausalLM {
   const ModelConfig& config() const override { return cfg_; }
   ParameterSource& parameters() override { return *params_; }
   Backend& backend() override { return be_; }
-  using CausalLM::forward;
-  StatusOr<Tensor> forward(const StepTensors& in, KvCache& kv) override;
 
  private:
+  Status embed(KvCache& kv) override;
+  Status layer(int l, const LayerWeights& w, ChunkState& c, KvCache& kv) override;
+  StatusOr<Tensor> final_hidden(ChunkState& c) override;
+
   ModelConfig cfg_;
   Backend& be_;
   std::unique_ptr<ParameterSource> params_;
   Tensor slopes_;  // f32 [nH]
 };
 
-// T = rows in the step, H = hidden, nH = heads, D = head dim, F = 4H, V = vocab, R = logit rows.
+// T = rows in the chunk, H = hidden, nH = heads, D = head dim, F = 4H, V = vocab, R = logit rows.
 //
 // Every residual sum feeds a LayerNorm, and each is computed by that norm's fused op (Backend::add_layer_norm: its
 // first operand becomes the sum): the attention block's with ln2, the MLP block's with the next layer's ln1 (or the
 // final norm, on the wanted rows). Between layers the residual is kept as the pair x + pending, whichever tensors
 // apply_residual_connection_post_layernorm makes the operands.
-StatusOr<Tensor> BloomModel::forward(const StepTensors& in, KvCache& kv) {
+Status BloomModel::embed(KvCache& kv) {
+  (void)kv;
+  const GlobalWeights& g = params_->globals();
+  const float eps = static_cast<float>(cfg_.norm_eps);
+  for (ChunkState& c : chunks_) {
+    Tensor embedded = be_.embedding(g.embed_tokens, c.in->ids);           // [T, H]
+    c.x = be_.layer_norm(embedded, g.embed_norm, g.embed_norm_bias, eps);  // [T, H] residual (+ pending)
+  }
+  return absl::OkStatus();
+}
+
+Status BloomModel::layer(int l, const LayerWeights& lw, ChunkState& c, KvCache& kv) {
   Backend& be = be_;
-  ParameterSource& params = *params_;
-  const GlobalWeights& g = params.globals();
+  const LayerWeights* w = &lw;
   const int nH = static_cast<int>(cfg_.num_heads), D = static_cast<int>(cfg_.head_dim);
   const float eps = static_cast<float>(cfg_.norm_eps);
-  const AttentionBatch& step = in.attn;                                  // block tables, rows, positions [T]
+  const AttentionBatch& step = c.in->attn;                               // block tables, rows, positions [T]
   // Scores q·k/√D + slope_h·(key_pos − query_pos): transformers adds slope_h·key_pos, which differs by a constant
   // per query row and so gives the same softmax.
   const AttentionParams attn{nH, nH, D, 1.0f / std::sqrt(static_cast<float>(D)), 0, slopes_};
+  Tensor& x = c.x;                                                        // [T, H]
+  Tensor& pending = c.pending;                                            // [T, H] the residual's other addend
 
-  Tensor embedded = be.embedding(g.embed_tokens, in.ids);                 // [T, H]
-  Tensor x = be.layer_norm(embedded, g.embed_norm, g.embed_norm_bias, eps);  // [T, H] residual (+ pending)
-  Tensor pending;                                                         // [T, H] the residual's other addend
-  params.prefetch(0);
-  for (int l = 0; l < cfg_.num_layers; ++l) {
-    ZI_ASSIGN_OR_RETURN(const LayerWeights* w, params.fetch(l));
-    if (l + 1 < cfg_.num_layers) params.prefetch(l + 1);
+  // Self-attention block: x' = dense(attention(q, k, v)) + residual, residual = x or (apply_residual_connection_
+  // post_layernorm) its LayerNorm.
+  Tensor ln1 = pending.defined() ? be.add_layer_norm(x, pending, w->attn_norm, w->attn_norm_bias, eps)  // x += p
+                                 : be.layer_norm(x, w->attn_norm, w->attn_norm_bias, eps);           // [T, H]
+  Tensor qkv = be.linear(ln1, w->qkv_proj);                              // [T, 3H] viewed [T, nH, 3, D]
+  Tensor q = be.column_slice(qkv, 3 * D, 0, D);                          // [T, nH·D]
+  Tensor k = be.column_slice(qkv, 3 * D, D, D);                          // [T, nH·D]
+  Tensor v = be.column_slice(qkv, 3 * D, 2 * D, D);                      // [T, nH·D]
+  KvLayer& cache = kv.layer(l);                                          // [NB, BS, nH, D] each (paged)
+  be.kv_write(cache, step, k, v);
+  Tensor attn_out = be.attention(q, cache, step, attn);                  // [T, H]
+  Tensor attn_proj = be.linear(attn_out, w->o_proj);                     // [T, H]
+  // x' = attn_proj + (ln1 or x), and ln2 its norm.
+  if (cfg_.residual_from_norm) x = attn_proj;
+  Tensor ln2 = be.add_layer_norm(x, cfg_.residual_from_norm ? ln1 : attn_proj, w->mlp_norm, w->mlp_norm_bias,
+                                 eps);                                   // [T, H]
 
-    // Self-attention block: x' = dense(attention(q, k, v)) + residual, residual = x or (apply_residual_connection_
-    // post_layernorm) its LayerNorm.
-    Tensor ln1 = pending.defined() ? be.add_layer_norm(x, pending, w->attn_norm, w->attn_norm_bias, eps)  // x += p
-                                   : be.layer_norm(x, w->attn_norm, w->attn_norm_bias, eps);           // [T, H]
-    Tensor qkv = be.linear(ln1, w->qkv_proj);                            // [T, 3H] viewed [T, nH, 3, D]
-    Tensor q = be.column_slice(qkv, 3 * D, 0, D);                        // [T, nH·D]
-    Tensor k = be.column_slice(qkv, 3 * D, D, D);                        // [T, nH·D]
-    Tensor v = be.column_slice(qkv, 3 * D, 2 * D, D);                    // [T, nH·D]
-    KvLayer& cache = kv.layer(l);                                        // [NB, BS, nH, D] each (paged)
-    be.kv_write(cache, step, k, v);
-    Tensor attn_out = be.attention(q, cache, step, attn);                // [T, H]
-    Tensor attn_proj = be.linear(attn_out, w->o_proj);                   // [T, H]
-    // x' = attn_proj + (ln1 or x), and ln2 its norm.
-    if (cfg_.residual_from_norm) x = attn_proj;
-    Tensor ln2 = be.add_layer_norm(x, cfg_.residual_from_norm ? ln1 : attn_proj, w->mlp_norm, w->mlp_norm_bias,
-                                   eps);                                 // [T, H]
-
-    // MLP block: x'' = dense_4h_to_h(gelu_tanh(dense_h_to_4h(ln2))) + residual (x' or ln2), summed by the next norm.
-    Tensor hidden = be.linear(ln2, w->up_proj);                          // [T, F]
-    Tensor act = be.activation(hidden, Activation::kGeluTanh);           // [T, F]
-    Tensor mlp_out = be.linear(act, w->down_proj);                       // [T, H]
-    if (cfg_.residual_from_norm) {
-      x = mlp_out;
-      pending = ln2;
-    } else {
-      pending = mlp_out;
-    }
-
-    params.release(l);
+  // MLP block: x'' = dense_4h_to_h(gelu_tanh(dense_h_to_4h(ln2))) + residual (x' or ln2), summed by the next norm.
+  Tensor hidden = be.linear(ln2, w->up_proj);                            // [T, F]
+  Tensor act = be.activation(hidden, Activation::kGeluTanh);             // [T, F]
+  Tensor mlp_out = be.linear(act, w->down_proj);                         // [T, H]
+  if (cfg_.residual_from_norm) {
+    x = mlp_out;
+    pending = ln2;
+  } else {
+    pending = mlp_out;
   }
+  return absl::OkStatus();
+}
 
-  Tensor x_wanted = be.gather_rows(x, in.logit_rows);                     // [R, H]
-  Tensor final_hidden =                                                   // [R, H]
-      pending.defined()
-          ? be.add_layer_norm(x_wanted, be.gather_rows(pending, in.logit_rows), g.final_norm, g.final_norm_bias, eps)
-          : be.layer_norm(x_wanted, g.final_norm, g.final_norm_bias, eps);
-  return be.linear(final_hidden, g.lm_head);                              // [R, V]
+StatusOr<Tensor> BloomModel::final_hidden(ChunkState& c) {
+  const GlobalWeights& g = params_->globals();
+  const float eps = static_cast<float>(cfg_.norm_eps);
+  Tensor x_wanted = be_.gather_rows(c.x, c.in->logit_rows);               // [R, H]
+  return c.pending.defined() ? be_.add_layer_norm(x_wanted, be_.gather_rows(c.pending, c.in->logit_rows),
+                                                  g.final_norm, g.final_norm_bias, eps)
+                             : be_.layer_norm(x_wanted, g.final_norm, g.final_norm_bias, eps);  // [R, H]
 }
 
 }  // namespace

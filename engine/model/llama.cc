@@ -155,96 +155,101 @@ class LlamaModel final : public CausalLM {
   const ModelConfig& config() const override { return cfg_; }
   ParameterSource& parameters() override { return *params_; }
   Backend& backend() override { return be_; }
-  using CausalLM::forward;
-  StatusOr<Tensor> forward(const StepTensors& in, KvCache& kv) override;
   bool replayable(const std::vector<SeqSlice>& seqs) const override { return rope_.shared_table(seqs); }
+  bool exact_when_cut() const override { return cfg_.rope.type != "dynamic"; }
 
  private:
+  Status embed(KvCache& kv) override;
+  Status layer(int l, const LayerWeights& w, ChunkState& c, KvCache& kv) override;
+  StatusOr<Tensor> final_hidden(ChunkState& c) override;
+
   ModelConfig cfg_;
   Backend& be_;
   std::unique_ptr<ParameterSource> params_;
-  RopeTables rope_;  // inv_freq f32 [D/2] (per sequence for dynamic NTK scaling)
+  RopeTables rope_;  // inv_freq f32 [D/2] (per sequence for dynamic NTK scaling), for the chunk at hand
 };
 
-// T = rows in the step, H = hidden, nH/nKV = heads, D = head dim, F = MLP size, V = vocab, R = logit rows.
+// T = rows in the chunk, H = hidden, nH/nKV = heads, D = head dim, F = MLP size, V = vocab, R = logit rows.
 //
 // Each residual add is fused with the norm that reads its result (Backend::add_rms_norm): the attention output's
 // with the MLP norm, and the MLP output's with the next layer's attention norm (or, after the last layer, the final
 // norm), so the MLP output waits as `pending` until the next norm's weights are at hand. Layers with fused
 // projections (fuse_layer_projections: resident layers) run one q/k/v GEMM and one gate/up GEMM, and, when every
-// row of the step rotates with the one RoPE table, q/k rotation and the KV write in one op.
-StatusOr<Tensor> LlamaModel::forward(const StepTensors& in, KvCache& kv) {
+// row of the chunk rotates with the one RoPE table, q/k rotation and the KV write in one op.
+Status LlamaModel::embed(KvCache& kv) {
+  (void)kv;
+  const GlobalWeights& g = params_->globals();
+  for (ChunkState& c : chunks_) c.x = be_.embedding(g.embed_tokens, c.in->ids);  // [T, H] residual stream
+  if (chunks_.size() == 1) rope_.begin_step(chunks_[0].in->attn);  // more chunks: per chunk and layer (layer())
+  return absl::OkStatus();
+}
+
+Status LlamaModel::layer(int l, const LayerWeights& lw, ChunkState& c, KvCache& kv) {
   Backend& be = be_;
-  ParameterSource& params = *params_;
-  const GlobalWeights& g = params.globals();
+  const LayerWeights* w = &lw;
   const int nH = static_cast<int>(cfg_.num_heads), nKV = static_cast<int>(cfg_.num_kv_heads);
   const int D = static_cast<int>(cfg_.head_dim);
   const int64_t q_width = int64_t{nH} * D, kv_width = int64_t{nKV} * D;
   const float eps = static_cast<float>(cfg_.norm_eps);
-  const AttentionBatch& step = in.attn;                                  // block tables, rows, positions [T]
-  rope_.begin_step(step);
+  const AttentionBatch& step = c.in->attn;                               // block tables, rows, positions [T]
+  if (chunks_.size() > 1) rope_.begin_step(step);                        // no-op unless dynamic scaling
   const Tensor* shared_inv_freq = rope_.shared_inv_freq();              // f32 [D/2], or null (per-sequence tables)
   const AttentionParams attn{nH, nKV, D, 1.0f / std::sqrt(static_cast<float>(D)), cfg_.sliding_window, Tensor()};
+  Tensor& x = c.x;                                                        // [T, H]
+  Tensor& pending = c.pending;                                            // [T, H] MLP output not yet added to x
 
-  Tensor x = be.embedding(g.embed_tokens, in.ids);                        // [T, H] residual stream
-  Tensor pending;                                                         // [T, H] MLP output not yet added to x
-  params.prefetch(0);
-  for (int l = 0; l < cfg_.num_layers; ++l) {
-    ZI_ASSIGN_OR_RETURN(const LayerWeights* w, params.fetch(l));
-    if (l + 1 < cfg_.num_layers) params.prefetch(l + 1);
-
-    // Self-attention block: x += o_proj(attention(rope(q), rope(k), v)).
-    Tensor attn_in = pending.defined() ? be.add_rms_norm(x, pending, w->attn_norm, eps)   // x += pending; [T, H]
-                                       : be.rms_norm(x, w->attn_norm, eps);
-    KvLayer& cache = kv.layer(l);                                         // [NB, BS, nKV, D] each (paged)
-    Tensor q;                                                             // [T, nH·D], rotated
-    if (w->qkv_fused.defined()) {
-      Tensor qkv = be.linear(attn_in, w->qkv_fused);                      // [T, nH·D + 2·nKV·D] = [q | k | v]
-      if (shared_inv_freq) {
-        q = be.qkv_rope_kv_write(qkv, cache, step, *shared_inv_freq, nH, nKV, D);  // k, v → their slots
-      } else {
-        const int64_t width = qkv.dim(1);
-        q = be.column_slice(qkv, width, 0, q_width);
-        Tensor k = be.column_slice(qkv, width, q_width, kv_width);        // [T, nKV·D]
-        Tensor v = be.column_slice(qkv, width, q_width + kv_width, kv_width);
-        rope_.apply(q, step, nH);
-        rope_.apply(k, step, nKV);
-        be.kv_write(cache, step, k, v);
-      }
+  // Self-attention block: x += o_proj(attention(rope(q), rope(k), v)).
+  Tensor attn_in = pending.defined() ? be.add_rms_norm(x, pending, w->attn_norm, eps)   // x += pending; [T, H]
+                                     : be.rms_norm(x, w->attn_norm, eps);
+  KvLayer& cache = kv.layer(l);                                           // [NB, BS, nKV, D] each (paged)
+  Tensor q;                                                               // [T, nH·D], rotated
+  if (w->qkv_fused.defined()) {
+    Tensor qkv = be.linear(attn_in, w->qkv_fused);                        // [T, nH·D + 2·nKV·D] = [q | k | v]
+    if (shared_inv_freq) {
+      q = be.qkv_rope_kv_write(qkv, cache, step, *shared_inv_freq, nH, nKV, D);  // k, v → their slots
     } else {
-      q = be.linear(attn_in, w->q_proj);                                  // [T, nH·D]
-      Tensor k = be.linear(attn_in, w->k_proj);                           // [T, nKV·D]
-      Tensor v = be.linear(attn_in, w->v_proj);                           // [T, nKV·D]
+      const int64_t width = qkv.dim(1);
+      q = be.column_slice(qkv, width, 0, q_width);
+      Tensor k = be.column_slice(qkv, width, q_width, kv_width);          // [T, nKV·D]
+      Tensor v = be.column_slice(qkv, width, q_width + kv_width, kv_width);
       rope_.apply(q, step, nH);
       rope_.apply(k, step, nKV);
-      be.kv_write(cache, step, k, v);                                     // new rows → their slots
+      be.kv_write(cache, step, k, v);
     }
-    Tensor attn_out = be.attention(q, cache, step, attn);                 // [T, nH·D]
-    Tensor attn_proj = be.linear(attn_out, w->o_proj);                    // [T, H]
-
-    // MLP block (SwiGLU): x += down(silu(gate(h)) · up(h)), the add deferred to the next norm.
-    Tensor mlp_in = be.add_rms_norm(x, attn_proj, w->mlp_norm, eps);      // x += attn_proj; [T, H]
-    Tensor mlp_act;                                                       // [T, F]
-    if (w->gate_up_fused.defined()) {
-      Tensor gate_up = be.linear(mlp_in, w->gate_up_fused);               // [T, 2F] = [gate | up]
-      mlp_act = be.gate_up_silu(gate_up);
-    } else {
-      Tensor gate = be.linear(mlp_in, w->gate_proj);                      // [T, F]
-      Tensor up = be.linear(mlp_in, w->up_proj);                          // [T, F]
-      mlp_act = be.silu_mul(gate, up);
-    }
-    pending = be.linear(mlp_act, w->down_proj);                           // [T, H]
-
-    params.release(l);
+  } else {
+    q = be.linear(attn_in, w->q_proj);                                    // [T, nH·D]
+    Tensor k = be.linear(attn_in, w->k_proj);                             // [T, nKV·D]
+    Tensor v = be.linear(attn_in, w->v_proj);                             // [T, nKV·D]
+    rope_.apply(q, step, nH);
+    rope_.apply(k, step, nKV);
+    be.kv_write(cache, step, k, v);                                       // new rows → their slots
   }
+  Tensor attn_out = be.attention(q, cache, step, attn);                   // [T, nH·D]
+  Tensor attn_proj = be.linear(attn_out, w->o_proj);                      // [T, H]
 
-  // The final norm runs on the wanted rows only: the last residual add with it, on those rows.
-  Tensor x_wanted = be.gather_rows(x, in.logit_rows);                     // [R, H]
-  Tensor final_hidden =                                                   // [R, H]
-      pending.defined() ? be.add_rms_norm(x_wanted, be.gather_rows(pending, in.logit_rows), g.final_norm, eps)
-                        : be.rms_norm(x_wanted, g.final_norm, eps);
-  Tensor logits = be.linear(final_hidden, g.lm_head);                     // [R, V]
-  return logits;
+  // MLP block (SwiGLU): x += down(silu(gate(h)) · up(h)), the add deferred to the next norm.
+  Tensor mlp_in = be.add_rms_norm(x, attn_proj, w->mlp_norm, eps);        // x += attn_proj; [T, H]
+  Tensor mlp_act;                                                         // [T, F]
+  if (w->gate_up_fused.defined()) {
+    Tensor gate_up = be.linear(mlp_in, w->gate_up_fused);                 // [T, 2F] = [gate | up]
+    mlp_act = be.gate_up_silu(gate_up);
+  } else {
+    Tensor gate = be.linear(mlp_in, w->gate_proj);                        // [T, F]
+    Tensor up = be.linear(mlp_in, w->up_proj);                            // [T, F]
+    mlp_act = be.silu_mul(gate, up);
+  }
+  pending = be.linear(mlp_act, w->down_proj);                             // [T, H]
+  return absl::OkStatus();
+}
+
+// The final norm runs on the wanted rows only: the last residual add with it, on those rows.
+StatusOr<Tensor> LlamaModel::final_hidden(ChunkState& c) {
+  const GlobalWeights& g = params_->globals();
+  const float eps = static_cast<float>(cfg_.norm_eps);
+  Tensor x_wanted = be_.gather_rows(c.x, c.in->logit_rows);               // [R, H]
+  return c.pending.defined()
+             ? be_.add_rms_norm(x_wanted, be_.gather_rows(c.pending, c.in->logit_rows), g.final_norm, eps)
+             : be_.rms_norm(x_wanted, g.final_norm, eps);                 // [R, H]
 }
 
 }  // namespace

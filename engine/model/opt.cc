@@ -145,14 +145,16 @@ class OptModel final : public CausalLM {
   const ModelConfig& config() const override { return cfg_; }
   ParameterSource& parameters() override { return *params_; }
   Backend& backend() override { return be_; }
-  using CausalLM::forward;
-  StatusOr<Tensor> forward(const StepTensors& in, KvCache& kv) override;
   // A position past the table is an error the eager forward reports; a replay would read past the table.
   bool replayable(const std::vector<SeqSlice>& seqs) const override {
     return check_positions(seqs, cfg_.max_position_embeddings).ok();
   }
 
  private:
+  Status embed(KvCache& kv) override;
+  Status layer(int l, const LayerWeights& w, ChunkState& c, KvCache& kv) override;
+  StatusOr<Tensor> final_hidden(ChunkState& c) override;
+
   Tensor norm(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     const float eps = static_cast<float>(cfg_.norm_eps);
     return cfg_.norm_affine ? be_.layer_norm(x, weight, bias, eps) : be_.layer_norm(x, ones_, Tensor(), eps);
@@ -171,79 +173,84 @@ class OptModel final : public CausalLM {
   Tensor ones_;  // [H] when the LayerNorms have no affine parameters
 };
 
-// T = rows in the step, H = hidden, E = word_embed_proj_dim, nH = heads, D = head dim, F = ffn_dim, V = vocab,
+// T = rows in the chunk, H = hidden, E = word_embed_proj_dim, nH = heads, D = head dim, F = ffn_dim, V = vocab,
 // R = logit rows.
 //
 // Every residual add is fused with the LayerNorm that reads its result (Backend::add_layer_norm): pre-LN, the
 // attention output's with the MLP norm and the MLP output's with the next layer's attention norm (or the final norm,
 // on the wanted rows), so the MLP output waits as `pending`; post-LN, each add with the norm that replaces x.
-StatusOr<Tensor> OptModel::forward(const StepTensors& in, KvCache& kv) {
-  Backend& be = be_;
-  ParameterSource& params = *params_;
-  const GlobalWeights& g = params.globals();
-  const int nH = static_cast<int>(cfg_.num_heads), D = static_cast<int>(cfg_.head_dim);
-  const AttentionBatch& step = in.attn;                                  // block tables, rows, positions [T]
-  ZI_RETURN_IF_ERROR(check_positions(step.seqs, cfg_.max_position_embeddings));
-  const AttentionParams attn{nH, nH, D, 1.0f / std::sqrt(static_cast<float>(D)), 0, Tensor()};
-
-  Tensor x = be.embedding(g.embed_tokens, in.ids);                        // [T, E]
-  if (cfg_.embed_dim > 0) x = be.linear(x, g.project_in);                 // [T, H]
+Status OptModel::embed(KvCache& kv) {
+  (void)kv;
+  const GlobalWeights& g = params_->globals();
   // Learned positions start kPositionOffset rows into the table: a view from there, indexed by position.
   const Tensor pos_table = g.embed_positions.rows(kPositionOffset, g.embed_positions.dim(0));  // [P - 2, H]
-  Tensor pos = be.embedding(pos_table, step.positions);                   // [T, H]
-  be.add_inplace(x, pos);                                                 // [T, H] residual stream
-  Tensor pending;                                                         // [T, H] pre-LN: MLP output not yet in x
-  params.prefetch(0);
-  for (int l = 0; l < cfg_.num_layers; ++l) {
-    ZI_ASSIGN_OR_RETURN(const LayerWeights* w, params.fetch(l));
-    if (l + 1 < cfg_.num_layers) params.prefetch(l + 1);
-
-    // Self-attention block: x += out_proj(attention(q, k, v)), LayerNorm before (pre-LN) or after the add.
-    Tensor attn_in = x;                                                  // [T, H]
-    if (cfg_.norm_before)
-      attn_in = pending.defined() ? add_norm(x, pending, w->attn_norm, w->attn_norm_bias)  // x += pending
-                                  : norm(x, w->attn_norm, w->attn_norm_bias);
-    Tensor q = be.linear(attn_in, w->q_proj);                            // [T, H]
-    Tensor k = be.linear(attn_in, w->k_proj);                            // [T, H]
-    Tensor v = be.linear(attn_in, w->v_proj);                            // [T, H]
-    KvLayer& cache = kv.layer(l);                                        // [NB, BS, nH, D] each (paged)
-    be.kv_write(cache, step, k, v);
-    Tensor attn_out = be.attention(q, cache, step, attn);                // [T, H]
-    Tensor attn_proj = be.linear(attn_out, w->o_proj);                   // [T, H]
-
-    // MLP block: x += fc2(act(fc1(h))).
-    Tensor mlp_in;                                                       // [T, H]
-    if (cfg_.norm_before) {
-      mlp_in = add_norm(x, attn_proj, w->mlp_norm, w->mlp_norm_bias);    // x += attn_proj
-    } else {
-      x = add_norm(x, attn_proj, w->attn_norm, w->attn_norm_bias);       // x = norm(x + attn_proj)
-      mlp_in = x;
-    }
-    Tensor hidden = be.linear(mlp_in, w->up_proj);                       // [T, F]
-    Tensor act = be.activation(hidden, act_);                            // [T, F]
-    Tensor mlp_out = be.linear(act, w->down_proj);                       // [T, H]
-    if (cfg_.norm_before) {
-      pending = mlp_out;                                                 // added by the next norm
-    } else {
-      x = add_norm(x, mlp_out, w->mlp_norm, w->mlp_norm_bias);           // x = norm(x + mlp_out)
-    }
-
-    params.release(l);
+  for (ChunkState& c : chunks_) {
+    ZI_RETURN_IF_ERROR(check_positions(c.in->attn.seqs, cfg_.max_position_embeddings));
+    Tensor x = be_.embedding(g.embed_tokens, c.in->ids);                 // [T, E]
+    if (cfg_.embed_dim > 0) x = be_.linear(x, g.project_in);             // [T, H]
+    Tensor pos = be_.embedding(pos_table, c.in->attn.positions);         // [T, H]
+    be_.add_inplace(x, pos);                                             // [T, H] residual stream
+    c.x = std::move(x);
   }
+  return absl::OkStatus();
+}
 
-  Tensor h = be.gather_rows(x, in.logit_rows);                            // [R, H]
-  if (pending.defined()) {
-    Tensor delta = be.gather_rows(pending, in.logit_rows);               // [R, H]
+Status OptModel::layer(int l, const LayerWeights& lw, ChunkState& c, KvCache& kv) {
+  Backend& be = be_;
+  const LayerWeights* w = &lw;
+  const int nH = static_cast<int>(cfg_.num_heads), D = static_cast<int>(cfg_.head_dim);
+  const AttentionBatch& step = c.in->attn;                               // block tables, rows, positions [T]
+  const AttentionParams attn{nH, nH, D, 1.0f / std::sqrt(static_cast<float>(D)), 0, Tensor()};
+  Tensor& x = c.x;                                                        // [T, H]
+  Tensor& pending = c.pending;                                            // [T, H] pre-LN: MLP output not yet in x
+
+  // Self-attention block: x += out_proj(attention(q, k, v)), LayerNorm before (pre-LN) or after the add.
+  Tensor attn_in = x;                                                    // [T, H]
+  if (cfg_.norm_before)
+    attn_in = pending.defined() ? add_norm(x, pending, w->attn_norm, w->attn_norm_bias)  // x += pending
+                                : norm(x, w->attn_norm, w->attn_norm_bias);
+  Tensor q = be.linear(attn_in, w->q_proj);                              // [T, H]
+  Tensor k = be.linear(attn_in, w->k_proj);                              // [T, H]
+  Tensor v = be.linear(attn_in, w->v_proj);                              // [T, H]
+  KvLayer& cache = kv.layer(l);                                          // [NB, BS, nH, D] each (paged)
+  be.kv_write(cache, step, k, v);
+  Tensor attn_out = be.attention(q, cache, step, attn);                  // [T, H]
+  Tensor attn_proj = be.linear(attn_out, w->o_proj);                     // [T, H]
+
+  // MLP block: x += fc2(act(fc1(h))).
+  Tensor mlp_in;                                                         // [T, H]
+  if (cfg_.norm_before) {
+    mlp_in = add_norm(x, attn_proj, w->mlp_norm, w->mlp_norm_bias);      // x += attn_proj
+  } else {
+    x = add_norm(x, attn_proj, w->attn_norm, w->attn_norm_bias);         // x = norm(x + attn_proj)
+    mlp_in = x;
+  }
+  Tensor hidden = be.linear(mlp_in, w->up_proj);                         // [T, F]
+  Tensor act = be.activation(hidden, act_);                              // [T, F]
+  Tensor mlp_out = be.linear(act, w->down_proj);                         // [T, H]
+  if (cfg_.norm_before) {
+    pending = mlp_out;                                                   // added by the next norm
+  } else {
+    x = add_norm(x, mlp_out, w->mlp_norm, w->mlp_norm_bias);             // x = norm(x + mlp_out)
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<Tensor> OptModel::final_hidden(ChunkState& c) {
+  const GlobalWeights& g = params_->globals();
+  Tensor h = be_.gather_rows(c.x, c.in->logit_rows);                      // [R, H]
+  if (c.pending.defined()) {
+    Tensor delta = be_.gather_rows(c.pending, c.in->logit_rows);         // [R, H]
     if (cfg_.final_norm) {
       h = add_norm(h, delta, g.final_norm, g.final_norm_bias);           // [R, H]
     } else {
-      be.add_inplace(h, delta);
+      be_.add_inplace(h, delta);
     }
   } else if (cfg_.final_norm) {
     h = norm(h, g.final_norm, g.final_norm_bias);                         // [R, H]
   }
-  if (cfg_.embed_dim > 0) h = be.linear(h, g.project_out);                // [R, E]
-  return be.linear(h, g.lm_head);                                         // [R, V]
+  if (cfg_.embed_dim > 0) h = be_.linear(h, g.project_out);               // [R, E]
+  return h;
 }
 
 }  // namespace

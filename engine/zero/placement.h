@@ -74,8 +74,10 @@ uint64_t activation_tokens(uint64_t slots, uint64_t context);
 // through the widest projections, plus fp32 logits of every sequence. A deliberately generous estimate.
 uint64_t activation_bytes(int64_t hidden, int64_t intermediate, int64_t vocab, uint64_t slots, uint64_t context,
                           size_t element_bytes);
-// The same for a step of `rows` tokens over `slots` sequences: rows × (8·hidden + 4·intermediate) × element bytes
-// plus fp32 logits (twice) of every sequence. activation_bytes = this at activation_tokens(slots, context) rows.
+// The same for a step of `rows` tokens over `slots` sequences. A layer runs at most kLayerChunkRows rows at a time
+// (engine/model/model.h), so: the chunk's rows × (8·hidden + 4·intermediate) × element bytes (its intermediates and
+// residual stream), the other rows' residual stream and pending addend (2·hidden each), plus fp32 logits (twice)
+// of every sequence. activation_bytes = this at activation_tokens(slots, context) rows.
 uint64_t activation_bytes_for_rows(int64_t hidden, int64_t intermediate, int64_t vocab, uint64_t rows,
                                    uint64_t slots, size_t element_bytes);
 

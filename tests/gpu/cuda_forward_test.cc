@@ -16,6 +16,8 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/backend/cuda/cuda_backend.h"
+#include "engine/backend/cuda/decode_linear.h"
+#include "engine/backend/cuda/kernels.h"
 #include "engine/io/safetensors.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/runtime/local_executor.h"
@@ -89,6 +91,7 @@ class CudaForward : public ::testing::TestWithParam<Param> {
   }
   DType act() const { return std::get<1>(GetParam()); }
   double tol() const { return act() == DType::kF32 ? 1e-4 : 2e-2; }
+  void decode_graphs_match_eager();  // DecodeGraphsGiveTheEagerTokens's body, once per kernel setting
 
   // `offload`: the KV cache in pinned host memory, decode attention computed as `mode` says.
   std::unique_ptr<Executor> make_executor(std::optional<KvOffloadAttention> offload = std::nullopt,
@@ -256,8 +259,25 @@ TEST_P(CudaForward, ChunkedPrefillBesideADecodingSequence) {
 
 // Decode steps replayed from CUDA graphs give the tokens of the op-by-op path, while the batch shrinks and grows
 // across buckets (3 → padded to 4, 2, 1, then 3 again with a new sequence whose block table is narrower) and the
-// block tables widen past a bucket of table width.
+// block tables widen past a bucket of table width. Twice: with the default kernels, then with the timed choice of
+// decode linears (its timing runs in the eager run before each capture) and the split-context decode attention
+// (its workspace from the graph pool).
 TEST_P(CudaForward, DecodeGraphsGiveTheEagerTokens) {
+  for (bool alternatives : {false, true}) {
+    SCOPED_TRACE(alternatives ? "ZI_DECODE_GEMM=auto, split decode attention" : "default kernels");
+    const std::optional<cuda::DecodeKernel> forced = cuda::forced_decode_kernel();
+    const bool split = cuda::attention_decode_split_enabled();
+    if (alternatives) {
+      cuda::force_decode_kernel(std::nullopt);
+      cuda::set_attention_decode_split(true);
+    }
+    decode_graphs_match_eager();
+    cuda::force_decode_kernel(forced);
+    cuda::set_attention_decode_split(split);
+  }
+}
+
+void CudaForward::decode_graphs_match_eager() {
   auto graphs = make_executor(std::nullopt, false);
   auto eager = make_executor(std::nullopt, true);
   ASSERT_TRUE(graphs && eager);

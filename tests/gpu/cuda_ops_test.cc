@@ -166,7 +166,8 @@ TEST_P(CudaOps, LinearTokenCountsBiasAndRepeat) {
 TEST_P(CudaOps, DenseDecodeKernelsAgree) {
   if (GetParam() == DType::kF32) GTEST_SKIP() << "fp32 activations always take cuBLAS";
   const std::optional<cuda::DecodeKernel> saved = cuda::forced_decode_kernel();
-  for (auto [in, out] : {std::pair{1000, 37}, {4096, 4096}, {64, 8}, {136, 300}}) {
+  // K = 37: rows that are not whole 16-byte vectors, which neither hand-written kernel takes (cuBLASLt runs).
+  for (auto [in, out] : {std::pair{1000, 37}, {4096, 4096}, {64, 8}, {136, 300}, {37, 20}}) {
     for (int T : {1, 2, 3, 5, 8, 9, 16, 17, 33, 48, 64}) {
       Pair x = act_tensor({T, in}, randn(T * in, 40 + T));
       Pair w = weight({out, in}, randn(out * in, 41, 0.05f));
@@ -178,7 +179,8 @@ TEST_P(CudaOps, DenseDecodeKernelsAgree) {
         const Pair& bb = bias == 0 ? none : bias == 1 ? b : b_f32;
         LinearWeight lc{WeightFormat::kDense, w.cpu, bb.cpu};
         LinearWeight lg{WeightFormat::kDense, w.gpu, bb.gpu};
-        const std::string tag = absl::StrCat(T, "x", in, "->", out, bias == 1 ? " +bias" : bias == 2 ? " +fp32 bias" : "");
+        const std::string tag =
+            absl::StrCat(T, "x", in, "->", out, bias == 1 ? " +bias" : bias == 2 ? " +fp32 bias" : "");
         cuda::force_decode_kernel(cuda::DecodeKernel::kLt);
         Tensor lt = gpu_->linear(x.gpu, lg);
         const Tensor ref = cpu_->linear(x.cpu, lc);
@@ -376,6 +378,13 @@ TEST_P(CudaAttention, DecodeSplitsGroupsAndThePerHeadKernel) {
   AttnCase many{"split 80 seqs", 16, 16, 128, 80, 40, {}};
   for (int s = 0; s < 80; ++s) many.seqs.push_back({s, s, 1, (s * 7) % 39});
   run(many);
+  // A window wider than one split's keys; head dims whose rows are not a power of two of 16-byte loads; blocks
+  // of 7 and 5 rows.
+  windows_ = {0, 100};
+  run({"split D=128 window", 8, 2, 128, 4, 600, {{0, 0, 1, 300}, {3, 1, 1, 0}, {1, 2, 1, 598}, {2, 3, 1, 37}}});
+  windows_ = {0, 3, 40};
+  run({"split D=96 MHA", 2, 2, 96, 2, 100, {{1, 0, 1, 64}, {0, 1, 1, 5}}}, 7);
+  run({"split D=8 GQA 4", 8, 2, 8, 1, 40, {{0, 0, 1, 33}}}, 5);
   // The per-head kernel on the same shapes.
   cuda::set_attention_decode_split(false);
   run({"per-head D=64 GQA 8", 16, 2, 64, 3, 300, {{0, 0, 1, 299}, {2, 1, 0, 17}, {1, 1, 1, 64}}});

@@ -190,5 +190,16 @@ TEST(Placement, SizeOverflowIsAnError) {
             "x: is larger than 2^64 - 1 bytes, got '20000000000000000000'");
 }
 
+// A layer takes at most kLayerChunkRows (8192) rows at a time: rows past the chunk cost only their residual
+// stream and pending addend (2·hidden elements each). Llama-2-7B shape, fp16, 16 sequences (fp32 logits twice).
+TEST(ActivationBytes, RowsPastOneChunkCostTheirResidualStreamOnly) {
+  // 8192 · (8·4096 + 4·11008) · 2 + 2 · 16 · 32000 · 4 = 1,258,291,200 + 4,096,000
+  EXPECT_EQ(activation_bytes_for_rows(4096, 11008, 32000, 8192, 16, 2), 1262387200u);
+  // + 1000 more rows · 2 · 4096 · 2 = 16,384,000
+  EXPECT_EQ(activation_bytes_for_rows(4096, 11008, 32000, 9192, 16, 2), 1278771200u);
+  // below a chunk nothing changed: 100 · 76800 · 2 + 4,096,000
+  EXPECT_EQ(activation_bytes_for_rows(4096, 11008, 32000, 100, 16, 2), 19456000u);
+}
+
 }  // namespace
 }  // namespace zi

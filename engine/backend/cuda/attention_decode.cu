@@ -145,7 +145,9 @@ void launch_attention_decode(DType type, const KvArgs& kv, const AttentionArgs& 
   if (kv.n_seqs == 0) return;
   ZI_CHECK(kv.head_dim >= 1 && kv.head_dim <= kMaxAttentionHeadDim && kv.n_seqs <= 0x7fffffff &&
            a.n_heads <= 65535);
-  if (const DecodeSplitPlan plan = plan_decode_split(type, kv, a); plan.splits > 0 && g_split) {
+  // The split kernel reads q rows in 16-byte loads (the per-head one element by element).
+  const bool q_aligned = reinterpret_cast<uintptr_t>(q) % 16 == 0;
+  if (const DecodeSplitPlan plan = plan_decode_split(type, kv, a); plan.splits > 0 && g_split && q_aligned) {
     launch_attention_decode_split(type, kv, a, plan, q, out, workspace, stream);
     return;
   }

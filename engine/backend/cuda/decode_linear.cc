@@ -52,13 +52,24 @@ size_t DecodeLinearChoice::ShapeHash::operator()(const Shape& s) const {
 }
 
 DecodeKernel DecodeLinearChoice::run(const Shape& shape, const std::function<bool(DecodeKernel)>& run,
-                                     cudaStream_t stream, void* scratch, size_t scratch_bytes) {
-  if (const std::optional<DecodeKernel> f = forced(); f && run(*f)) return *f;
-  if (auto it = chosen_.find(shape); it != chosen_.end() && run(it->second)) return it->second;
+                                     cudaStream_t stream) {
+  // A forced kernel that cannot take these operands, or a timed choice that cannot take this call's (another
+  // alignment), gives way to cuBLASLt: never a fresh timing, which would mix kernels in an A/B run or re-time on
+  // every call whose alignment alternates.
+  if (const std::optional<DecodeKernel> f = forced()) {
+    if (run(*f)) return *f;
+    ZI_CHECK(run(DecodeKernel::kLt));
+    return DecodeKernel::kLt;
+  }
+  if (auto it = chosen_.find(shape); it != chosen_.end()) {
+    if (run(it->second)) return it->second;
+    ZI_CHECK(run(DecodeKernel::kLt));
+    return DecodeKernel::kLt;
+  }
   if (!stream_capturing(stream)) {
     std::vector<std::function<bool()>> candidates;
     for (DecodeKernel k : kAll) candidates.push_back([&run, k] { return run(k); });
-    const int best = fastest_candidate(stream, scratch, scratch_bytes, candidates);
+    const int best = fastest_candidate(stream, candidates);
     if (best >= 0) {
       chosen_[shape] = kAll[best];
       ZI_CHECK(run(kAll[best]));  // the call's own output, by the kernel chosen (it ran in the timing)

@@ -43,8 +43,7 @@ class DecodeLinearChoice {
   // `run(k)` enqueues kernel k on `stream` and returns false when k cannot take these operands (alignment, size).
   // Returns the kernel that ran the call: the cached choice, else (not capturing) the fastest after timing them
   // all, else cuBLASLt. Either way the call's output is written by one run of that kernel after any timing runs.
-  DecodeKernel run(const Shape& shape, const std::function<bool(DecodeKernel)>& run, cudaStream_t stream,
-                   void* scratch, size_t scratch_bytes);
+  DecodeKernel run(const Shape& shape, const std::function<bool(DecodeKernel)>& run, cudaStream_t stream);
   size_t chosen() const { return chosen_.size(); }
 
  private:

@@ -62,7 +62,8 @@ __global__ void __launch_bounds__(kThreads)
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t v = v0 + int64_t{u} * kThreads;
 #pragma unroll
-      for (int r = 0; r < R; ++r) raw[u][r] = v < vecs ? __ldg(wrow[r] + v) : make_uint4(0, 0, 0, 0);
+      for (int r = 0; r < R; ++r)  // W is read once (evict-first load), so x, re-read by every block, stays cached
+        raw[u][r] = v < vecs ? __ldcs(wrow[r] + v) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {

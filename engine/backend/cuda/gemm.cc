@@ -109,15 +109,14 @@ Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
             launch_dense_gemv(act_, x.data(), T, w.weight.data(), b, y.data(), in, out_f, compute_.get());
             break;
           case DecodeKernel::kMma:
-            if (!dense_mma_supported(act_, x.data(), w.weight.data(), in)) return false;
+            if (!dense_mma_supported(act_, x.data(), w.weight.data(), in, out_f)) return false;
             launch_dense_mma(act_, x.data(), T, w.weight.data(), b, y.data(), in, out_f, compute_.get());
             break;
         }
         bias_fused = bias_in_act;
         return true;
       };
-      decode_linear_.run({T, in, out_f, act_, w.bias.defined()}, run, compute_.get(), lt_->scratch(),
-                         lt_->scratch_bytes());
+      decode_linear_.run({T, in, out_f, act_, w.bias.defined()}, run, compute_.get());
     } else {
       gemm(w.weight.data());
     }

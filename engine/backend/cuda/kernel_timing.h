@@ -15,10 +15,10 @@ namespace zi::cuda {
 bool stream_capturing(cudaStream_t stream);
 
 // Index of the fastest of `candidates` (each enqueues one run on `stream` and returns false when it refused to),
-// by the median of `reps` timed runs after one untimed; -1 when none ran. Before each timed run `scratch` is
-// rewritten (pass ≥ 32 MiB): a decode step reads each layer's W once, cold, and without the rewrite a W that fits
-// the L2 (50 MB on an H100) would be timed from it. Leaves the stream's error state clear.
-int fastest_candidate(cudaStream_t stream, void* scratch, size_t scratch_bytes,
-                      const std::vector<std::function<bool()>>& candidates, int reps = 5);
+// by the median of `reps` timed runs after one untimed; -1 when none ran (or an error was already pending). Before
+// each timed run a buffer of twice the L2 is read through it: a decode step reads each layer's W once, cold, and
+// without the flush a W that fits the L2 (50 MB on an H100) would be timed from it. The buffer is allocated for the
+// call and freed after it. Leaves the stream's error state as it found it.
+int fastest_candidate(cudaStream_t stream, const std::vector<std::function<bool()>>& candidates, int reps = 5);
 
 }  // namespace zi::cuda

@@ -116,7 +116,7 @@ int LtGemm::fastest(Plan& p, const cublasLtMatmulHeuristicResult_t* cand, int n,
                             &cand[c].algo, workspace_, workspace_bytes_, ops.stream) == CUBLAS_STATUS_SUCCESS;
     });
   }
-  return fastest_candidate(ops.stream, workspace_, workspace_bytes_, runs);
+  return fastest_candidate(ops.stream, runs);
 }
 
 StatusOr<LtGemm::Plan*> LtGemm::plan(const Key& k, const Operands& ops,

@@ -12,15 +12,17 @@
 // Algorithm choice: cuBLASLt's heuristic picks well for prefill-sized T, but for decode-sized T (≤ kTuneMaxTokens)
 // its first answer reads W at well under HBM bandwidth (H100, T = 16: 1.3 TB/s of 3.2). So the first matmul of such
 // a shape, when its stream is not being captured, times up to kTuneCandidates of the heuristic's answers on the
-// call's own operands and keeps the fastest (a few ms once per shape; ZI_LT_AUTOTUNE=0 keeps the heuristic's first,
-// for A/B runs). Captured graphs therefore replay tuned choices only if an eager call of the shape came first
-// (engine/runtime/step_graphs.cc runs one); a shape first seen inside a capture takes the heuristic's first answer
-// without caching it.
+// call's own operands, each read cold (L2 flushed), and keeps the fastest (a few ms once per shape;
+// ZI_LT_AUTOTUNE=0 keeps the heuristic's first, for A/B runs). Captured graphs therefore replay tuned choices only
+// if an eager call of the shape came first (CudaBackend::capture runs one); a shape first seen inside a capture
+// takes the heuristic's first answer without caching it.
 //
-// Nothing here allocates device memory after create(): the workspace is allocated once, algorithm choices are
-// cached per (T, in, out, dtype, bias, pointer alignment), and matmul only enqueues (or, tuning, waits for its own
-// timing events), so it may be captured in a CUDA graph. Split-K reductions stay in fp32 (as
-// CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION does for the cuBLAS handle). Used from one thread at a time (the Backend contract).
+// Outside tuning nothing here allocates device memory after create(): the workspace is allocated once, algorithm
+// choices are cached per (T, in, out, dtype, bias, pointer alignment), and matmul only enqueues, so it may be
+// captured in a CUDA graph. Tuning (never inside a capture) waits for its timing events and holds a transient L2
+// flush buffer (kernel_timing.h). Split-K reductions stay in fp32 (as
+// CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION does for the cuBLAS handle). Used from one thread at a time (the
+// Backend contract).
 #pragma once
 
 #include <cublasLt.h>
@@ -64,9 +66,6 @@ class LtGemm {
   size_t cached_plans() const { return plans_.size(); }
   uint64_t heuristic_queries() const { return heuristic_queries_; }  // tests: a cache hit queries nothing
   uint64_t tuned_plans() const { return tuned_plans_; }              // plans chosen by timing candidates
-  // The workspace, which callers timing their own kernels may overwrite between runs (kernel_timing.h).
-  void* scratch() const { return workspace_; }
-  size_t scratch_bytes() const { return workspace_bytes_; }
 
  private:
   struct Key {
@@ -96,8 +95,7 @@ class LtGemm {
   // The cached plan for `key`, made (one heuristic query, then timing when tune_) on a miss; plan->algo_ok false:
   // no algorithm. A plan made while `ops.stream` is capturing is not tuned and not cached (*uncached owns it).
   StatusOr<Plan*> plan(const Key& key, const Operands& ops, std::unique_ptr<Plan, PlanDeleter>* uncached);
-  // Index of the fastest of `n` algorithms on `ops` (kernel_timing.h, the workspace as the L2-flushing scratch);
-  // -1 when none ran.
+  // Index of the fastest of `n` algorithms on `ops` (kernel_timing.h); -1 when none ran.
   int fastest(Plan& p, const cublasLtMatmulHeuristicResult_t* cand, int n, const Operands& ops);
 
   const int device_;

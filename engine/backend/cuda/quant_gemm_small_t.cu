@@ -176,7 +176,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     for (int r = 0; r < 2; ++r)
 #pragma unroll
       for (int h = 0; h < kLoads; ++h) {
-        const int col = kb * kKb + 32 * t + (128 / BITS) * h;  // first col of this load (8 at 16 bits, 16 at 8, 32 at 4)
+        const int col = kb * kKb + 32 * t + (128 / BITS) * h;  // this load's first col (steps 8, 16, 32 cols)
         if (row_ok[r] && kb < kb_end && col < cols) {
           w.d[r][h] = __ldg(reinterpret_cast<const uint4*>(w_rows[r] + int64_t{col} * BITS / 8));
           if constexpr (BITS != 16) {
@@ -416,15 +416,15 @@ void launch_quant_mma(const QuantArgs& q, DType type, const void* x, int64_t T, 
   ZI_CUDA_CHECK_LAUNCH();
 }
 
-bool dense_mma_supported(DType type, const void* x, const void* w, int64_t K) {
+bool dense_mma_supported(DType type, const void* x, const void* w, int64_t K, int64_t N) {
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   return (type == DType::kBF16 || type == DType::kF16) && K > 0 && K % 8 == 0 && K <= (int64_t{1} << 30) &&
-         aligned(x) && aligned(w);
+         N <= int64_t{65535} * kBlockRows && aligned(x) && aligned(w);  // grid.y = row blocks ≤ 65535
 }
 
 void launch_dense_mma(DType type, const void* x, int64_t T, const void* w, const void* bias, void* y, int64_t K,
                       int64_t N, cudaStream_t stream) {
-  ZI_CHECK(T >= 1 && T <= kDenseMmaMaxRows && dense_mma_supported(type, x, w, K));
+  ZI_CHECK(T >= 1 && T <= kDenseMmaMaxRows && dense_mma_supported(type, x, w, K, N));
   if (N == 0) return;
   QuantArgs q;  // the kernel's view of a weight matrix: 16 "bits" = the act dtype itself, no scales
   q.data = static_cast<const uint8_t*>(w);
