@@ -14,6 +14,7 @@
 
 #include "engine/core/compute_dtype.h"
 #include "engine/core/log.h"
+#include "engine/core/size.h"
 #include "engine/io/direct_reader.h"
 #include "engine/model/config.h"
 #include "engine/model/quantized_weights.h"
@@ -21,6 +22,7 @@
 #include "engine/runtime/bench_floors.h"
 #include "engine/runtime/benchmark.h"
 #include "engine/runtime/engine_options.h"
+#include "engine/runtime/gpu_memory_watch.h"
 #include "engine/zero/placement.h"
 #include "server/workload/replay.h"
 #include "server/cli/commands.h"
@@ -59,6 +61,8 @@ struct BenchFlags {
   // scheduler.* (--scheduler-policy, --max-num-batched-tokens).
   std::optional<std::string> workload;
   WorkloadOptions workload_opts;
+  // --gpu-memory-limit-enforce: a balloon leaves the process only memory.gpu_limit on its GPU (gpu_memory_watch.h).
+  bool enforce_gpu_limit = false;
 };
 
 // What bench measures against, probed before the executor loads (so nothing competes for device memory):
@@ -101,6 +105,55 @@ struct Floors {
 
 StatusOr<std::unique_ptr<Executor>> make_bench_executor(const server::ServeConfig& c);
 
+// The NVML peak sampler (every 5 ms), and with --gpu-memory-limit-enforce the balloon first, started just before
+// the executor loads (after the probes, whose buffers are freed by then). Null on the CPU and with N > 1 ranks:
+// those run in N worker processes, whose GPU memory this process's NVML figure does not include.
+StatusOr<std::unique_ptr<GpuMemoryWatch>> start_gpu_watch(const BenchFlags& f, const EngineOptions& o) {
+  if (o.device == Device::kCpu || o.world_size > 1) return std::unique_ptr<GpuMemoryWatch>();
+  GpuMemoryWatchOptions wo;
+  wo.device = static_cast<int>(o.rank);  // the executor's GPU (cuda_executor.cc: one GPU per rank)
+  wo.limit_bytes = o.gpu_memory_limit;
+  wo.enforce = f.enforce_gpu_limit;
+  auto w = GpuMemoryWatch::start(wo);
+  if (!w.ok())
+    return Status(w.status().code(), absl::StrCat("--gpu-memory-limit-enforce: ", w.status().message()));
+  return w;
+}
+
+// Ends sampling; warns when the achieved period exceeded 10 ms (an allocation briefer than that may be missed).
+void stop_gpu_watch(GpuMemoryWatch* w) {
+  if (!w) return;
+  w->stop_sampling();
+  if (w->mean_interval_seconds() > 0.010) {
+    ZI_LOG(WARNING) << "NVML sampled every " << w->mean_interval_seconds() * 1e3
+                    << " ms on average (5 ms asked): peak_gpu_bytes_nvml may miss brief allocations";
+  }
+}
+
+// peak_gpu_bytes_nvml (the process's NVML peak less the balloon) and gpu_balloon_bytes; neither when NVML could
+// not be read (or nothing was sampled: CPU, N ranks).
+void add_gpu_watch_json(const GpuMemoryWatch* w, nlohmann::json& j) {
+  if (!w || !w->peak_bytes()) return;
+  j["peak_gpu_bytes_nvml"] = *w->peak_bytes();
+  j["gpu_balloon_bytes"] = w->balloon_bytes();
+}
+
+void print_gpu_watch(const GpuMemoryWatch* w, const EngineOptions& o) {
+  if (!w) return;
+  if (!w->peak_bytes()) {
+    std::printf("GPU memory   peak unavailable (%s)\n", w->unavailable_reason().c_str());
+    return;
+  }
+  std::printf("GPU memory   peak %s (NVML, this process, every %.1f ms", format_bytes(*w->peak_bytes()).c_str(),
+              w->mean_interval_seconds() * 1e3);
+  if (w->balloon_bytes() > 0) std::printf("; balloon of %s excluded", format_bytes(w->balloon_bytes()).c_str());
+  std::printf(")");
+  if (o.gpu_memory_limit > 0)
+    std::printf(", limit %s%s", format_bytes(o.gpu_memory_limit).c_str(),
+                *w->peak_bytes() > o.gpu_memory_limit ? " EXCEEDED" : "");
+  std::printf("\n");
+}
+
 // `bench --workload`: the executor sized for the file's longest request, then the replay.
 int run_workload_bench(const BenchFlags& f, server::ServeConfig config) {
   EngineOptions& o = config.engine;
@@ -114,6 +167,11 @@ int run_workload_bench(const BenchFlags& f, server::ServeConfig config) {
     for (const WorkloadRequest& r : *reqs) longest = std::max(longest, r.prompt_tokens + r.output_tokens);
     o.max_context = longest;
   }
+  auto watch = start_gpu_watch(f, o);
+  if (!watch.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(watch.status().message()).c_str());
+    return 1;
+  }
   auto ex = make_bench_executor(config);
   if (!ex.ok()) {
     std::fprintf(stderr, "zeroinfer: %s\n", std::string(ex.status().message()).c_str());
@@ -124,6 +182,7 @@ int run_workload_bench(const BenchFlags& f, server::ServeConfig config) {
   wo.max_num_batched_tokens = config.max_num_batched_tokens;
   wo.max_batch_size = o.max_batch_size * o.world_size;
   auto rep = run_workload(**ex, *reqs, wo);
+  stop_gpu_watch(watch->get());
   if (!rep.ok()) {
     std::fprintf(stderr, "zeroinfer: %s\n", std::string(rep.status().message()).c_str());
     return 1;
@@ -134,6 +193,7 @@ int run_workload_bench(const BenchFlags& f, server::ServeConfig config) {
   (*rep)["kv_cache_bytes"] = o.kv_cache_bytes;
   (*rep)["gpu_weights_budget"] = o.gpu_weights_budget;
   (*rep)["workload"] = *f.workload;
+  add_gpu_watch_json(watch->get(), *rep);
   if (f.json) {
     std::printf("%s\n", rep->dump().c_str());
   } else {
@@ -149,6 +209,7 @@ int run_workload_bench(const BenchFlags& f, server::ServeConfig config) {
                 j["prefill_steps"].get<size_t>(), j["prefill_step_seconds_total"].get<double>(),
                 j["decode_steps"].get<size_t>(), j["decode_step_seconds_mean"].get<double>(),
                 j["warmup_seconds"].get<double>());
+    if ((*ex)->summary().device == "cuda") print_gpu_watch(watch->get(), o);
   }
   return 0;
 }
@@ -413,6 +474,23 @@ int run(const BenchFlags& f) {
     std::printf("%s\n", engine_options_json(*config).c_str());
     return 0;
   }
+  if (f.enforce_gpu_limit) {
+    const EngineOptions& o = config->engine;
+    const char* bad = nullptr;
+#if !defined(ZI_WITH_CUDA)
+    bad = "needs a GPU, and this zeroinfer was built without CUDA (ZEROINFER_CUDA=OFF)";
+#endif
+    if (!bad && o.gpu_memory_limit == 0)
+      bad = "needs --gpu-memory-limit SIZE > 0 (memory.gpu_limit): the limit to enforce";
+    if (!bad && o.device == Device::kCpu) bad = "needs a GPU run, not --device cpu";
+    if (!bad && o.world_size > 1)
+      bad = "limits this process only, and with --num-gpus N > 1 the ranks run in worker processes";
+    if (!bad && f.probe_rates) bad = "does not apply to --probe-rates (the probes measure the whole card)";
+    if (bad) {
+      std::fprintf(stderr, "zeroinfer: --gpu-memory-limit-enforce %s\n", bad);
+      return 2;
+    }
+  }
   if (f.workload) return run_workload_bench(f, *config);
   if (f.probe_rates) return run_probe_rates(f, *config);
   // --batch-size auto: the throughput planner chooses the batch and the rest (server/cli/throughput_planning.h);
@@ -444,6 +522,11 @@ int run_measured(const BenchFlags& f, const server::ServeConfig& sc, std::option
   const EngineOptions& o = config->engine;
   const std::optional<BenchModel> model = read_bench_model(o);
   Probes probes = probe(f, o, model);
+  auto watch = start_gpu_watch(f, o);
+  if (!watch.ok()) {
+    std::fprintf(stderr, "zeroinfer: %s\n", std::string(watch.status().message()).c_str());
+    return 1;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   auto ex = make_bench_executor(*config);
   if (!ex.ok()) {
@@ -455,6 +538,7 @@ int run_measured(const BenchFlags& f, const server::ServeConfig& sc, std::option
   BenchConfig bc = f.bench;
   bc.batch_size *= static_cast<int>(o.world_size);  // --batch-size is per rank
   auto rep = run_benchmark(**ex, bc);
+  stop_gpu_watch(watch->get());
   if (!rep.ok()) {
     std::fprintf(stderr, "zeroinfer: %s\n", std::string(rep.status().message()).c_str());
     return absl::IsInvalidArgument(rep.status()) ? 2 : 1;
@@ -488,6 +572,7 @@ int run_measured(const BenchFlags& f, const server::ServeConfig& sc, std::option
     j["prefill_steps"] = rep->loops.empty() ? 1 : rep->loops.back().prefill_steps;
     j["kv_offload"] = o.kv_offload;
     j["gpu_memory_limit"] = o.gpu_memory_limit;
+    add_gpu_watch_json(watch->get(), j);
     if (planned) j.update(plan_json(*planned));
     if (predicted) {
       j["predicted_prefill_seconds"] = predicted->prefill_seconds;
@@ -500,6 +585,7 @@ int run_measured(const BenchFlags& f, const server::ServeConfig& sc, std::option
     std::printf("%s\n", j.dump().c_str());
   } else {
     print_report(f, o, m, *rep, probes, fl, load_s);
+    if (m.device == "cuda") print_gpu_watch(watch->get(), o);
     if (predicted) {
       const double measured_total = rep->prefill_seconds + rep->decode_step_seconds * (f.bench.gen_len - 1);
       std::printf("predicted    prefill %.4f s (measured %.4f), decode step %.4f s (%.4f), total %.3f s (%.3f), "
@@ -545,6 +631,9 @@ void register_bench(CLI::App& app, int* rc) {
                   "With --workload: write one JSON line per executor step (seconds, tokens, bytes fetched) to FILE");
   cmd->add_flag("--probe-disk", f->probe_disk, "Also measure O_DIRECT read and pinning rates (start-up floor)");
   cmd->add_flag("--json", f->json, "One JSON object on stdout");
+  cmd->add_flag("--gpu-memory-limit-enforce", f->enforce_gpu_limit,
+                "Make --gpu-memory-limit real: before the executor loads, take all free GPU memory but what the limit "
+                "leaves this process (a balloon, freed at the end), so any overshoot fails with out-of-memory");
   f->options = std::make_unique<OptionBinder>(cmd, server::kBench);
   cmd->callback([f, rc] {
     // --batch-size: an integer 1..4096, or auto (batch_size 0 below = plan it).

@@ -367,6 +367,27 @@ TEST_F(Options, AFlagACommandDoesNotOfferIsRefused) {
   }
 }
 
+// bench --gpu-memory-limit-enforce is refused, as usage (2), with the flags it needs named: without a limit, on the
+// CPU, and in a build without CUDA (which has no GPU to enforce a limit on).
+TEST_F(Options, BenchGpuMemoryLimitEnforceIsRefusedWhereItCannotApply) {
+  const std::vector<std::string> shape = {"--prompt-len", "8", "--gen-len", "4", "--loops", "1"};
+  for (const std::vector<std::string>& extra :
+       {std::vector<std::string>{}, std::vector<std::string>{"--gpu-memory-limit", "4GiB", "--device", "cpu"}}) {
+    std::vector<std::string> a = base(server::kBench, false);
+    a.insert(a.end(), shape.begin(), shape.end());
+    a.push_back("--gpu-memory-limit-enforce");
+    a.insert(a.end(), extra.begin(), extra.end());
+    const CmdResult r = run(a);
+    EXPECT_EQ(r.rc, 2) << r.line << "\nstderr: " << r.err;
+    EXPECT_THAT(r.err, ::testing::HasSubstr("zeroinfer: --gpu-memory-limit-enforce ")) << r.line;
+#if defined(ZI_WITH_CUDA)
+    EXPECT_THAT(r.err, ::testing::HasSubstr(extra.empty() ? "--gpu-memory-limit SIZE > 0" : "--device cpu")) << r.line;
+#else
+    EXPECT_THAT(r.err, ::testing::HasSubstr("built without CUDA")) << r.line;
+#endif
+  }
+}
+
 // A bare flag (Knob::bare) switches its knob on and takes no value: "--flag=false" must not pass unnoticed (it
 // either switches the knob off or is refused) after the knob was switched on by the YAML file (serve) or by the
 // bare flag before it (generate, bench).

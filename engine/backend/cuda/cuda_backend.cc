@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/gpu_balloon.h"
 #include "engine/backend/cuda/lt_gemm.h"
 #include "engine/backend/cuda/nvml.h"
 #include "engine/backend/cuda/offload_attention.h"
@@ -163,8 +164,11 @@ int64_t CudaBackend::device_free_bytes() const {
 int64_t CudaBackend::process_device_bytes() const {
   make_current();
   allocator_->release_cached();
+  // A GPU balloon (bench --gpu-memory-limit-enforce) is in NVML's figure and the device's used bytes, but it is
+  // there to keep memory from the engine, not memory the engine holds.
+  const uint64_t balloon = balloon_bytes(device_);
   StatusOr<uint64_t> held = nvml_process_used_bytes(device_);
-  if (held.ok()) return static_cast<int64_t>(*held);
+  if (held.ok()) return static_cast<int64_t>(*held > balloon ? *held - balloon : 0);
   static bool logged = false;
   if (!logged) {
     logged = true;
@@ -172,7 +176,8 @@ int64_t CudaBackend::process_device_bytes() const {
                     << "); memory.gpu_limit counts the whole device's used memory";
   }
   const MemoryInfo mi = memory_info();
-  return static_cast<int64_t>(mi.device_total > mi.device_free ? mi.device_total - mi.device_free : 0);
+  const uint64_t used = mi.device_total > mi.device_free ? mi.device_total - mi.device_free : 0;
+  return static_cast<int64_t>(used > balloon ? used - balloon : 0);
 }
 
 Tensor CudaBackend::output(DType dtype, std::vector<int64_t> shape) {
