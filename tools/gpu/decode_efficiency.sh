@@ -13,7 +13,12 @@ export LD_LIBRARY_PATH=/tmp/gpu/lib:/usr/local/cuda/lib64
 B=/tmp/gpu/bin
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version,pcie.link.gen.max --format=csv,noheader; nproc
   free -g | head -2; df -h /tmp | tail -1; } > $OUT/device.txt 2>&1
-ZI_TEST_DATA=$PWD/tests/data timeout 170 $B/gpu_all_tests-b > $OUT/gputests.log 2>&1; echo "rc=$?" >> $OUT/gputests.log
+ZI_TEST_DATA=$PWD/tests/data timeout 170 $B/gpu_all_tests-b --gtest_filter='-GpuMemoryLimit*' > $OUT/gputests.log 2>&1
+echo "rc=$?" >> $OUT/gputests.log
+# Apart: an allocation past the limit under the balloon aborts the whole process (the backend's out-of-memory).
+ZI_TEST_DATA=$PWD/tests/data timeout 60 $B/gpu_all_tests-b --gtest_filter='GpuMemoryLimit*' > $OUT/gputests-memlimit.log 2>&1
+echo "rc=$?" >> $OUT/gputests-memlimit.log
+grep -E "^\[  (PASSED|FAILED) |FAILED  \]|^rc=" $OUT/gputests-memlimit.log | tail -6
 grep -E "^\[  (PASSED|FAILED) |FAILED  \]|^rc=" $OUT/gputests.log | tail -20
 echo "tests done at $(( $(date +%s) - T0 )) s"
 M=config/examples/models/llama-2-7b
