@@ -6,6 +6,7 @@
 // fixed-order reduction); and a quantized model end to end
 // (llama_mha, 8 and 4 bits) matches the CPU's quantized logits, streamed layers exactly equal to resident ones.
 #include <cstring>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/cuda_backend.h"
 #include "engine/backend/cuda/cuda_backend_impl.h"
+#include "engine/backend/cuda/decode_linear.h"
 #include "engine/backend/cuda/quant_kernels.h"
 #include "engine/model/quantized_weights.h"
 #include "engine/runtime/engine_options.h"
@@ -141,25 +143,36 @@ TEST_P(QuantCuda, LinearMatchesTheCpuQuantizedLinear) {
         lc.bias = cpu_->upload_weight(DType::kBF16, {s.out}, bb.data());
         lg.bias = gpu_->upload_weight(DType::kBF16, {s.out}, bb.data());
       }
-      for (int64_t T : {1, 2, 5, 8, 9, 16, 17, 33, 64}) {
+      // Past 64 rows: the tensor-core kernel in slices of 64 (forced: mma), dequantize + GEMM (lt) and the timed
+      // choice between them (auto).
+      for (int64_t T : {1, 2, 5, 8, 9, 16, 17, 33, 64, 65, 100, 256}) {
         const std::vector<float> xv = round_to(act(), randn(T * s.in, T + bits));
         const std::vector<uint8_t> xb = encode(act(), xv);
         const Tensor xc = cpu_->from_host(DType::kF32, {T, s.in}, xv.data());
         const Tensor xg = gpu_->from_host(act(), {T, s.in}, xb.data());
         const std::vector<float> want = cpu_->to_host_f32(cpu_->linear(xc, lc));
+        const std::optional<cuda::DecodeKernel> saved = cuda::forced_decode_kernel();
+        std::vector<std::optional<cuda::DecodeKernel>> kernels = {saved};
+        if (T > cuda::kQuantGemvMaxRows) kernels = {cuda::DecodeKernel::kLt, cuda::DecodeKernel::kMma, std::nullopt};
+        for (const std::optional<cuda::DecodeKernel>& kernel : kernels)
         for (const Mode& m : modes) {
           if (act() == DType::kF32 && m.mma_min_rows == 1) continue;
           cuda::set_quant_gemv_max_rows(m.max_rows);
           cuda::set_quant_mma_min_rows(m.mma_min_rows);
+          cuda::force_decode_kernel(kernel);
           const Tensor y = gpu_->linear(xg, lg);
+          cuda::force_decode_kernel(saved);
           ASSERT_EQ(y.shape(), (std::vector<int64_t>{T, s.out}));
           const std::vector<float> got = gpu_->to_host_f32(y);
           const std::string what = std::to_string(bits) + " bits [" + std::to_string(s.out) + ", " +
                                    std::to_string(s.in) + "] group " + std::to_string(s.group) + " T " +
-                                   std::to_string(T) + " (" + m.name + ")";
+                                   std::to_string(T) + " (" + m.name + ", decode kernel " +
+                                   (kernel ? std::string(cuda::decode_kernel_name(*kernel)) : "auto") + ")";
           EXPECT_LT(rel_err(got, want), tol()) << what;
           if (m.max_rows > 0) {
+            cuda::force_decode_kernel(kernel);
             const std::vector<float> again = gpu_->to_host_f32(gpu_->linear(xg, lg));
+            cuda::force_decode_kernel(saved);
             ASSERT_EQ(again.size(), got.size());
             EXPECT_EQ(std::memcmp(again.data(), got.data(), got.size() * sizeof(float)), 0)
                 << what << ": not repeatable";

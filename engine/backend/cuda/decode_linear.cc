@@ -47,7 +47,8 @@ size_t DecodeLinearChoice::ShapeHash::operator()(const Shape& s) const {
   uint64_t h = static_cast<uint64_t>(s.tokens) * 0x9E3779B97F4A7C15ull;
   h ^= static_cast<uint64_t>(s.in) + 0x7F4A7C159E3779B9ull + (h << 6) + (h >> 2);
   h ^= static_cast<uint64_t>(s.out) + 0x94D049BB133111EBull + (h << 6) + (h >> 2);
-  h ^= (static_cast<uint64_t>(s.dtype) << 1 | uint64_t{s.bias}) + (h << 6) + (h >> 2);
+  h ^= (static_cast<uint64_t>(s.bits) << 16 | static_cast<uint64_t>(s.dtype) << 1 | uint64_t{s.bias}) + (h << 6) +
+       (h >> 2);
   return static_cast<size_t>(h);
 }
 

@@ -1,6 +1,7 @@
-// Which kernel runs a dense bf16/fp16 linear of decode-sized T (1 ≤ T ≤ 64 rows): cuBLASLt (lt_gemm.h, itself tuned
-// per shape), the CUDA-core GEMV for T ≤ 8 (dense_gemv.cu) or the tensor-core skinny GEMM (launch_dense_mma,
-// quant_gemm_small_t.cu). Such a linear only reads W once from HBM, and which kernel gets closest to the HBM floor
+// Which kernel runs a bf16/fp16 linear of decode-sized T (1 ≤ T ≤ 256 rows). Dense weights: cuBLASLt (lt_gemm.h,
+// itself tuned per shape), the CUDA-core GEMV for T ≤ 8 (dense_gemv.cu) or the tensor-core skinny GEMM
+// (launch_dense_mma, quant_gemm_small_t.cu). 4/8-bit weights with 64 < T ≤ 256 (T ≤ 64 always take the fused
+// kernels): dequantize + cuBLASLt (kLt) or the fused tensor-core kernel (kMma). Such a linear only reads W once from HBM, and which kernel gets closest to the HBM floor
 // depends on T, the shape and the card (on an H100 cuBLASLt's heuristic choice read W at 1.1–2.4 TB/s of 3.2 for
 // T = 1–16). In `auto` mode the first eager call of each (T, K, N, dtype, bias) times every eligible kernel on its
 // own operands (kernel_timing.h) and keeps the fastest; a shape first seen inside a graph capture takes cuBLASLt
@@ -38,6 +39,7 @@ class DecodeLinearChoice {
     int64_t tokens, in, out;
     DType dtype;
     bool bias;
+    int bits = 16;  // the weights' (16: dense in the act dtype)
     bool operator==(const Shape&) const = default;
   };
   // `run(k)` enqueues kernel k on `stream` and returns false when k cannot take these operands (alignment, size).

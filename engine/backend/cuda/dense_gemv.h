@@ -20,7 +20,7 @@ bool dense_gemv_supported(DType type, const void* x, const void* w, const void* 
 void launch_dense_gemv(DType type, const void* x, int64_t T, const void* w, const void* bias, void* y, int64_t K,
                        int64_t N, cudaStream_t stream);
 
-inline constexpr int kDenseMmaMaxRows = 64;  // the tensor-core kernel's T range (its quantized twin's)
+inline constexpr int kDenseMmaMaxRows = 256;  // the tensor-core kernel's T range (its quantized twin's)
 // `type` bf16 / fp16, K % 8 == 0 (rows of whole 16-byte vectors), x and w 16-byte aligned, N ≤ 65535 · 128.
 bool dense_mma_supported(DType type, const void* x, const void* w, int64_t K, int64_t N);
 // y [T, N] = x [T, K] · w [N, K]ᵀ (+ bias [N] in `type`, may be null), 1 ≤ T ≤ kDenseMmaMaxRows.

@@ -123,13 +123,30 @@ Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
   } else {
     // Quantized (quant_kernels.h): the fused GEMV for decode-sized T, else dequantize into a temporary buffer in
     // the activation dtype (stream-ordered: recycled once the GEMM that reads it has run) and the same GEMM.
+    // 64 < T ≤ kQuantMmaMaxRows: the fused tensor-core kernel against dequantize + GEMM, chosen as dense decode
+    // linears are (decode_linear.h; lt = dequantize + GEMM, the default until run on a GPU).
     const QuantArgs q = quant_args(w);
-    if (T <= quant_gemv_max_rows() && quant_gemv_supported(q, x.data())) {
-      launch_quant_gemv(q, act_, x.data(), T, y.data(), compute_.get());
-    } else {
+    const bool fused_ok = quant_gemv_supported(q, x.data());
+    auto dequantize_gemm = [&] {
       Tensor dense = output(act_, {out_f, in});
       launch_dequantize(q, act_, dense.data(), compute_.get());
       gemm(dense.data());
+    };
+    if (fused_ok && T <= quant_gemv_max_rows()) {
+      launch_quant_gemv(q, act_, x.data(), T, y.data(), compute_.get());
+    } else if (fused_ok && act_ != DType::kF32 && T <= kQuantMmaMaxRows && quant_gemv_max_rows() > 0) {
+      auto run = [&](DecodeKernel k) {
+        bias_fused = false;
+        if (k == DecodeKernel::kGemv) return false;
+        if (k == DecodeKernel::kMma)
+          launch_quant_mma(q, act_, x.data(), T, y.data(), compute_.get());
+        else
+          dequantize_gemm();  // sets bias_fused when the GEMM's epilogue added the bias
+        return true;
+      };
+      decode_linear_.run({T, in, out_f, act_, w.bias.defined(), w.bits}, run, compute_.get());
+    } else {
+      dequantize_gemm();
     }
   }
   if (w.bias.defined() && !bias_fused)

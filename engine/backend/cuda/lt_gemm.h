@@ -46,7 +46,7 @@ class LtGemm {
   // new ones. When full the cache is emptied and refills on the next calls (one heuristic query per plan).
   static constexpr size_t kMaxPlans = 1024;
   // Decode-sized shapes whose algorithm is chosen by timing (above), and how many of the heuristic's answers.
-  static constexpr int64_t kTuneMaxTokens = 64;
+  static constexpr int64_t kTuneMaxTokens = 256;
   static constexpr int kTuneCandidates = 8;
 
   // Creates the cuBLASLt handle and allocates the workspace on `device` (made current). Fails with a Status (no

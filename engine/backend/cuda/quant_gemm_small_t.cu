@@ -1,5 +1,6 @@
-// Fused dequantize + GEMM on tensor cores for decode batches: y[t, o] = Σ_c x[t, c] · W[o, c] for 1 ≤ T ≤ 64 rows of
-// bf16 / fp16 activations x [T, cols], W packed 4- or 8-bit (engine/quant/quantize.h), y [T, rows] in the act dtype.
+// Fused dequantize + GEMM on tensor cores for decode batches: y[t, o] = Σ_c x[t, c] · W[o, c] for 1 ≤ T ≤ 256 rows
+// of bf16 / fp16 activations x [T, cols], W packed 4- or 8-bit (engine/quant/quantize.h), y [T, rows] in the act
+// dtype.
 //
 // Why: at decode the step is bound by reading W from HBM. The CUDA-core GEMV (quant_gemv.cu) spends ~2 instructions
 // per weight and activation row, so past a few rows it is compute bound (64 rows of a 4-bit Llama-2-7B layer, ~100 MB
@@ -12,8 +13,11 @@
 // the act dtype (what the dequantize + GEMM path feeds cuBLAS); products and sums in fp32 on the tensor cores.
 //
 // Work split (units: rows = output features, cols = input features, a K-block = 128 cols):
-//  - a block of 8 warps owns 128 output rows; each warp owns 16 of them (one MMA M-tile) and all T (NT tiles of 8,
-//    T padded to 8·NT; NT ∈ {1, 2, 4, 6, 8});
+//  - a block of 8 warps owns 128 output rows; each warp owns 16 of them (one MMA M-tile) and all T of its slice (NT
+//    tiles of 8, T padded to 8·NT; NT ∈ {1, 2, 4, 6, 8}). T > 64 is cut into slices of 64 rows along grid.y, row
+//    blocks along grid.z: blocks are scheduled x, then y, then z, so the slices of one row block start together
+//    and read the same W, the later reads hitting L2, and W crosses HBM about once (4 slices at T = 256;
+//    dequantize + GEMM moves ~8× the packed bytes);
 //  - the C blocks of a thread-block cluster (C ≤ 8, chosen so that the grid fits the GPU in one wave: 4096 rows give
 //    32 row blocks × 8) split the K-blocks of those rows; each block copies x for a chunk of its K-blocks into
 //    shared memory (cp.async, [8·NT rows, 256 cols at 4 bits / 128 at 8] in the act dtype, double-buffered,
@@ -59,6 +63,7 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kBlockRows = kWarps * 16;  // output rows per block
 constexpr int kKb = 128;                 // cols per K-block
 constexpr int kMaxCluster = 8;           // portable cluster size
+constexpr int kSliceRows = 64;           // T rows one block holds (NT ≤ 8 tiles of 8)
 constexpr int kPStride = kBlockRows + 4;  // floats per T row of the partial tile (spreads the fragment stores)
 
 template <int BITS>
@@ -146,12 +151,18 @@ __global__ void __launch_bounds__(kThreads, 2)
   cg::cluster_group cluster = cg::this_cluster();
   const int ranks = static_cast<int>(cluster.num_blocks()), rank = static_cast<int>(cluster.block_rank());
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  {  // this block's slice of T (grid.y): rows [64y, 64y + 64)
+    const int t0 = static_cast<int>(blockIdx.y) * kSliceRows;
+    x += int64_t{t0} * q.cols;
+    y += int64_t{t0} * q.rows;
+    T = min(kSliceRows, T - t0);
+  }
 
   // Column indices fit an int (the launcher checks cols); row offsets are 64-bit.
   const int64_t rows = q.rows, rb = q.row_bytes(), groups = q.groups();
   const int cols = static_cast<int>(q.cols);
   const int gs = static_cast<int>(q.group_size < q.cols ? q.group_size : q.cols);  // col / gs = the group
-  const int64_t block_row0 = int64_t{blockIdx.y} * kBlockRows;
+  const int64_t block_row0 = int64_t{blockIdx.z} * kBlockRows;  // row blocks along grid.z
   const int64_t warp_row0 = block_row0 + warp * 16;
   const bool warp_live = warp_row0 < rows;  // warp-uniform: a warp past the last row skips its MMAs
   const int kblocks = (cols + kKb - 1) / kKb;
@@ -362,10 +373,12 @@ void launch(const QuantArgs& q, const A* x, int T, const A* bias, A* y, cudaStre
   auto* kernel = &quant_mma_kernel<A, BITS, NT>;
   constexpr size_t smem = smem_bytes<BITS, NT>();
   const int64_t row_blocks = (q.rows + kBlockRows - 1) / kBlockRows, kblocks = (q.cols + kKb - 1) / kKb;
+  const int64_t slices = (T + kSliceRows - 1) / kSliceRows;
   ZI_CHECK(row_blocks <= 65535 && q.cols <= (int64_t{1} << 30));
-  const int c = cluster_size(reinterpret_cast<const void*>(kernel), smem, row_blocks, kblocks);
+  // One wave for all slices: the clusters of every (row block, slice) resident together.
+  const int c = cluster_size(reinterpret_cast<const void*>(kernel), smem, row_blocks * slices, kblocks);
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(c, static_cast<unsigned>(row_blocks), 1);
+  cfg.gridDim = dim3(c, static_cast<unsigned>(slices), static_cast<unsigned>(row_blocks));
   cfg.blockDim = dim3(kThreads, 1, 1);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
@@ -387,7 +400,7 @@ void launch_nt(const QuantArgs& q, const A* x, int T, const A* bias, A* y, cudaS
   else if (T <= 48)
     launch<A, BITS, 6>(q, x, T, bias, y, stream);
   else
-    launch<A, BITS, 8>(q, x, T, bias, y, stream);
+    launch<A, BITS, 8>(q, x, T, bias, y, stream);  // and T > 64: slices of 64 (grid.z)
 }
 
 template <class A>
@@ -406,7 +419,7 @@ void launch_bits(const QuantArgs& q, const void* x, int T, const void* bias, voi
 }  // namespace
 
 void launch_quant_mma(const QuantArgs& q, DType type, const void* x, int64_t T, void* y, cudaStream_t stream) {
-  ZI_CHECK(T >= 1 && T <= kQuantGemvMaxRows && quant_gemv_supported(q, x));
+  ZI_CHECK(T >= 1 && T <= kQuantMmaMaxRows && quant_gemv_supported(q, x));
   ZI_CHECK(type == DType::kBF16 || type == DType::kF16);
   if (q.rows == 0) return;
   if (type == DType::kBF16)

@@ -56,8 +56,13 @@ inline constexpr int kQuantGemvMaxRows = 64;
 bool quant_gemv_supported(const QuantArgs& q, const void* x);
 // y [T, rows] = x [T, cols] · Wᵀ, x and y in `type` (the activation dtype), 1 ≤ T ≤ kQuantGemvMaxRows. No bias.
 void launch_quant_gemv(const QuantArgs& q, DType type, const void* x, int64_t T, void* y, cudaStream_t stream);
-// The tensor-core kernel alone (quant_gemm_small_t.cu): `type` BF16 or F16, 1 ≤ T ≤ kQuantGemvMaxRows, the
-// matrix quant_gemv_supported. launch_quant_gemv calls it; tests call it directly.
+// Largest T the tensor-core kernel takes (slices of 64 rows along grid.z past 64). linear() runs it for 64 < T ≤
+// this only in ZI_DECODE_GEMM=auto mode, timed against dequantize + GEMM (decode_linear.h): written on 2026-12-08
+// without a GPU.
+inline constexpr int kQuantMmaMaxRows = 256;
+// The tensor-core kernel alone (quant_gemm_small_t.cu): `type` BF16 or F16, 1 ≤ T ≤ kQuantMmaMaxRows, the
+// matrix quant_gemv_supported. launch_quant_gemv calls it for T ≤ kQuantGemvMaxRows; linear() and tests call it
+// directly.
 void launch_quant_mma(const QuantArgs& q, DType type, const void* x, int64_t T, void* y, cudaStream_t stream);
 
 // linear() uses the fused kernels for 1 ≤ T ≤ this (and supported matrices), else dequantize + GEMM. 0 = never.
