@@ -36,6 +36,7 @@ ModelShape model_shape(const ModelConfig& cfg, const Architecture& arch, DType a
   m.hidden = cfg.hidden_size;
   m.intermediate = cfg.intermediate_size;
   m.vocab = cfg.vocab_size;
+  m.quantized = quant.enabled();
   return m;
 }
 

@@ -278,5 +278,36 @@ TEST(Rates, GemmRateInterpolatesInLogTokens) {
   ASSERT_FALSE(back.ok());  // h2d and hbm are required
 }
 
+// Quantized weights past the fused kernels' 64 rows are dequantized into the activation dtype before the GEMMs:
+// 10⁹ parameters × 1 byte written and read again, 2·10⁹ B at 16 GiB/s = 0.116415321826934814453125 s a step. Toy
+// model of 2 resident layers, KV on the GPU, prompt 4, gen 3 (each sequence attends to 4 + 3/2 = 5.5 tokens of
+// 1 MiB on average). Decode step = max(weight reads (2 GiB / 16 GiB/s = 0.125 s), GEMM (2·10⁹·B / 10¹² s)) +
+// dequantize + B · 5.5 MiB / 16 GiB/s:
+//   B = 64: max(0.125, 0.128) + 0 + 352 MiB / 16384 MiB/s = 0.128 + 0.021484375            = 0.149484375 s;
+//   B = 65: max(0.125, 0.130) + 0.1164153218 + 357.5 MiB / 16384 MiB/s (0.021820068359375) = 0.2682353902 s.
+// Prefill in steps of one 4-row prompt stays on the fused kernels: no dequantize, quantized or not.
+TEST(CostModel, QuantizedDecodePastTheFusedRowsPaysTheDequantize) {
+  ModelShape m = toy(2);
+  m.quantized = true;
+  Workload w;
+  w.prompt_len = 4;
+  w.gen_len = 3;
+  w.kv_block_size = 1;
+  PlanChoice c;
+  c.resident_layers = 2;
+  c.kv = KvPlace::kGpu;
+  c.step_tokens = 4;
+  c.batch = 64;
+  auto p64 = predict(m, toy_rates(), w, c);
+  ASSERT_TRUE(p64.ok()) << p64.status();
+  EXPECT_NEAR(p64->decode_step_seconds, 0.149484375, 1e-12);
+  c.batch = 65;
+  auto p65 = predict(m, toy_rates(), w, c);
+  ASSERT_TRUE(p65.ok()) << p65.status();
+  EXPECT_NEAR(p65->decode_step_seconds, 0.130 + 0.116415321826934814453125 + 0.021820068359375, 1e-12);
+  // 65 prefill steps of 4 rows: each max(0.125 s of weight reads, 8·10⁹ FLOPs at 1 TFLOPS = 0.008 s) = 0.125 s.
+  EXPECT_NEAR(p65->prefill_seconds, 65 * 0.125, 1e-9);
+}
+
 }  // namespace
 }  // namespace zi

@@ -67,6 +67,11 @@ StatusOr<Prediction> predict(const ModelShape& m, const Rates& r, const Workload
   const double L = m.layers, s = static_cast<double>(m.layer_bytes), H = static_cast<double>(m.head_read_bytes);
   const double bus = streamed > 0 ? streamed * s / stream_rate(r, c.stream_tier) : 0.0;
   const double weight_reads = (L * s + H) / hbm;  // every layer's weights once from HBM (resident or in the ring)
+  // A step of `rows` rows over quantized weights past the fused kernels' range: every layer dequantized (write and
+  // read of the dense copy) before its GEMMs.
+  auto dequant_seconds = [&](double rows) {
+    return m.quantized && rows > kFusedQuantMaxRows ? 2.0 * m.linear_params * m.element_bytes / hbm : 0.0;
+  };
 
   // Prefill: ceil(batch / prompts_per_step) steps; each streams every offloaded layer once while the GPU runs the
   // step's GEMMs and attention, so a step takes the slower of the two.
@@ -77,7 +82,7 @@ StatusOr<Prediction> predict(const ModelShape& m, const Rates& r, const Workload
     const double rows = b * P;
     const double flops = 2.0 * m.linear_params * rows + m.attention_flops_per_pair * b * P * (P + 1) / 2.0 +
                          2.0 * m.head_params * b;
-    const double compute = std::max(weight_reads, flops / (r.gemm_tflops(rows) * 1e12));
+    const double compute = std::max(weight_reads, flops / (r.gemm_tflops(rows) * 1e12)) + dequant_seconds(rows);
     p.prefill_seconds += std::max(bus, compute);
     ++p.prefill_steps;
   }
@@ -88,7 +93,7 @@ StatusOr<Prediction> predict(const ModelShape& m, const Rates& r, const Workload
   const double B = c.batch;
   const double kv_read = B * mean_decode_attended(w) * static_cast<double>(m.kv_bytes_per_token);
   const double gemm = 2.0 * (m.linear_params + m.head_params) * B / (r.gemm_tflops(B) * 1e12);
-  const double tw = std::max(weight_reads, gemm);
+  const double tw = std::max(weight_reads, gemm) + dequant_seconds(B);
   if (c.kv == KvPlace::kGpu) {
     p.decode_bus_seconds = bus;
     p.decode_gpu_seconds = tw + kv_read / hbm;

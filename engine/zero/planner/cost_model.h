@@ -27,7 +27,14 @@ struct ModelShape {
   // For the activation reserve (placement.h activation_bytes_for_rows).
   int64_t hidden = 0, intermediate = 0, vocab = 0;
   size_t element_bytes = 2;        // activations and KV cache
+  // Quantized weights: a step of more than kFusedQuantMaxRows rows dequantizes every layer into the activation
+  // dtype before its GEMMs (engine/backend/cuda/gemm.cc), writing and reading linear_params × element bytes once
+  // more each; the fused kernels at fewer rows read only the packed bytes. False: dense weights.
+  bool quantized = false;
 };
+
+// The most rows the GPU's fused quantized kernels take by default (quant_kernels.h kQuantGemvMaxRows).
+inline constexpr uint32_t kFusedQuantMaxRows = 64;
 
 // Where the KV cache lives. kHost: pinned host memory; each decode step's attention is split between the host's
 // cores (fraction cpu_fraction of the rows) and the GPU over PCIe (the rest), as kv_cache.offload_attention: auto
