@@ -66,9 +66,11 @@ TEST(Plan, SeventyBillionStreamedFromCpuNeedsItsWeightsInHostMemory) {
                  "/config/examples/llama-2-70b-4bit-cpu-kv-offload.yaml --gpu-memory-limit 80GiB --quant_bits 16 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
-  // 16-bit LLaMA-2-70B: ~129 GiB of weights cannot sit on an 80 GiB GPU, so most are streamed from host memory.
+  // 16-bit LLaMA-2-70B: ~128 GiB of weights cannot sit on an 80 GiB GPU: at least the ~48 GiB past the card stream
+  // from host memory, in whole layers of 1.6 GiB (36 of 80 once the KV cache, ring and activations have room).
   EXPECT_GT(j["model_bytes"].get<uint64_t>(), 120ull << 30);
-  EXPECT_GT(j["layers_streamed"].get<int>(), 40);
+  EXPECT_GE(j["streamed_bytes_per_step"].get<uint64_t>() + (80ull << 30), j["model_bytes"].get<uint64_t>());
+  EXPECT_GE(j["layers_streamed"].get<int>(), 30);
   EXPECT_GE(j["host_bytes_per_rank"].get<uint64_t>(), j["streamed_bytes_per_step"].get<uint64_t>());
 }
 
