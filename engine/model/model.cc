@@ -51,7 +51,15 @@ std::vector<ForwardBatch> split_rows(const ForwardBatch& batch, int64_t max_rows
   if (max_rows < 1 || T <= max_rows || !std::is_sorted(batch.logit_rows.begin(), batch.logit_rows.end()))
     return {batch};
   std::vector<ForwardBatch> out(1);
-  auto room = [&] { return max_rows - static_cast<int64_t>(out.back().tokens.size()); };
+  // Chunks of equal size (within a row): the device allocator reuses blocks per size class, and a short last chunk
+  // would bring a second set of temporaries into its cache at every layer.
+  // Chunk i holds T / chunks rows, one more for the first T % chunks.
+  const int64_t chunks = (T + max_rows - 1) / max_rows;
+  auto room = [&] {
+    const int64_t i = static_cast<int64_t>(out.size()) - 1;
+    const int64_t cap = cut ? T / chunks + (i < T % chunks ? 1 : 0) : max_rows;
+    return cap - static_cast<int64_t>(out.back().tokens.size());
+  };
   for (const SeqSlice& s : batch.seqs) {
     if (s.n_new == 0) {  // no rows (nothing to write or attend): kept where it stands
       out.back().seqs.push_back(s);
@@ -77,6 +85,7 @@ std::vector<ForwardBatch> split_rows(const ForwardBatch& batch, int64_t max_rows
   size_t ci = 0;
   int64_t begin = 0;
   for (int32_t r : batch.logit_rows) {
+    ZI_CHECK(r >= 0 && r < T);  // pack_step's own check, needed here first to find the chunk
     while (r >= begin + static_cast<int64_t>(out[ci].tokens.size())) begin += out[ci++].tokens.size();
     out[ci].logit_rows.push_back(static_cast<int32_t>(r - begin));
   }

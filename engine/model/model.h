@@ -20,6 +20,11 @@ namespace zi {
 // tensor-core peak (an H100 reaches it by T = 8192), small enough that a layer's intermediates for one chunk
 // (placement.h activation_bytes_for_rows) stay bounded whatever the step's size.
 inline constexpr int64_t kLayerChunkRows = 8192;
+// The most rows one chunk of this model's steps can hold: kLayerChunkRows, or no bound (INT64_MAX) for dynamic-NTK
+// RoPE models, whose sequences are never cut (CausalLM::exact_when_cut): one sequence's rows are one chunk.
+inline int64_t layer_chunk_rows(const ModelConfig& cfg) {
+  return cfg.rope.type == "dynamic" ? INT64_MAX : kLayerChunkRows;
+}
 
 class CausalLM {
  public:

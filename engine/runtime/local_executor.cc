@@ -75,7 +75,8 @@ StatusOr<std::unique_ptr<KvCache>> make_kv_cache(const EngineOptions& options, c
           format_bytes(kGpuKvMarginBytes), " kept free); lower it or set kv_cache.offload: true"));
   } else if (on_device && !shape.host) {
     const uint64_t act = activation_bytes_for_rows(cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size,
-                                                   step_rows(options, max_context), options.max_batch_size, elem);
+                                                   step_rows(options, max_context), options.max_batch_size, elem,
+                                                   layer_chunk_rows(cfg));
     const uint64_t reserve = act + kGpuKvMarginBytes;
     const uint64_t avail = static_cast<uint64_t>(device_free) > reserve ? device_free - reserve : 0;
     blocks = std::min<int64_t>(full, static_cast<int64_t>(avail / block_bytes));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "engine/model/model.h"
 #include "engine/model/quantized_weights.h"
 #include "engine/model/registry.h"
 #include "engine/model/weights.h"
@@ -37,6 +38,7 @@ ModelShape model_shape(const ModelConfig& cfg, const Architecture& arch, DType a
   m.intermediate = cfg.intermediate_size;
   m.vocab = cfg.vocab_size;
   m.quantized = quant.enabled();
+  m.chunk_rows = static_cast<uint64_t>(layer_chunk_rows(cfg));
   return m;
 }
 

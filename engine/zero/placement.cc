@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "engine/model/model.h"  // kLayerChunkRows
 
 namespace zi {
 
@@ -33,8 +32,8 @@ uint64_t activation_bytes(int64_t hidden, int64_t intermediate, int64_t vocab, u
 }
 
 uint64_t activation_bytes_for_rows(int64_t hidden, int64_t intermediate, int64_t vocab, uint64_t rows,
-                                   uint64_t slots, size_t element_bytes) {
-  const uint64_t chunk = std::min<uint64_t>(rows, kLayerChunkRows);
+                                   uint64_t slots, size_t element_bytes, uint64_t chunk_rows) {
+  const uint64_t chunk = std::min<uint64_t>(rows, chunk_rows);
   return chunk * static_cast<uint64_t>(8 * hidden + 4 * intermediate) * element_bytes +
          (rows - chunk) * static_cast<uint64_t>(2 * hidden) * element_bytes +
          2ull * slots * static_cast<uint64_t>(vocab) * 4;

@@ -11,6 +11,7 @@
 #include "engine/core/enum_names.h"
 #include "engine/core/size.h"  // format_bytes: every user of a placement reports sizes
 #include "engine/core/status.h"
+#include "engine/model/model.h"  // kLayerChunkRows
 
 namespace zi {
 
@@ -78,7 +79,8 @@ uint64_t activation_bytes(int64_t hidden, int64_t intermediate, int64_t vocab, u
 // (engine/model/model.h), so: the chunk's rows × (8·hidden + 4·intermediate) × element bytes (its intermediates and
 // residual stream), the other rows' residual stream and pending addend (2·hidden each), plus fp32 logits (twice)
 // of every sequence. activation_bytes = this at activation_tokens(slots, context) rows.
+// chunk_rows: the model's bound on one chunk (engine/model/model.h layer_chunk_rows; unbounded for dynamic-NTK RoPE).
 uint64_t activation_bytes_for_rows(int64_t hidden, int64_t intermediate, int64_t vocab, uint64_t rows,
-                                   uint64_t slots, size_t element_bytes);
+                                   uint64_t slots, size_t element_bytes, uint64_t chunk_rows = kLayerChunkRows);
 
 }  // namespace zi

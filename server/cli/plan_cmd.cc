@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/compute_dtype.h"
+#include "engine/model/model.h"
 #include "engine/model/config.h"
 #include "engine/model/registry.h"
 #include "engine/model/quantized_weights.h"
@@ -143,7 +144,7 @@ int run(const PlanFlags& f) {
   in.kv_cache_bytes = o.kv_offload ? 0 : kv_bytes;
   const uint64_t rows = o.max_step_tokens ? o.max_step_tokens : activation_tokens(o.max_batch_size, ctx);
   in.activation_bytes = activation_bytes_for_rows(cfg->hidden_size, cfg->intermediate_size, cfg->vocab_size, rows,
-                                                  o.max_batch_size, dtype_size(dtype));
+                                                  o.max_batch_size, dtype_size(dtype), layer_chunk_rows(*cfg));
   in.gpu_memory_bytes = gpu_bytes > held ? gpu_bytes - held : 1;
   in.tier = o.offload_tier;
   in.gpu_weights_budget = o.gpu_weights_budget;

@@ -59,6 +59,22 @@ TEST(SplitRows, CutsSequencesWhereTheRoomEndsAndMovesLogitRows) {
   EXPECT_EQ(c[2].logit_rows, Ints{1});  // row 7
 }
 
+// 10 rows in chunks of at most 4: three chunks of 4, 3 and 3 rows (equal within a row, so the device allocator's
+// size classes repeat), not 4, 4 and 2.
+TEST(SplitRows, ChunksAreEqualWithinARow) {
+  ForwardBatch b;
+  b.tokens = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  b.seqs = {{0, 0, 10, 0}};
+  b.logit_rows = {9};
+  const std::vector<ForwardBatch> c = split_rows(b, 4);
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_EQ(seqs_of(c[0]), (Seqs{{0, 0, 4, 0}}));
+  EXPECT_EQ(seqs_of(c[1]), (Seqs{{0, 0, 3, 4}}));
+  EXPECT_EQ(seqs_of(c[2]), (Seqs{{0, 0, 3, 7}}));
+  EXPECT_EQ(c[2].tokens, (Ints{7, 8, 9}));
+  EXPECT_EQ(c[2].logit_rows, Ints{2});
+}
+
 TEST(SplitRows, WithoutCuttingALongSequenceIsAChunkOfItsOwn) {
   const std::vector<ForwardBatch> c = split_rows(two_sequences(), 3, /*cut=*/false);
   ASSERT_EQ(c.size(), 2u);
@@ -179,7 +195,7 @@ TEST_P(ChunkedForward, ChunksGiveTheUnchunkedLogitsAndTokens) {
   const int decode = 4;
   const Outcome want = run_prompts(f->cfg, *f->arch, *f->backend, resident(*f), f->ref, 0, decode);
   ASSERT_FALSE(want.logits.empty());
-  // 7 rows: every prompt cut somewhere; 2: the decode steps of three sequences in two chunks; 1: a row a chunk.
+  // 7 rows: the longer prompts cut; 2: the decode steps of three sequences in two chunks; 1: a row a chunk.
   for (int64_t rows : {7, 2, 1}) {
     const Outcome got = run_prompts(f->cfg, *f->arch, *f->backend, resident(*f), f->ref, rows, decode);
     EXPECT_LT(rel_diff(want.logits, got.logits), 1e-5) << GetParam() << " in chunks of " << rows << " rows";

@@ -199,6 +199,9 @@ TEST(ActivationBytes, RowsPastOneChunkCostTheirResidualStreamOnly) {
   EXPECT_EQ(activation_bytes_for_rows(4096, 11008, 32000, 9192, 16, 2), 1278771200u);
   // below a chunk nothing changed: 100 · 76800 · 2 + 4,096,000
   EXPECT_EQ(activation_bytes_for_rows(4096, 11008, 32000, 100, 16, 2), 19456000u);
+  // a model whose sequences are never cut (dynamic-NTK RoPE: chunks unbounded): every row's intermediates,
+  // 9192 · 76800 · 2 + 4,096,000
+  EXPECT_EQ(activation_bytes_for_rows(4096, 11008, 32000, 9192, 16, 2, INT64_MAX), 1415987200u);
 }
 
 }  // namespace

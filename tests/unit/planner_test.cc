@@ -309,5 +309,27 @@ TEST(CostModel, QuantizedDecodePastTheFusedRowsPaysTheDequantize) {
   EXPECT_NEAR(p65->prefill_seconds, 65 * 0.125, 1e-9);
 }
 
+// A prefill step past the fused rows dequantizes once per chunk of the step (the engine runs each layer a chunk at a
+// time). Chunks of at most 32 rows here: one step of 17 prompts of 4 rows = 68 rows = 3 chunks, so
+// max(weight reads 0.125 s, 2·10⁹ · 68 FLOPs at 1 TFLOPS = 0.136 s) + 3 × 0.116415321826934814453125 s.
+TEST(CostModel, QuantizedPrefillDequantizesOncePerChunk) {
+  ModelShape m = toy(2);
+  m.quantized = true;
+  m.chunk_rows = 32;
+  Workload w;
+  w.prompt_len = 4;
+  w.gen_len = 3;
+  w.kv_block_size = 1;
+  PlanChoice c;
+  c.resident_layers = 2;
+  c.kv = KvPlace::kGpu;
+  c.step_tokens = 68;
+  c.batch = 17;
+  auto p = predict(m, toy_rates(), w, c);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->prefill_steps, 1u);
+  EXPECT_NEAR(p->prefill_seconds, 0.136 + 3 * 0.116415321826934814453125, 1e-12);
+}
+
 }  // namespace
 }  // namespace zi

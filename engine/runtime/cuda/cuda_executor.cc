@@ -95,7 +95,7 @@ StatusOr<ExecutorParts> make_cuda_parts(const EngineOptions& options, const Mode
                               ? std::max<uint64_t>(options.max_step_tokens, options.max_batch_size)
                               : activation_tokens(options.max_batch_size, max_context);
     in.activation_bytes = activation_bytes_for_rows(cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, rows,
-                                                    options.max_batch_size, act_size);
+                                                    options.max_batch_size, act_size, layer_chunk_rows(cfg));
     const uint64_t free_bytes = cuda->memory_info().device_free;
     in.gpu_memory_bytes = free_bytes > kGpuMarginBytes ? free_bytes - kGpuMarginBytes : 1;
     // memory.gpu_limit counts what the process holds (NVML, context included): what it holds now plus the slack the

@@ -1,8 +1,11 @@
 #include "engine/zero/planner/cost_model.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace zi {
+
+static_assert(ModelShape{}.chunk_rows == kLayerChunkRows, "ModelShape::chunk_rows defaults to the engine's");
 
 double mean_decode_attended(const Workload& w) {
   // Σ_{j=1}^{gen−1} (prompt + j) / (gen − 1) = prompt + gen / 2.
@@ -41,7 +44,8 @@ MemoryNeed memory_need(const ModelShape& m, const Rates& r, const Workload& w, c
   const uint64_t kv = kv_bytes_of(m, w, c.batch);
   (c.kv == KvPlace::kGpu ? n.kv_gpu : n.kv_host) = kv;
   const uint64_t rows = std::max<uint64_t>(static_cast<uint64_t>(prompts_per_step(w, c)) * w.prompt_len, c.batch);
-  n.activations = activation_bytes_for_rows(m.hidden, m.intermediate, m.vocab, rows, c.batch, m.element_bytes);
+  n.activations =
+      activation_bytes_for_rows(m.hidden, m.intermediate, m.vocab, rows, c.batch, m.element_bytes, m.chunk_rows);
   if (streamed > 0) {
     if (c.stream_tier == LayerTier::kNvme) {
       n.host_weights = n.ring;  // staging slots between the store and the device
@@ -68,9 +72,11 @@ StatusOr<Prediction> predict(const ModelShape& m, const Rates& r, const Workload
   const double bus = streamed > 0 ? streamed * s / stream_rate(r, c.stream_tier) : 0.0;
   const double weight_reads = (L * s + H) / hbm;  // every layer's weights once from HBM (resident or in the ring)
   // A step of `rows` rows over quantized weights past the fused kernels' range: every layer dequantized (write and
-  // read of the dense copy) before its GEMMs.
+  // read of the dense copy) before its GEMMs, once per chunk of at most m.chunk_rows rows.
+  const double chunk = static_cast<double>(std::max<uint64_t>(m.chunk_rows, 1));
   auto dequant_seconds = [&](double rows) {
-    return m.quantized && rows > kFusedQuantMaxRows ? 2.0 * m.linear_params * m.element_bytes / hbm : 0.0;
+    if (!m.quantized || rows <= kFusedQuantMaxRows) return 0.0;
+    return std::ceil(rows / chunk) * 2.0 * m.linear_params * m.element_bytes / hbm;
   };
 
   // Prefill: ceil(batch / prompts_per_step) steps; each streams every offloaded layer once while the GPU runs the
@@ -82,7 +88,9 @@ StatusOr<Prediction> predict(const ModelShape& m, const Rates& r, const Workload
     const double rows = b * P;
     const double flops = 2.0 * m.linear_params * rows + m.attention_flops_per_pair * b * P * (P + 1) / 2.0 +
                          2.0 * m.head_params * b;
-    const double compute = std::max(weight_reads, flops / (r.gemm_tflops(rows) * 1e12)) + dequant_seconds(rows);
+    // The GEMMs run a chunk at a time: their rate is the chunk's.
+    const double compute =
+        std::max(weight_reads, flops / (r.gemm_tflops(std::min(rows, chunk)) * 1e12)) + dequant_seconds(rows);
     p.prefill_seconds += std::max(bus, compute);
     ++p.prefill_steps;
   }

@@ -31,6 +31,7 @@ struct ModelShape {
   // dtype before its GEMMs (engine/backend/cuda/gemm.cc), writing and reading linear_params × element bytes once
   // more each; the fused kernels at fewer rows read only the packed bytes. False: dense weights.
   bool quantized = false;
+  uint64_t chunk_rows = 8192;      // the most rows a layer runs at once (engine/model/model.h layer_chunk_rows)
 };
 
 // The most rows the GPU's fused quantized kernels take by default (quant_kernels.h kQuantGemvMaxRows).
