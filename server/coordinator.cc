@@ -188,7 +188,7 @@ std::optional<int> Coordinator::start() {
   sigaddset(&signals_, SIGINT);
   sigaddset(&signals_, SIGTERM);
   sigaddset(&signals_, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals_, nullptr);  // inherited by every thread started from here on
+  pthread_sigmask(SIG_BLOCK, &signals_, nullptr);  // already blocked by run_coordinator; inherited by new threads
   signal(SIGPIPE, SIG_IGN);
   if (auto rc = start_frontend()) return rc;
   return start_engine();
@@ -446,6 +446,13 @@ void Coordinator::drain(int sig) {
 }  // namespace
 
 int run_coordinator(const ServeConfig& config, const std::string& executable, ConfigReloader reload) {
+  // Blocked before the Coordinator exists: its members start threads (the intake pool), and a thread that left
+  // SIGTERM unblocked could take it with the default action (the process dies, no drain, no STOPPING=1), as a CI
+  // run of ops_test saw on 2026-12-08. start() blocks the same set again and waits for it.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, sig);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   Coordinator c(config, executable, std::move(reload));
   if (std::optional<int> rc = c.start()) return *rc;
   c.drain(c.serve());
