@@ -278,6 +278,22 @@ TEST(Rates, GemmRateInterpolatesInLogTokens) {
   ASSERT_FALSE(back.ok());  // h2d and hbm are required
 }
 
+// The quantized cost-model cases: toy(2) with quantized weights, both layers resident, KV on the GPU, prompt 4,
+// gen 3, KV blocks of one token; prefill steps of `step_tokens` rows.
+struct QuantCase {
+  ModelShape m = toy(2);
+  Workload w{4, 3, 1};
+  PlanChoice c;
+  QuantCase(uint32_t batch, uint32_t step_tokens) {
+    m.quantized = true;
+    c.resident_layers = 2;
+    c.kv = KvPlace::kGpu;
+    c.step_tokens = step_tokens;
+    c.batch = batch;
+  }
+  StatusOr<Prediction> predict() const { return zi::predict(m, toy_rates(), w, c); }
+};
+
 // Quantized weights past the fused kernels' 64 rows are dequantized into the activation dtype before the GEMMs:
 // 10⁹ parameters × 1 byte written and read again, 2·10⁹ B at 16 GiB/s = 0.116415321826934814453125 s a step. Toy
 // model of 2 resident layers, KV on the GPU, prompt 4, gen 3 (each sequence attends to 4 + 3/2 = 5.5 tokens of
@@ -287,22 +303,12 @@ TEST(Rates, GemmRateInterpolatesInLogTokens) {
 //   B = 65: max(0.125, 0.130) + 0.1164153218 + 357.5 MiB / 16384 MiB/s (0.021820068359375) = 0.2682353902 s.
 // Prefill in steps of one 4-row prompt stays on the fused kernels: no dequantize, quantized or not.
 TEST(CostModel, QuantizedDecodePastTheFusedRowsPaysTheDequantize) {
-  ModelShape m = toy(2);
-  m.quantized = true;
-  Workload w;
-  w.prompt_len = 4;
-  w.gen_len = 3;
-  w.kv_block_size = 1;
-  PlanChoice c;
-  c.resident_layers = 2;
-  c.kv = KvPlace::kGpu;
-  c.step_tokens = 4;
-  c.batch = 64;
-  auto p64 = predict(m, toy_rates(), w, c);
+  QuantCase q(64, 4);
+  auto p64 = q.predict();
   ASSERT_TRUE(p64.ok()) << p64.status();
   EXPECT_NEAR(p64->decode_step_seconds, 0.149484375, 1e-12);
-  c.batch = 65;
-  auto p65 = predict(m, toy_rates(), w, c);
+  q.c.batch = 65;
+  auto p65 = q.predict();
   ASSERT_TRUE(p65.ok()) << p65.status();
   EXPECT_NEAR(p65->decode_step_seconds, 0.130 + 0.116415321826934814453125 + 0.021820068359375, 1e-12);
   // 65 prefill steps of 4 rows: each max(0.125 s of weight reads, 8·10⁹ FLOPs at 1 TFLOPS = 0.008 s) = 0.125 s.
@@ -313,19 +319,9 @@ TEST(CostModel, QuantizedDecodePastTheFusedRowsPaysTheDequantize) {
 // time). Chunks of at most 32 rows here: one step of 17 prompts of 4 rows = 68 rows = 3 chunks, so
 // max(weight reads 0.125 s, 2·10⁹ · 68 FLOPs at 1 TFLOPS = 0.136 s) + 3 × 0.116415321826934814453125 s.
 TEST(CostModel, QuantizedPrefillDequantizesOncePerChunk) {
-  ModelShape m = toy(2);
-  m.quantized = true;
-  m.chunk_rows = 32;
-  Workload w;
-  w.prompt_len = 4;
-  w.gen_len = 3;
-  w.kv_block_size = 1;
-  PlanChoice c;
-  c.resident_layers = 2;
-  c.kv = KvPlace::kGpu;
-  c.step_tokens = 68;
-  c.batch = 17;
-  auto p = predict(m, toy_rates(), w, c);
+  QuantCase q(17, 68);
+  q.m.chunk_rows = 32;
+  auto p = q.predict();
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->prefill_steps, 1u);
   EXPECT_NEAR(p->prefill_seconds, 0.136 + 3 * 0.116415321826934814453125, 1e-12);
